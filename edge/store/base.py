@@ -1,0 +1,33 @@
+"""The object store interface every edge part uses: put, get, exists, list, delete."""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+
+class StoreError(RuntimeError):
+    """The store could not do what was asked (unreachable, refused, missing key)."""
+
+
+class ObjectStore(Protocol):
+    """Keys are ``/``-separated strings; values are bytes."""
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a prefix or a directory."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"invalid object key {key!r}")
+    return key

@@ -1,0 +1,21 @@
+"""Which object store to open, read once from the entry point's config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StoreConfig(BaseModel):
+    """``local`` needs only a directory; ``s3`` needs an endpoint, a bucket and keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["local", "s3"] = Field("local", description="local directory or S3-compatible server")
+    path: str = Field("edgeloop-data/store", description="root directory of the local store")
+    endpoint: str = Field("127.0.0.1:9000", description="S3 host:port")
+    bucket: str = Field("edgeloop", description="S3 bucket")
+    prefix: str = Field("", description="key prefix inside the bucket, e.g. one per edge site")
+    access_key: str = Field("minioadmin", description="S3 access key")
+    secret_key: str = Field("minioadmin", description="S3 secret key")
+    secure: bool = Field(False, description="use HTTPS")

@@ -1,0 +1,239 @@
+"""The wire protocol between endpoints and the edge: topics and typed, versioned messages.
+
+MQTT 3.1.1 compatible: all metadata travels inside the payload, never in MQTT 5
+properties. JSON messages are UTF-8 JSON objects with a ``v`` (protocol version)
+and a ``kind`` field. A frame upload is binary: a 4-byte magic, a 4-byte
+big-endian header length, the JSON header, then the JPEG bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = f"edgeloop/v{PROTOCOL_VERSION}"
+FRAME_MAGIC = b"ELF1"
+MAX_FRAME_PAYLOAD_BYTES = 4 * 1024 * 1024
+MAX_HEADER_BYTES = 256 * 1024
+MAX_JSON_PAYLOAD_BYTES = 1024 * 1024
+ENDPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+FRAME_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+FEATURE_FRAME = "frame"
+FEATURE_STATUS = "status"
+FEATURE_TELEMETRY = "telemetry"
+FEATURE_PLAN = "plan"
+FEATURE_MODEL = "model"
+FEATURE_ACK = "ack"
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid edgeloop message; the text says why."""
+
+
+def topic(endpoint_id: str, feature: str) -> str:
+    """Topic grammar: ``edgeloop/v1/<endpoint_id>/<feature>``."""
+    return f"{TOPIC_ROOT}/{endpoint_id}/{feature}"
+
+
+def parse_topic(name: str) -> tuple[str, str]:
+    """Split a topic into (endpoint_id, feature); raise ProtocolError if it is not ours."""
+    parts = name.split("/")
+    if len(parts) != 4 or "/".join(parts[:2]) != TOPIC_ROOT or not parts[2] or not parts[3]:
+        raise ProtocolError(f"topic {name!r} is not of the form {TOPIC_ROOT}/<endpoint_id>/<feature>")
+    return parts[2], parts[3]
+
+
+def shared_subscription(group: str, feature: str) -> str:
+    """An MQTT shared subscription so several workers split one feature's messages."""
+    return f"$share/{group}/{TOPIC_ROOT}/+/{feature}"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol version")
+
+
+class Detection(BaseModel):
+    """One box in normalized image coordinates (0..1), with class id and confidence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cls: int = Field(ge=0, description="class id")
+    conf: float = Field(ge=0.0, le=1.0, description="confidence; 1.0 for ground truth")
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 normalized to 0..1")
+
+
+class FrameHeader(_Message):
+    """Metadata of one uploaded frame; the JPEG bytes follow it in the payload."""
+
+    kind: Literal["frame"] = "frame"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    frame_id: str = Field(pattern=FRAME_ID_PATTERN, description="unique per endpoint, stable across restarts")
+    capture_time: float = Field(description="unix seconds when the frame was captured")
+    round: int = Field(ge=0, description="learning round the frame was sampled in")
+    model_version: str = Field(description="student version that ran on the frame")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    jpeg_bytes: int = Field(gt=0)
+    jpeg_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    domain: str = Field("", description="scenario domain the frame came from, if known")
+    detections: list[Detection] = Field(default_factory=list, description="the student's detections")
+    labels: list[Detection] | None = Field(None, description="ground truth carried by a scenario (oracle)")
+
+
+class Frame(BaseModel):
+    """A decoded frame upload: header plus JPEG bytes."""
+
+    model_config = ConfigDict(frozen=True)
+    header: FrameHeader
+    jpeg: bytes
+
+
+class Status(_Message):
+    """Retained endpoint state; the broker publishes ``offline`` as the last will."""
+
+    kind: Literal["status"] = "status"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    state: Literal["online", "offline"]
+    model_version: str = ""
+    time: float = 0.0
+
+
+class Telemetry(_Message):
+    """Periodic endpoint counters."""
+
+    kind: Literal["telemetry"] = "telemetry"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    time: float
+    round: int = Field(ge=0)
+    model_version: str
+    frames_seen: int = Field(ge=0)
+    frames_sampled: int = Field(ge=0)
+    frames_acked: int = Field(ge=0)
+    spool_depth: int = Field(ge=0)
+    bytes_sent: int = Field(ge=0)
+    inference_ms: float = Field(ge=0.0)
+
+
+class Plan(_Message):
+    """The round's upload budget and sampling for one endpoint (edge → endpoint)."""
+
+    kind: Literal["plan"] = "plan"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    round: int = Field(ge=0)
+    upload_budget_bytes: int = Field(ge=0, description="bytes of frames the endpoint may upload this round")
+    upload_rate_bytes_per_s: float = Field(gt=0, description="token-bucket rate of the uplink")
+    sampler: str = Field("uniform", description="sampling strategy name")
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="fraction of frames offered to the sampler")
+
+
+class ModelAnnouncement(_Message):
+    """A new student is available (edge → endpoint); the endpoint fetches, verifies and swaps."""
+
+    kind: Literal["model"] = "model"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    version: str
+    parent_version: str = ""
+    encoding: Literal["full", "delta"] = "full"
+    url: str = Field(description="where the model bytes are fetched from")
+    size_bytes: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the rebuilt model file")
+    signature: str = Field("", description="Ed25519 signature of the manifest, hex")
+    manifest: str = Field("", description="canonical JSON manifest that was signed")
+
+
+class Ack(_Message):
+    """Edge → endpoint: these frames are stored; or endpoint → edge: this model runs."""
+
+    kind: Literal["ack"] = "ack"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    frame_ids: list[str] = Field(default_factory=list)
+    model_version: str = ""
+    ok: bool = True
+    reason: str = ""
+
+
+JsonMessage = Annotated[Union[Status, Telemetry, Plan, ModelAnnouncement, Ack], Field(discriminator="kind")]
+_json_adapter: TypeAdapter[JsonMessage] = TypeAdapter(JsonMessage)
+
+
+def encode(message: _Message) -> bytes:
+    """Serialize a JSON message to its payload bytes."""
+    if isinstance(message, FrameHeader):
+        raise TypeError("frames are encoded with encode_frame()")
+    return message.model_dump_json().encode("utf-8")
+
+
+def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ack:
+    """Parse a JSON message; raise ProtocolError with the reason when it is malformed."""
+    if len(payload) > MAX_JSON_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
+    try:
+        raw = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
+    _check_version(raw)
+    try:
+        return _json_adapter.validate_python(raw)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid message: {_first_error(exc)}") from None
+
+
+def encode_frame(header: FrameHeader, jpeg: bytes) -> bytes:
+    """Serialize a frame upload: magic, header length, JSON header, JPEG."""
+    if len(jpeg) != header.jpeg_bytes or hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
+        raise ValueError("header does not describe these JPEG bytes")
+    head = header.model_dump_json(exclude_none=True).encode("utf-8")
+    payload = FRAME_MAGIC + struct.pack(">I", len(head)) + head + jpeg
+    if len(payload) > MAX_FRAME_PAYLOAD_BYTES:
+        raise ValueError(f"frame payload of {len(payload)} bytes exceeds {MAX_FRAME_PAYLOAD_BYTES}")
+    return payload
+
+
+def decode_frame(payload: bytes) -> Frame:
+    """Parse and check a frame upload (size, version, fields, JPEG length and sha256)."""
+    if len(payload) > MAX_FRAME_PAYLOAD_BYTES:
+        raise ProtocolError(f"oversized: {len(payload)} bytes exceeds {MAX_FRAME_PAYLOAD_BYTES}")
+    if len(payload) < 8 or payload[:4] != FRAME_MAGIC:
+        raise ProtocolError("not a frame payload: bad magic")
+    (head_len,) = struct.unpack(">I", payload[4:8])
+    if head_len > MAX_HEADER_BYTES or 8 + head_len > len(payload):
+        raise ProtocolError(f"header length {head_len} does not fit the {len(payload)}-byte payload")
+    try:
+        raw = json.loads(payload[8 : 8 + head_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"frame header is not UTF-8 JSON: {exc}") from None
+    _check_version(raw)
+    try:
+        header = FrameHeader.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid frame header: {_first_error(exc)}") from None
+    jpeg = payload[8 + head_len :]
+    if len(jpeg) != header.jpeg_bytes:
+        raise ProtocolError(f"truncated: JPEG has {len(jpeg)} bytes, header says {header.jpeg_bytes}")
+    if hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
+        raise ProtocolError("corrupt: JPEG sha256 does not match the header")
+    return Frame(header=header, jpeg=jpeg)
+
+
+def make_frame_header(jpeg: bytes, **fields) -> FrameHeader:
+    """Build a header whose size and hash describe ``jpeg``."""
+    return FrameHeader(jpeg_bytes=len(jpeg), jpeg_sha256=hashlib.sha256(jpeg).hexdigest(), **fields)
+
+
+def _check_version(raw: object) -> None:
+    if not isinstance(raw, dict):
+        raise ProtocolError("message is not a JSON object")
+    if raw.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r}; this side speaks {PROTOCOL_VERSION}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "message"
+    return f"{where}: {err['msg']}"

