@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+pytest_plugins = ["tests.model_fixtures"]
+
 
 @pytest.fixture
 def broker(tmp_path):

@@ -1,0 +1,86 @@
+"""Write labelled images as a YOLO-format data set folder that ultralytics trains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import yaml
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """An image (BGR array or encoded JPEG/PNG bytes) with boxes as normalized x1 y1 x2 y2."""
+
+    name: str
+    image: np.ndarray | bytes
+    boxes: np.ndarray  # Nx4 float, normalized xyxy
+    classes: np.ndarray  # N int
+
+
+def write_yolo_dataset(root: str | Path, splits: dict[str, Iterable[LabelledImage]],
+                       class_names: Sequence[str]) -> Path:
+    """Write ``images/<split>``, ``labels/<split>`` and ``data.yaml``; return the yaml path."""
+    root = Path(root)
+    for split, items in splits.items():
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for item in items:
+            _write_item(root, split, item)
+    data = {"path": str(root.resolve()), "names": dict(enumerate(class_names))}
+    for split in splits:
+        data[split] = f"images/{split}"
+    data.setdefault("val", data.get("train"))
+    data.setdefault("train", data.get("val"))
+    yaml_path = root / "data.yaml"
+    yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return yaml_path
+
+
+def yolo_label_lines(boxes: np.ndarray, classes: np.ndarray) -> list[str]:
+    """YOLO label rows: ``cls cx cy w h``, all normalized."""
+    lines = []
+    for (x1, y1, x2, y2), cls in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), classes):
+        lines.append(f"{int(cls)} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}")
+    return lines
+
+
+def read_yolo_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a YOLO label file into (normalized xyxy boxes, classes); a missing file means no objects."""
+    path = Path(path)
+    if not path.exists():
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
+    arr = np.asarray([[float(v) for v in row[:5]] for row in rows], dtype=np.float64)
+    cx, cy, w, h = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    return boxes, arr[:, 0].astype(np.int64)
+
+
+def _write_item(root: Path, split: str, item: LabelledImage) -> None:
+    stem = Path(item.name).stem
+    if isinstance(item.image, (bytes, bytearray)):
+        (root / "images" / split / f"{stem}.jpg").write_bytes(bytes(item.image))
+    else:
+        cv2.imwrite(str(root / "images" / split / f"{stem}.png"), item.image)
+    lines = yolo_label_lines(item.boxes, item.classes)
+    (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def scenario_dataset(root: str | Path, scenario, domain: str, n_train: int, n_val: int,
+                     val_offset: int = 100_000) -> Path:
+    """A YOLO data set from a synthetic scenario's domain; val frames never overlap train frames."""
+    from endpoint.scenario import CLASS_NAMES
+
+    def items(start: int, count: int, prefix: str):
+        for i in range(start, start + count):
+            f = scenario.frame(domain, i)
+            yield LabelledImage(f"{domain}-{prefix}-{i:06d}", f.image, f.boxes, f.classes)
+
+    return write_yolo_dataset(root, {"train": items(0, n_train, "train"),
+                                     "val": items(val_offset, n_val, "val")}, CLASS_NAMES)
