@@ -1,0 +1,90 @@
+"""The endpoint's MQTT connection: last will, retained status, reconnects, handlers per feature."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from endpoint import protocol
+from endpoint.protocol import Status
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes], None]
+
+
+class MqttLink:
+    """One MQTT 3.1.1 session for one endpoint; handlers get raw payloads of ``<prefix>/<id>/<feature>``."""
+
+    def __init__(self, endpoint_id: str, host: str, port: int, username: str = "", password: str = "",
+                 keepalive_s: int = 15, model_version: Callable[[], str] = lambda: ""):
+        self.endpoint_id = endpoint_id
+        self.host, self.port = host, port
+        self._model_version = model_version
+        self._handlers: dict[str, Handler] = {}
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"endpoint-{endpoint_id}",
+                                  protocol=mqtt.MQTTv311, clean_session=True)
+        if username:
+            self.client.username_pw_set(username, password or None)
+        offline = Status(endpoint_id=endpoint_id, state="offline")
+        self.client.will_set(protocol.topic(endpoint_id, protocol.FEATURE_STATUS), protocol.encode(offline),
+                             qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        self.client.max_inflight_messages_set(64)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._keepalive_s = keepalive_s
+
+    def on(self, feature: str, handler: Handler) -> None:
+        """Call ``handler(payload)`` for messages on this endpoint's ``feature`` topic."""
+        self._handlers[feature] = handler
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            self.publish_status("offline")
+            time.sleep(0.1)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, feature: str, payload: bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(protocol.topic(self.endpoint_id, feature), payload, qos=qos, retain=retain)
+
+    def publish_status(self, state: str) -> None:
+        status = Status(endpoint_id=self.endpoint_id, state=state, model_version=self._model_version(),
+                        time=time.time())
+        self.publish(protocol.FEATURE_STATUS, protocol.encode(status), qos=1, retain=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            return
+        for feature in self._handlers:
+            client.subscribe(protocol.topic(self.endpoint_id, feature), qos=1)
+        self.connected.set()
+        self.publish_status("online")
+        log.info("connected to broker %s:%d", self.host, self.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        if self.connected.is_set():
+            log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason_code)
+        self.connected.clear()
+
+    def _on_message(self, client, userdata, message):
+        try:
+            _, feature = protocol.parse_topic(message.topic)
+            handler = self._handlers.get(feature)
+            if handler is not None:
+                handler(message.payload)
+        except Exception:  # a bad message must never stop the network loop
+            log.exception("handler for %s failed", message.topic)

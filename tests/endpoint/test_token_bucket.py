@@ -1,0 +1,51 @@
+import pytest
+
+from endpoint.token_bucket import TokenBucket
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_rate_is_held_over_many_sends():
+    clock = FakeClock()
+    bucket = TokenBucket(1000, 500, clock=clock, sleep=clock.sleep)
+    for _ in range(20):
+        assert bucket.consume(250)
+    # 5000 bytes at 1000 B/s with a 500-byte head start: 4.5 s
+    assert clock.now == pytest.approx(4.5, abs=0.01)
+
+
+def test_large_send_waits_for_full_bucket_then_goes_into_debt():
+    clock = FakeClock()
+    bucket = TokenBucket(100, 200, clock=clock, sleep=clock.sleep)
+    assert bucket.consume(1000)  # larger than capacity: allowed once full
+    assert bucket.try_consume(10) == pytest.approx((10 + 800) / 100)
+
+
+def test_timeout_returns_false():
+    clock = FakeClock()
+    bucket = TokenBucket(10, 10, clock=clock, sleep=clock.sleep)
+    assert bucket.consume(10)
+    assert not bucket.consume(10, timeout_s=0.5)
+
+
+def test_set_rate_applies():
+    clock = FakeClock()
+    bucket = TokenBucket(10, 100, clock=clock, sleep=clock.sleep)
+    bucket.consume(100)
+    bucket.set_rate(1000)
+    assert bucket.try_consume(100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("rate, cap", [(0, 1), (1, 0), (-1, 5)])
+def test_rejects_bad_settings(rate, cap):
+    with pytest.raises(ValueError):
+        TokenBucket(rate, cap)
