@@ -41,6 +41,7 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self._keepalive_s = keepalive_s
+        self._stopping = False
 
     def on(self, feature: str, handler: Handler) -> None:
         """Call ``handler(payload)`` for messages on this endpoint's ``feature`` topic."""
@@ -51,6 +52,7 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         if self.connected.is_set():
             self.publish_status("offline")
             time.sleep(0.1)
@@ -76,7 +78,7 @@ class MqttLink:
         log.info("connected to broker %s:%d", self.host, self.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason_code)
         self.connected.clear()
 

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 _SUFFIX = ".frame"
 _COUNTER = "next_seq"
+_ID_BLOCK = 64  # ids are reserved on disk in blocks: one fsync per block, a crash skips at most a block
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Spool:
             seq = int(path.stem)
             self._entries[frame_id_for(seq)] = SpoolEntry(seq, frame_id_for(seq), path)
         self._next_seq = max(self._read_counter(), max((e.seq for e in self._entries.values()), default=-1) + 1)
+        self._reserved_until = self._next_seq
         if self._entries:
             log.info("spool %s holds %d unacked frames from before", self.directory, len(self._entries))
 
@@ -56,7 +58,9 @@ class Spool:
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-            self._write_atomic(self.directory / _COUNTER, str(self._next_seq).encode())
+            if self._next_seq > self._reserved_until:
+                self._reserved_until = seq + _ID_BLOCK
+                self._write_atomic(self.directory / _COUNTER, str(self._reserved_until).encode())
             return seq, frame_id_for(seq)
 
     def put(self, seq: int, payload: bytes) -> SpoolEntry:
