@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -39,7 +40,11 @@ class EndpointRuntime:
     def __init__(self, config: EndpointConfig):
         self.config = config
         self.round = config.round
+        self.round_done = False
+        self.round_frames_sampled = 0
         self.stop_event = threading.Event()
+        self._plans: queue.Queue[Plan | None] = queue.Queue()
+        self._last_plan: Plan | None = None
         self.stats = RunStats(sampled_ids=[])
         self.models = _open_models(config)
         self.link = MqttLink(config.endpoint_id, config.broker.host, config.broker.port, config.broker.username,
@@ -58,15 +63,11 @@ class EndpointRuntime:
     def run(self) -> RunStats:
         self.link.start()
         self.uplink.start()
-        last_telemetry = 0.0
         try:
-            for frame in open_source(self.config.source):
-                if self.stop_event.is_set():
-                    break
-                self._handle(frame)
-                if time.monotonic() - last_telemetry >= self.config.telemetry_interval_s:
-                    self._publish_telemetry()
-                    last_telemetry = time.monotonic()
+            if self.config.source.follow_plan:
+                self._follow_plans()
+            else:
+                self._stream(self.config.source)
             if self.config.exit_when_drained and not self.stop_event.is_set():
                 log.info("source ended; waiting for %d frames to be acked", self.spool.depth())
                 self._wait_drained()
@@ -82,6 +83,40 @@ class EndpointRuntime:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._plans.put(None)
+
+    def _stream(self, source_config) -> None:
+        last_telemetry = 0.0
+        for frame in open_source(source_config):
+            if self.stop_event.is_set():
+                break
+            self._handle(frame)
+            if time.monotonic() - last_telemetry >= self.config.telemetry_interval_s:
+                self._publish_telemetry()
+                last_telemetry = time.monotonic()
+
+    def _follow_plans(self) -> None:
+        """Lab testbed: each plan names a domain and a frame count; stream them, drain, report, wait."""
+        next_index: dict[str, int] = {}
+        while not self.stop_event.is_set():
+            plan = self._plans.get()
+            if plan is None:
+                return
+            if not plan.frames:
+                continue
+            domain = plan.domain or self.config.source.domain
+            source = self.config.source.model_copy(update={
+                "domain": domain, "max_frames": plan.frames, "fps": self.config.source.fps,
+                "start_index": self.config.source.start_index + next_index.get(domain, 0),
+                "path": self.config.source.domain_paths.get(domain, self.config.source.path),
+                "loop": True})
+            next_index[domain] = next_index.get(domain, 0) + plan.frames
+            self.round_done = False
+            self._stream(source)
+            while not self.stop_event.is_set() and not self.uplink.wait_drained(0.5):
+                self._publish_telemetry()
+            self.round_done = not self.stop_event.is_set()
+            self._publish_telemetry()
 
     def _wait_drained(self) -> None:
         deadline = time.monotonic() + self.config.drain_timeout_s
@@ -121,6 +156,7 @@ class EndpointRuntime:
             log.warning("%s; frame skipped", exc)
             return
         self.stats.frames_sampled += 1
+        self.round_frames_sampled += 1
         self.stats.sampled_ids.append(frame_id)
         self.uplink.notify()
 
@@ -133,12 +169,22 @@ class EndpointRuntime:
         if not isinstance(plan, Plan) or plan.endpoint_id != self.config.endpoint_id:
             log.warning("ignoring a plan that is not for %s", self.config.endpoint_id)
             return
+        last = self._last_plan
+        if last is not None and (plan.round < last.round or plan == last):
+            return  # a stale plan, or the retained one again after a reconnect
+        new_round = last is None or plan.round != last.round
+        self._last_plan = plan
+        if new_round:
+            self.round_frames_sampled = 0
+            self.round_done = False
         self.round = plan.round
         params = SamplerParams(sample_rate=plan.sample_rate, conf_threshold=self.config.model.conf_threshold)
         self.sampler.configure(plan.sampler, params, plan.upload_budget_bytes)
         self.bucket.set_rate(plan.upload_rate_bytes_per_s)
         log.info("round %d: budget %d bytes at %.0f B/s, sampler %s @ %.2f", plan.round, plan.upload_budget_bytes,
                  plan.upload_rate_bytes_per_s, plan.sampler, plan.sample_rate)
+        if new_round:
+            self._plans.put(plan)
 
     def _publish_telemetry(self) -> None:
         seen = max(1, self.stats.frames_seen)
@@ -146,7 +192,8 @@ class EndpointRuntime:
                       model_version=self.models.version(), frames_seen=self.stats.frames_seen,
                       frames_sampled=self.stats.frames_sampled, frames_acked=self.uplink.stats.frames_acked,
                       spool_depth=self.spool.depth(), bytes_sent=self.uplink.stats.bytes_sent,
-                      inference_ms=self.stats.inference_ms_total / seen)
+                      inference_ms=self.stats.inference_ms_total / seen,
+                      round_frames_sampled=self.round_frames_sampled, round_done=self.round_done)
         if self.link.connected.is_set():
             self.link.publish(protocol.FEATURE_TELEMETRY, protocol.encode(t), qos=0)
         if self.metrics:

@@ -42,6 +42,9 @@ class SourceConfig(BaseModel):
     max_frames: int | None = Field(None, description="stop after this many frames (None: until the source ends)")
     fps: float | None = Field(None, description="pace frames to this rate (None: as fast as they come)")
     loop: bool = Field(False, description="start a video or folder over at its end")
+    follow_plan: bool = Field(False, description="lab testbed: stream each plan's `frames` from its `domain`, then idle")
+    domain_paths: dict[str, str] = Field(default_factory=dict,
+                                         description="image folder per domain name, for folder scenarios")
 
 
 def open_source(config: SourceConfig) -> Iterator[SourceFrame]:
