@@ -42,6 +42,7 @@ class MqttLink:
         self.client.on_message = self._on_message
         self._keepalive_s = keepalive_s
         self._stopping = False
+        self.connection_count = 0  # bumps on every (re)connect: sends of an older connection may be lost
 
     def on(self, feature: str, handler: Handler) -> None:
         """Call ``handler(payload)`` for messages on this endpoint's ``feature`` topic."""
@@ -73,6 +74,7 @@ class MqttLink:
             return
         for feature in self._handlers:
             client.subscribe(protocol.topic(self.endpoint_id, feature), qos=1)
+        self.connection_count += 1
         self.connected.set()
         self.publish_status("online")
         log.info("connected to broker %s:%d", self.host, self.port)

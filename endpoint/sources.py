@@ -101,6 +101,8 @@ def _images(config: SourceConfig) -> Iterator[SourceFrame]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images under {folder}")
+    offset = config.start_index % len(files)
+    files = files[offset:] + files[:offset]
     while True:
         for path in files:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -21,6 +21,7 @@ class UplinkStats:
     frames_sent: int = 0
     frames_resent: int = 0
     frames_acked: int = 0
+    frames_refused: int = 0
     bytes_sent: int = 0
 
 
@@ -32,7 +33,7 @@ class Uplink:
         self.link, self.spool, self.bucket = link, spool, bucket
         self.window, self.ack_timeout_s = window, ack_timeout_s
         self.stats = UplinkStats()
-        self._sent_at: dict[str, float] = {}  # frame id -> when it was last sent
+        self._sent_at: dict[str, tuple[float, int]] = {}  # frame id -> (when last sent, connection number)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -70,13 +71,18 @@ class Uplink:
             return
         if not isinstance(ack, Ack) or not ack.frame_ids:
             return
+        if not ack.ok:  # the edge can never store these (corrupt on disk, say): re-sending would loop forever
+            log.warning("edge refused frames %s: %s; dropping them from the spool", ack.frame_ids, ack.reason)
         acked = 0
         for frame_id in ack.frame_ids:
             with self._lock:
                 self._sent_at.pop(frame_id, None)
             if self.spool.remove(frame_id):
                 acked += 1
-        self.stats.frames_acked += acked
+        if ack.ok:
+            self.stats.frames_acked += acked
+        else:
+            self.stats.frames_refused += acked
         self._wake.set()
 
     def _run(self) -> None:
@@ -104,7 +110,7 @@ class Uplink:
                 continue
             with self._lock:
                 resend = entry.frame_id in self._sent_at
-                self._sent_at[entry.frame_id] = time.monotonic()
+                self._sent_at[entry.frame_id] = (time.monotonic(), self.link.connection_count)
             self.stats.bytes_sent += len(payload)
             self.stats.frames_sent += 1
             self.stats.frames_resent += int(resend)
@@ -112,7 +118,9 @@ class Uplink:
     def _next_to_send(self):
         now = time.monotonic()
         with self._lock:
-            in_flight = {fid for fid, t in self._sent_at.items() if now - t < self.ack_timeout_s}
+            # a send counts as in flight until its ack timeout, and only on the connection it went out on
+            epoch = self.link.connection_count
+            in_flight = {fid for fid, (t, e) in self._sent_at.items() if now - t < self.ack_timeout_s and e == epoch}
         if len(in_flight) >= self.window:
             return None
         for entry in self.spool.pending():

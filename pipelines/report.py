@@ -1,0 +1,94 @@
+"""``edgeloop report DIR``: the per-round table and ``map_per_round.png`` from ``rounds.jsonl``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pipelines.results import RoundResult, read_results
+
+
+def results_table(results: list[RoundResult], title: str = "mAP per round"):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, justify in [("round", "right"), ("endpoint", "left"), ("domain", "left"), ("policy", "left"),
+                         ("budget kB", "right"), ("up kB", "right"), ("push kB", "right"), ("push", "left"),
+                         ("frames", "right"), ("model", "left"), ("mAP50", "right"), ("mAP50-95", "right"),
+                         ("static", "right"), ("teacher", "right"), ("wall s", "right")]:
+        table.add_column(col, justify=justify)
+    for r in results:
+        gain = r.map50_95 - r.static_map50_95
+        table.add_row(str(r.round), r.endpoint, r.domain, r.policy, f"{r.budget_bytes / 1e3:,.0f}",
+                      f"{r.upload_bytes / 1e3:,.0f}", f"{r.push_bytes / 1e3:,.0f}", r.push_kind,
+                      str(r.frames_uploaded), r.model_version, f"{r.map50:.3f}",
+                      f"{r.map50_95:.3f} ({gain:+.3f})", f"{r.static_map50_95:.3f}", f"{r.teacher_map50_95:.3f}",
+                      f"{r.wall_s:.0f}")
+    return table
+
+
+def plot_results(results: list[RoundResult], out_png: str | Path) -> Path:
+    """mAP50-95 per round (deployed vs static vs teacher) over bytes per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_endpoint: dict[str, list[RoundResult]] = defaultdict(list)
+    for r in results:
+        by_endpoint[r.endpoint].append(r)
+    fig, (ax_map, ax_bytes) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                           gridspec_kw={"height_ratios": [2, 1]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (endpoint, rows) in enumerate(sorted(by_endpoint.items())):
+        rows.sort(key=lambda r: r.round)
+        x = [r.round for r in rows]
+        c = colors[i % len(colors)]
+        ax_map.plot(x, [r.map50_95 for r in rows], "o-", color=c, label=f"{endpoint} deployed")
+        ax_map.plot(x, [r.static_map50_95 for r in rows], "s--", color=c, alpha=0.6, label=f"{endpoint} static")
+    first = sorted(by_endpoint.values(), key=len)[-1] if by_endpoint else []
+    if first:
+        ax_map.plot([r.round for r in first], [r.teacher_map50_95 for r in first], "k:", label="teacher")
+        _shade_domains(ax_map, first)
+    ax_map.set_ylabel("mAP50-95 on held-out frames")
+    ax_map.legend(fontsize=8, ncol=2)
+    ax_map.grid(alpha=0.3)
+    rounds = sorted({r.round for r in results})
+    up = [sum(r.upload_bytes for r in results if r.round == k) / 1e3 for k in rounds]
+    push = [sum(r.push_bytes for r in results if r.round == k) / 1e3 for k in rounds]
+    budget = [sum(r.budget_bytes for r in results if r.round == k) / 1e3 for k in rounds]
+    ax_bytes.bar(rounds, up, label="data up", color="#4c72b0")
+    ax_bytes.bar(rounds, push, bottom=up, label="model push", color="#dd8452")
+    ax_bytes.plot(rounds, budget, "k_", markersize=30, label="budget")
+    ax_bytes.set_ylabel("kB per round (all endpoints)")
+    ax_bytes.set_xlabel("round")
+    ax_bytes.set_xticks(rounds)
+    ax_bytes.legend(fontsize=8)
+    ax_bytes.grid(alpha=0.3, axis="y")
+    policy = results[0].policy if results else ""
+    fig.suptitle(f"edgeloop: deployed student vs static baseline (policy {policy})")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def _shade_domains(ax, rows: list[RoundResult]) -> None:
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i].domain != rows[start].domain:
+            ax.axvspan(rows[start].round - 0.5, rows[i - 1].round + 0.5, alpha=0.06 * (1 + start % 2), color="grey")
+            ax.text((rows[start].round + rows[i - 1].round) / 2, 0.02, rows[start].domain, ha="center",
+                    transform=ax.get_xaxis_transform(), fontsize=9, color="dimgray")
+            start = i
+
+
+def run_report(args) -> int:
+    from rich.console import Console
+
+    out = Path(args.dir)
+    results = read_results(out / "rounds.jsonl")
+    Console(width=160).print(results_table(results))
+    png = plot_results(results, out / "map_per_round.png")
+    print(f"plot: {png}")
+    return 0

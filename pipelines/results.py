@@ -1,0 +1,51 @@
+"""One record per round and endpoint, appended to ``rounds.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RoundResult(BaseModel):
+    """What one round did for one endpoint, measured."""
+
+    model_config = ConfigDict(extra="forbid")
+    round: int
+    endpoint: str
+    domain: str
+    policy: str
+    budget_bytes: int = Field(description="link bytes this endpoint had this round")
+    planned_upload_bytes: int
+    upload_bytes: int = Field(description="frame bytes that really crossed the link (resends included)")
+    planned_push_bytes: int
+    push_bytes: int = Field(description="model bytes that really crossed the link")
+    push_kind: str = Field(description="skip, delta or full")
+    frames_uploaded: int
+    model_version: str = Field(description="the student the endpoint runs at the end of the round")
+    map50: float
+    map50_95: float
+    map50_95_before: float = Field(description="the student it ran at the start of the round, same val set")
+    static_map50_95: float = Field(description="a student never updated, same val set")
+    teacher_map50_95: float
+    agreement_map50_95: float | None = Field(None, description="label-free: student vs teacher pseudo-labels")
+    wall_s: float
+
+
+def append_result(path: str | Path, result: RoundResult) -> None:
+    with open(path, "a") as fh:
+        fh.write(result.model_dump_json() + "\n")
+
+
+def read_results(path: str | Path) -> list[RoundResult]:
+    """Read every record; a bad line raises with its line number."""
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(RoundResult.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}:{n}: not a round record: {exc}") from None
+    return out

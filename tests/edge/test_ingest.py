@@ -1,0 +1,279 @@
+"""Ingest against the real Mosquitto broker and the real SeaweedFS S3 store: store, dedupe, split, retry, ack."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections import Counter
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from PIL import Image
+
+from edge.frame_index import FrameIndex
+from edge.ingest import Ingest
+from edge.ingest_config import IngestConfig
+from edge.store import StoreError
+from edge.store.local import LocalStore
+from endpoint import protocol
+
+pytestmark = pytest.mark.integration
+
+
+def make_jpeg(seed: int = 0, width: int = 48, height: int = 32) -> bytes:
+    """A small, valid, seed-dependent JPEG."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+def frame_payload(endpoint_id: str, frame_id: str, round_index: int = 0, jpeg: bytes | None = None) -> bytes:
+    """A valid frame upload, as an endpoint would publish it."""
+    jpeg = jpeg if jpeg is not None else make_jpeg(hash(frame_id) % 1000)
+    header = protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=frame_id, capture_time=time.time(),
+                                        round=round_index, model_version="s0", width=48, height=32)
+    return protocol.encode_frame(header, jpeg)
+
+
+def ingest_config(broker, **overrides) -> IngestConfig:
+    fields = dict(broker_host=broker.host, broker_port=broker.port, shared_group="", ack_flush_interval_s=0.02,
+                  store_retry_initial_s=0.02, store_retry_max_s=0.2)
+    return IngestConfig(**(fields | overrides))
+
+
+class Peer:
+    """A plain paho client playing the endpoints: publishes uploads, collects acks with their arrival times."""
+
+    def __init__(self, broker):
+        self.acks: list[tuple[float, protocol.Ack]] = []
+        self._lock = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"peer-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe(protocol.topic("+", protocol.FEATURE_ACK), qos=1)
+        assert subscribed.wait(10), "peer not subscribed to acks"
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.acks.append((time.monotonic(), protocol.decode(message.payload)))
+            self._lock.notify_all()
+
+    def publish(self, endpoint_id: str, payload: bytes) -> None:
+        self.client.publish(protocol.topic(endpoint_id, protocol.FEATURE_FRAME), payload, qos=1).wait_for_publish(5)
+
+    def acked_ids(self) -> list[str]:
+        with self._lock:
+            return [fid for _, ack in self.acks if ack.ok for fid in ack.frame_ids]
+
+    def refused(self) -> dict[str, str]:
+        """frame id -> reason, for frames the edge says it can never store."""
+        with self._lock:
+            return {fid: ack.reason for _, ack in self.acks if not ack.ok for fid in ack.frame_ids}
+
+    def wait_acked(self, n_ids: int, timeout_s: float = 10.0) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.acked_ids()) >= n_ids, timeout_s)
+
+    def close(self) -> None:
+        if self.client.is_connected():
+            self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def peer(broker):
+    p = Peer(broker)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def make_ingest():
+    started: list[Ingest] = []
+
+    def make(config: IngestConfig, store) -> Ingest:
+        ingest = Ingest(config, store).start(timeout_s=10)
+        started.append(ingest)
+        return ingest
+
+    yield make
+    for ingest in started:
+        ingest.stop()
+
+
+def test_stores_frames_with_idempotent_keys_and_acks(broker, s3_store, peer, make_ingest):
+    ingest = make_ingest(ingest_config(broker), s3_store)
+    jpegs = {f"f{i}": make_jpeg(i) for i in range(4)}
+    for i, (frame_id, jpeg) in enumerate(jpegs.items()):
+        peer.publish("cam-a", frame_payload("cam-a", frame_id, round_index=i % 2, jpeg=jpeg))
+
+    assert ingest.wait_for(4, timeout_s=10)
+    assert peer.wait_acked(4)
+    assert sorted(peer.acked_ids()) == sorted(jpegs)
+    assert s3_store.get("frames/cam-a/r00000/f0.jpg") == jpegs["f0"]
+    assert s3_store.get("frames/cam-a/r00001/f3.jpg") == jpegs["f3"]
+    index = FrameIndex(s3_store)
+    assert (index.endpoints(), index.rounds("cam-a")) == (["cam-a"], [0, 1])
+    record = index.frames("cam-a", 1)[0]
+    assert record.frame_id == "f1" and record.received_time > record.capture_time - 5
+    stats = ingest.stats()
+    assert (stats.stored, stats.duplicates, stats.rejected_total, stats.bytes_stored) == (
+        4, 0, 0, sum(map(len, jpegs.values())))
+    assert ingest.registry.get_sample_value("frames_stored_total", {"endpoint": "cam-a"}) == 4
+    assert ingest.registry.get_sample_value("bytes_stored_total") == stats.bytes_stored
+
+
+def test_redelivered_frame_is_stored_once_and_acked_each_time(broker, s3_store, peer, make_ingest):
+    ingest = make_ingest(ingest_config(broker), s3_store)
+    payload = frame_payload("cam-a", "dup-1")
+    for _ in range(3):
+        peer.publish("cam-a", payload)
+
+    assert ingest.wait_until(lambda s: s.stored + s.duplicates == 3, timeout_s=10)
+    assert peer.wait_acked(3)
+    assert peer.acked_ids() == ["dup-1"] * 3
+    assert list(s3_store.list("frames/")) == ["frames/cam-a/r00000/dup-1.jpg", "frames/cam-a/r00000/dup-1.json"]
+    assert (ingest.stats().stored, ingest.stats().duplicates) == (1, 2)
+    assert ingest.registry.get_sample_value("frames_duplicate_total") == 2
+
+
+def test_two_workers_on_a_shared_subscription_split_without_loss_or_duplicates(broker, s3_store, peer, make_ingest):
+    workers = [make_ingest(ingest_config(broker, shared_group="ingest"), s3_store) for _ in range(2)]
+    sent = {(f"cam-{i % 3}", f"f{i:03d}") for i in range(60)}
+    for endpoint_id, frame_id in sorted(sent):
+        peer.publish(endpoint_id, frame_payload(endpoint_id, frame_id, jpeg=make_jpeg(0)))
+
+    deadline = time.monotonic() + 20
+    while sum(w.stats().stored for w in workers) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert peer.wait_acked(60)
+    per_worker = [w.stats().stored for w in workers]
+    assert sum(per_worker) == 60 and min(per_worker) > 0, per_worker
+    assert sum(w.stats().duplicates for w in workers) == 0
+    keys = list(s3_store.list("frames/"))
+    assert len(keys) == 120
+    index = FrameIndex(s3_store)
+    stored = {(e, fid) for e in index.endpoints() for r in index.rounds(e) for fid in index.frame_ids(e, r)}
+    assert stored == sent
+    assert Counter(peer.acked_ids()) == Counter(fid for _, fid in sent)
+
+
+class FlakyStore:
+    """A LocalStore whose first ``failures`` puts raise StoreError, like an S3 outage."""
+
+    def __init__(self, inner: LocalStore, failures: int):
+        self.inner, self.failures = inner, failures
+        self.put_calls = 0
+        self.last_put_s = 0.0
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        self.put_calls += 1
+        if self.put_calls <= self.failures:
+            raise StoreError("store down (test)")
+        self.inner.put(key, data, content_type)
+        self.last_put_s = time.monotonic()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_store_outage_is_retried_and_only_then_acked(broker, tmp_path, peer, make_ingest):
+    store = FlakyStore(LocalStore(tmp_path / "store"), failures=4)
+    ingest = make_ingest(ingest_config(broker), store)
+    peer.publish("cam-a", frame_payload("cam-a", "f1"))
+
+    assert ingest.wait_for(1, timeout_s=10)
+    assert peer.wait_acked(1)
+    ack_time_s, ack = peer.acks[0]
+    assert ack.frame_ids == ["f1"] and ack_time_s >= store.last_put_s
+    assert ingest.stats().store_errors == 4
+    assert store.inner.exists("frames/cam-a/r00000/f1.json") and store.inner.exists("frames/cam-a/r00000/f1.jpg")
+
+
+def test_unreachable_store_never_acks_and_stop_returns(broker, tmp_path, peer, make_ingest):
+    store = FlakyStore(LocalStore(tmp_path / "store"), failures=10**9)
+    ingest = make_ingest(ingest_config(broker, queue_max_messages=1), store)
+    for i in range(3):  # at most one in the worker's hands and one queued; the rest are dropped unacked
+        peer.publish("cam-a", frame_payload("cam-a", f"f{i}"))
+
+    assert ingest.wait_until(lambda s: s.store_errors >= 3 and s.received == 3 and s.rejected.get("queue_full", 0) >= 1,
+                             timeout_s=10), ingest.stats()
+    time.sleep(0.2)
+    assert peer.acked_ids() == [] and ingest.stats().stored == 0
+    started_s = time.monotonic()
+    ingest.stop()
+    assert time.monotonic() - started_s < 3
+    assert list(store.inner.list()) == []
+
+
+def test_ingest_resubscribes_after_broker_restart(broker, tmp_path, peer, make_ingest):
+    ingest = make_ingest(ingest_config(broker), LocalStore(tmp_path / "store"))
+    peer.close()
+    broker.stop()
+    deadline = time.monotonic() + 5
+    while ingest.connection.connected.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not ingest.connection.subscribed.is_set()
+    broker.start()
+    assert ingest.connection.subscribed.wait(15), "ingest did not resubscribe"
+    new_peer = Peer(broker)
+    try:
+        new_peer.publish("cam-a", frame_payload("cam-a", "after-restart"))
+        assert ingest.wait_for(1, timeout_s=10)
+        assert new_peer.wait_acked(1)
+    finally:
+        new_peer.close()
+
+
+def test_run_ingest_serves_metrics_and_returns_on_stop(broker, tmp_path, peer):
+    import urllib.request
+
+    from edge.ingest import run_ingest
+    from edge.store import StoreConfig
+    from pipelines.ports import free_port
+
+    port = free_port()
+    config = ingest_config(broker, store=StoreConfig(path=str(tmp_path / "store")), metrics_port=port,
+                           stats_log_interval_s=0.1)
+    stop = threading.Event()
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(stats=run_ingest(config, stop)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not peer.acks and time.monotonic() < deadline:  # publish until ingest has subscribed
+            peer.publish("cam-a", frame_payload("cam-a", "f1"))
+            peer.wait_acked(1, timeout_s=0.3)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'frames_stored_total{endpoint="cam-a"} 1.0' in metrics
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive() and result["stats"].stored == 1
+    assert LocalStore(tmp_path / "store").exists("frames/cam-a/r00000/f1.json")
+
+
+def test_ingest_config_is_strict_and_loads_yaml(tmp_path):
+    from pydantic import ValidationError
+
+    from edge.ingest_config import load_ingest_config
+
+    path = tmp_path / "ingest.yaml"
+    path.write_text("broker_port: 1884\nshared_group: ''\nstore: {kind: s3, bucket: frames}\n")
+    config = load_ingest_config(path)
+    assert (config.broker_port, config.shared_group, config.store.bucket) == (1884, "", "frames")
+    path.write_text("ingest:\n  broker_port: 1885\n")
+    assert load_ingest_config(path).broker_port == 1885
+    path.write_text("broker_prot: 1884\n")
+    with pytest.raises(ValidationError):
+        load_ingest_config(path)
+    assert all(field.description for field in IngestConfig.model_fields.values())

@@ -1,0 +1,107 @@
+"""Bad uploads are rejected with a reason, counted and logged; valid ones around them are stored and acked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import struct
+import time
+
+import pytest
+
+from edge.frame_index import FrameIndex
+from edge.ingest import FrameRejected, check_frame_message
+from endpoint import protocol
+from tests.edge.test_ingest import Peer, frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
+
+TOPIC_A = protocol.topic("cam-a", protocol.FEATURE_FRAME)
+
+
+def raw_payload(header: dict | bytes, jpeg: bytes) -> bytes:
+    """A frame payload built by hand, bypassing encode_frame's checks."""
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return protocol.FRAME_MAGIC + struct.pack(">I", len(head)) + head + jpeg
+
+
+def header_dict(jpeg: bytes, endpoint_id: str = "cam-a", frame_id: str = "bad", **changes) -> dict:
+    header = protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=frame_id, capture_time=1.0,
+                                        round=0, model_version="s0", width=48, height=32)
+    return header.model_dump(exclude_none=True) | changes
+
+
+def bad_payloads() -> dict[str, tuple[str, bytes]]:
+    """name -> (expected reason, payload), each wrong in one way."""
+    jpeg = make_jpeg(7)
+    cut = jpeg[: len(jpeg) // 2]  # a truncated JPEG whose header's size and sha describe the cut bytes
+    header_only = jpeg[:300] + b"\xff\xd9"  # has both markers, but the scan data is missing
+    flipped = bytearray(jpeg)
+    flipped[len(jpeg) // 2] ^= 0xFF
+    return {
+        "random bytes": ("malformed", random.Random(1).randbytes(2000)),
+        "bad JSON header": ("malformed", raw_payload(b'{"v": 1, "kind": "frame", ', jpeg)),
+        "missing fields": ("malformed", raw_payload({"v": 1, "kind": "frame", "endpoint_id": "cam-a"}, jpeg)),
+        "wrong version": ("wrong_version", raw_payload(header_dict(jpeg, frame_id="v2", v=2), jpeg)),
+        "oversized": ("oversized", raw_payload(header_dict(jpeg), jpeg + bytes(protocol.MAX_FRAME_PAYLOAD_BYTES))),
+        "payload cut short": ("truncated", raw_payload(header_dict(jpeg, frame_id="short"), jpeg[:-10])),
+        "sha mismatch": ("checksum_mismatch", raw_payload(header_dict(jpeg, frame_id="flip"), bytes(flipped))),
+        "truncated JPEG, matching sha": ("corrupt_jpeg", raw_payload(header_dict(cut, frame_id="cut"), cut)),
+        "JPEG without scan data": ("corrupt_jpeg", raw_payload(header_dict(header_only, frame_id="hdr"), header_only)),
+        "endpoint mismatch": ("endpoint_mismatch",
+                              raw_payload(header_dict(jpeg, endpoint_id="cam-b", frame_id="other"), jpeg)),
+    }
+
+
+@pytest.mark.parametrize("name", list(bad_payloads()))
+def test_check_frame_message_names_the_reason(name):
+    reason, payload = bad_payloads()[name]
+    with pytest.raises(FrameRejected) as info:
+        check_frame_message(TOPIC_A, payload)
+    assert info.value.reason == reason
+
+
+def test_check_frame_message_accepts_a_valid_frame_and_refuses_foreign_topics():
+    payload = frame_payload("cam-a", "ok")
+    assert check_frame_message(TOPIC_A, payload).header.frame_id == "ok"
+    for topic in ("edgeloop/v1/cam-a/status", "other/v1/cam-a/frame", "edgeloop/v1/cam-a/frame/x"):
+        with pytest.raises(FrameRejected, match="bad_topic"):
+            check_frame_message(topic, payload)
+
+
+@pytest.mark.integration
+def test_bad_uploads_among_valid_ones_are_rejected_logged_and_counted(broker, s3_store, peer, make_ingest, caplog):
+    caplog.set_level(logging.WARNING, logger="edge.ingest")
+    ingest = make_ingest(ingest_config(broker), s3_store)
+    bad = bad_payloads()
+    valid_ids = [f"ok{i}" for i in range(len(bad) + 1)]
+    jpegs = {fid: make_jpeg(i) for i, fid in enumerate(valid_ids)}
+    # Interleave, and end with a valid frame: ingest must still work after every bad one.
+    for fid, (_, payload) in zip(valid_ids, bad.values()):
+        peer.publish("cam-a", frame_payload("cam-a", fid, jpeg=jpegs[fid]))
+        peer.publish("cam-a", payload)
+    peer.publish("cam-a", frame_payload("cam-a", valid_ids[-1], jpeg=jpegs[valid_ids[-1]]))
+
+    assert ingest.wait_until(lambda s: s.stored == len(valid_ids) and s.rejected_total == len(bad), timeout_s=15), \
+        ingest.stats()
+    expected = {}
+    for reason, _ in bad.values():
+        expected[reason] = expected.get(reason, 0) + 1
+    assert ingest.stats().rejected == expected
+    for reason, n in expected.items():
+        assert ingest.registry.get_sample_value("frames_rejected_total", {"reason": reason}) == n
+    logged = [r.getMessage() for r in caplog.records if r.name == "edge.ingest" and r.levelno == logging.WARNING]
+    for reason, n in expected.items():
+        assert sum(f": {reason} (" in m for m in logged) == n, (reason, logged)
+
+    index = FrameIndex(s3_store)
+    assert index.endpoints() == ["cam-a"]
+    assert index.frame_ids("cam-a", 0) == sorted(valid_ids)
+    assert all(s3_store.get(f"frames/cam-a/r00000/{fid}.jpg") == jpegs[fid] for fid in valid_ids)
+    assert len(list(s3_store.list("frames/"))) == 2 * len(valid_ids)
+    assert peer.wait_acked(len(valid_ids))
+    time.sleep(0.1)  # a stray ack for a bad frame would arrive by now
+    assert sorted(peer.acked_ids()) == sorted(valid_ids)
+    # bad frames whose header names an id are refused by name, so the endpoint stops re-sending them
+    assert peer.refused() == {"bad": "oversized", "v2": "wrong_version", "short": "truncated",
+                              "flip": "checksum_mismatch", "cut": "corrupt_jpeg", "hdr": "corrupt_jpeg"}
+    assert ingest.stats().connected and ingest.stats().stored == len(valid_ids)

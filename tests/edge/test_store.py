@@ -1,0 +1,84 @@
+"""The ObjectStore contract, for the local store and the real SeaweedFS S3 server alike."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from edge.store import StoreConfig, StoreError, open_store
+from edge.store.local import LocalStore
+from edge.store.s3 import S3Store
+from pipelines.ports import free_port
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return request.getfixturevalue("s3_store")
+
+
+def test_put_get_overwrite_exists(store):
+    data = bytes(range(256)) * 3
+    assert not store.exists("a/b/c.bin")
+    store.put("a/b/c.bin", data)
+    assert store.exists("a/b/c.bin") and store.get("a/b/c.bin") == data
+    store.put("a/b/c.bin", b"")
+    assert store.get("a/b/c.bin") == b""
+    assert not store.exists("a/b")  # a "folder" is not an object
+
+
+def test_list_is_sorted_and_filtered_by_prefix(store):
+    for key in ("frames/x/r00001/b.json", "frames/x/r00000/a.jpg", "frames/y/r00000/c.json", "models/m.onnx"):
+        store.put(key, key.encode())
+    assert list(store.list("frames/x/")) == ["frames/x/r00000/a.jpg", "frames/x/r00001/b.json"]
+    assert list(store.list()) == sorted(["frames/x/r00001/b.json", "frames/x/r00000/a.jpg",
+                                         "frames/y/r00000/c.json", "models/m.onnx"])
+    assert list(store.list("nothing/")) == []
+
+
+def test_delete_removes_and_tolerates_missing_keys(store):
+    store.put("k/one", b"1")
+    store.delete("k/one")
+    assert not store.exists("k/one") and list(store.list("k/")) == []
+    store.delete("k/never-there")
+
+
+def test_missing_key_raises_store_error(store):
+    with pytest.raises(StoreError, match="no object"):
+        store.get("not/here.jpg")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "../up", "./a", "a/.", "trailing/"])
+def test_invalid_keys_are_refused(store, key):
+    for call in (lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.exists(key),
+                 lambda: store.delete(key)):
+        with pytest.raises(StoreError, match="invalid object key"):
+            call()
+
+
+@pytest.mark.integration
+def test_s3_prefixes_isolate_sites_in_one_bucket(s3_server):
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    site_a = S3Store(s3_server.endpoint, bucket, s3_server.access_key, s3_server.secret_key, prefix="site-a")
+    site_b = S3Store(s3_server.endpoint, bucket, s3_server.access_key, s3_server.secret_key, prefix="/site-b/")
+    site_a.put("frames/f.jpg", b"a")
+    site_b.put("frames/f.jpg", b"b")
+    assert (site_a.get("frames/f.jpg"), site_b.get("frames/f.jpg")) == (b"a", b"b")
+    assert list(site_a.list()) == ["frames/f.jpg"]
+    assert site_a.describe().endswith(f"/{bucket}/site-a/")
+
+
+def test_unreachable_s3_raises_store_error_quickly():
+    started_s = time.monotonic()
+    with pytest.raises(StoreError, match="unreachable"):
+        open_store(StoreConfig(kind="s3", endpoint=f"127.0.0.1:{free_port('127.0.0.1')}"))
+    assert time.monotonic() - started_s < 10
+
+
+def test_open_store_local_default(tmp_path):
+    store = open_store(StoreConfig(path=str(tmp_path / "s")))
+    store.put("x/y", b"1")
+    assert store.describe() == f"local:{(tmp_path / 's').resolve()}" and list(store.list()) == ["x/y"]
