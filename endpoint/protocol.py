@@ -118,6 +118,8 @@ class Telemetry(_Message):
     spool_depth: int = Field(ge=0)
     bytes_sent: int = Field(ge=0)
     inference_ms: float = Field(ge=0.0)
+    round_frames_sampled: int = Field(0, ge=0, description="frames sampled in the current round")
+    round_done: bool = Field(False, description="the round's frames are streamed and every sampled one is acked")
 
 
 class Plan(_Message):
@@ -130,6 +132,8 @@ class Plan(_Message):
     upload_rate_bytes_per_s: float = Field(gt=0, description="token-bucket rate of the uplink")
     sampler: str = Field("uniform", description="sampling strategy name")
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="fraction of frames offered to the sampler")
+    domain: str = Field("", description="lab testbed: the scenario domain to stream this round ('' keeps the source)")
+    frames: int = Field(0, ge=0, description="lab testbed: frames to stream this round, then idle (0: continuous)")
 
 
 class ModelAnnouncement(_Message):
@@ -237,3 +241,76 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "message"
     return f"{where}: {err['msg']}"
+
+
+# --- Model bytes over MQTT (edge → endpoint) -------------------------------------------------
+# The announcement on ``model`` carries the signed manifest; the bytes follow on ``model_data``
+# as one binary message: "ELM1", uint32 big-endian header length, JSON header, payload.
+
+FEATURE_MODEL_DATA = "model_data"
+MODEL_DATA_MAGIC = b"ELM1"
+MODEL_DATA_URL = "mqtt:model_data"
+# Mosquitto in tests and compose allows 8 MiB packets; 64 KiB are left for the MQTT header and topic.
+MAX_MODEL_PAYLOAD_BYTES = 8 * 1024 * 1024 - 64 * 1024
+
+
+class ModelDataHeader(_Message):
+    """What the binary model payload is: a full file or a delta against ``parent_version``."""
+
+    kind: Literal["model_data"] = "model_data"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    version: str = Field(min_length=1, description="model version these bytes build")
+    encoding: Literal["full", "delta"]
+    parent_version: str = Field("", description="version a delta applies to; '' for full")
+    payload_bytes: int = Field(gt=0, description="length of the bytes after the header")
+    payload_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the bytes after the header")
+
+
+class ModelData(BaseModel):
+    """A decoded model payload: header plus the full model file or the delta bytes."""
+
+    model_config = ConfigDict(frozen=True)
+    header: ModelDataHeader
+    payload: bytes
+
+
+def make_model_data_header(payload: bytes, **fields) -> ModelDataHeader:
+    """Build a header whose size and hash describe ``payload``."""
+    return ModelDataHeader(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest(), **fields)
+
+
+def encode_model_data(header: ModelDataHeader, payload: bytes) -> bytes:
+    """Serialize a model payload: magic, header length, JSON header, bytes."""
+    if len(payload) != header.payload_bytes or hashlib.sha256(payload).hexdigest() != header.payload_sha256:
+        raise ValueError("header does not describe these model bytes")
+    head = header.model_dump_json().encode("utf-8")
+    message = MODEL_DATA_MAGIC + struct.pack(">I", len(head)) + head + payload
+    if len(message) > MAX_MODEL_PAYLOAD_BYTES:
+        raise ValueError(f"model payload of {len(message)} bytes exceeds {MAX_MODEL_PAYLOAD_BYTES}")
+    return message
+
+
+def decode_model_data(message: bytes) -> ModelData:
+    """Parse and check a model payload (size, version, fields, payload length and sha256)."""
+    if len(message) > MAX_MODEL_PAYLOAD_BYTES:
+        raise ProtocolError(f"oversized: {len(message)} bytes exceeds {MAX_MODEL_PAYLOAD_BYTES}")
+    if len(message) < 8 or message[:4] != MODEL_DATA_MAGIC:
+        raise ProtocolError("not a model_data payload: bad magic")
+    (head_len,) = struct.unpack(">I", message[4:8])
+    if head_len > MAX_HEADER_BYTES or 8 + head_len > len(message):
+        raise ProtocolError(f"header length {head_len} does not fit the {len(message)}-byte payload")
+    try:
+        raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"model_data header is not UTF-8 JSON: {exc}") from None
+    _check_version(raw)
+    try:
+        header = ModelDataHeader.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid model_data header: {_first_error(exc)}") from None
+    payload = message[8 + head_len :]
+    if len(payload) != header.payload_bytes:
+        raise ProtocolError(f"truncated: model payload has {len(payload)} bytes, header says {header.payload_bytes}")
+    if hashlib.sha256(payload).hexdigest() != header.payload_sha256:
+        raise ProtocolError("corrupt: model payload sha256 does not match the header")
+    return ModelData(header=header, payload=payload)

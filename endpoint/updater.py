@@ -1,0 +1,174 @@
+"""Install pushed students: pair announcement and bytes, verify, rebuild deltas, write, trial-load, ack."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from endpoint import protocol
+from endpoint.delta_apply import DeltaError, apply_delta
+from endpoint.model_manifest import Manifest
+from endpoint.model_slot import ModelSlot
+from endpoint.model_verify import ModelRejected, check_model_bytes, verify_manifest
+from endpoint.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 300
+
+
+class ModelUpdater:
+    """Handlers for the ``model`` and ``model_data`` topics; a refused push never touches the running model."""
+
+    def __init__(self, slot: ModelSlot, models_dir: str | Path, public_key: Ed25519PublicKey,
+                 send_ack: Callable[[Ack], None], endpoint_id: str, max_pending: int = 2, keep_files: int = 2):
+        self.slot = slot
+        self.models_dir = Path(models_dir)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.public_key = public_key
+        self.send_ack = send_ack
+        self.endpoint_id = endpoint_id
+        self.max_pending = max_pending  # model bytes wait in memory for their announcement, so few
+        self.keep_files = keep_files
+        self._announcements: OrderedDict[str, ModelAnnouncement] = OrderedDict()
+        self._data: OrderedDict[str, ModelData] = OrderedDict()
+        self._installed: list[Path] = []
+        self._lock = threading.Lock()
+
+    def on_announcement(self, payload: bytes | ModelAnnouncement) -> None:
+        """Handle a ``model`` message (raw payload or decoded)."""
+        try:
+            message = payload if isinstance(payload, ModelAnnouncement) else protocol.decode(payload)
+            if not isinstance(message, ModelAnnouncement):
+                raise ProtocolError(f"expected a model announcement, got {message.kind!r}")
+            self._check_addressee(message.endpoint_id)
+        except Exception as exc:  # ProtocolError, or a payload that is not even bytes
+            self._reject("", f"bad announcement: {exc}")
+            return
+        with self._lock:
+            _remember(self._announcements, message.version, message, self.max_pending)
+            self._install_if_paired(message.version)
+
+    def on_model_data(self, payload: bytes | ModelData) -> None:
+        """Handle a ``model_data`` message (raw payload or decoded)."""
+        try:
+            data = payload if isinstance(payload, ModelData) else protocol.decode_model_data(payload)
+            self._check_addressee(data.header.endpoint_id)
+        except Exception as exc:
+            self._reject("", f"bad model_data: {exc}")
+            return
+        with self._lock:
+            _remember(self._data, data.header.version, data, self.max_pending)
+            self._install_if_paired(data.header.version)
+
+    def _check_addressee(self, endpoint_id: str) -> None:
+        if endpoint_id != self.endpoint_id:
+            raise ProtocolError(f"addressed to {endpoint_id!r}, this is {self.endpoint_id!r}")
+
+    def _install_if_paired(self, version: str) -> None:
+        if version not in self._announcements or version not in self._data:
+            return
+        announcement, data = self._announcements.pop(version), self._data.pop(version)
+        try:
+            self._install(announcement, data)
+        except ModelRejected as exc:
+            self._reject(version, exc.reason)
+        except Exception as exc:  # never let a push take the endpoint down
+            log.exception("installing model %s failed", version)
+            self._reject(version, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _install(self, announcement: ModelAnnouncement, data: ModelData) -> None:
+        header = data.header
+        if (header.encoding, header.parent_version) != (announcement.encoding, announcement.parent_version):
+            raise ModelRejected("announcement and model_data disagree on encoding or parent")
+        manifest_bytes = announcement.manifest.encode("utf-8")
+        manifest = verify_manifest(manifest_bytes, announcement.signature, self.public_key)
+        if manifest.version != announcement.version:
+            raise ModelRejected(f"manifest is for {manifest.version}, announced as {announcement.version}")
+        running = self.slot.version
+        if manifest.version == running:
+            log.info("model %s already runs; acking the repeated push", running)
+            self._ack(Ack(endpoint_id=self.endpoint_id, model_version=running, ok=True, reason="already running"))
+            return
+        model_bytes = self._rebuild(header, data.payload, running)
+        check_model_bytes(manifest, model_bytes)
+        path = self._write(manifest, manifest_bytes, announcement.signature, model_bytes)
+        try:
+            self.slot.swap(path, manifest.version)
+        except Exception as exc:
+            _unlink_version(path)
+            raise ModelRejected(f"load failed: {type(exc).__name__}: {exc}") from None
+        self._prune(path)
+        log.info("model %s (%s, %d bytes) verified and running", manifest.version, header.encoding,
+                 len(model_bytes))
+        self._ack(Ack(endpoint_id=self.endpoint_id, model_version=manifest.version, ok=True))
+
+    def _rebuild(self, header: protocol.ModelDataHeader, payload: bytes, running: str) -> bytes:
+        if header.encoding == "full":
+            return payload
+        if header.parent_version != running:
+            raise ModelRejected(f"delta is against {header.parent_version}, this endpoint runs {running}")
+        try:
+            return apply_delta(self.slot.model_path.read_bytes(), payload)
+        except (DeltaError, OSError) as exc:
+            raise ModelRejected(f"delta does not apply: {exc}") from None
+
+    def _write(self, manifest: Manifest, manifest_bytes: bytes, signature: str, model_bytes: bytes) -> Path:
+        path = self.models_dir / f"{manifest.version}.onnx"
+        _atomic_write(path, model_bytes)
+        # The signed sidecar lets a restarted endpoint re-verify the file it boots from.
+        _atomic_write(path.with_suffix(".manifest.json"), manifest_bytes)
+        _atomic_write(path.with_suffix(".manifest.sig"), signature.encode("ascii"))
+        return path
+
+    def _prune(self, installed: Path) -> None:
+        # Keep the newest few files this updater wrote (for rollback); never touch files it did not write.
+        self._installed = [p for p in self._installed if p != installed] + [installed]
+        while len(self._installed) > self.keep_files:
+            old = self._installed.pop(0)
+            if old != self.slot.model_path:
+                _unlink_version(old)
+
+    def _reject(self, version: str, reason: str) -> None:
+        log.warning("refused model push %s: %s", version or "(unknown version)", reason)
+        self._ack(Ack(endpoint_id=self.endpoint_id, model_version=version, ok=False,
+                      reason=reason[:MAX_REASON_CHARS]))
+
+    def _ack(self, ack: Ack) -> None:
+        try:
+            self.send_ack(ack)
+        except Exception:
+            log.exception("could not send the model ack for %s", ack.model_version)
+
+
+def _remember(pending: OrderedDict, version: str, item, max_items: int) -> None:
+    pending.pop(version, None)
+    pending[version] = item
+    while len(pending) > max_items:
+        dropped, _ = pending.popitem(last=False)
+        log.warning("dropping unpaired model push %s", dropped)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # a power cut must not leave a half-written model under its final name
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _unlink_version(path: Path) -> None:
+    for p in (path, path.with_suffix(".manifest.json"), path.with_suffix(".manifest.sig")):
+        p.unlink(missing_ok=True)

@@ -1,0 +1,157 @@
+"""Copy/insert deltas between real ONNX students; also builds the test models the push tests share."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.delta_encode import encode_delta, encode_delta_with_stats, tensor_spans
+from endpoint.delta_apply import DeltaError, apply_delta
+
+TENSOR_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8}  # onnx TensorProto data types safe to perturb
+
+
+@dataclass(frozen=True)
+class PushModels:
+    """An untrained INT8 yolo11n (64 px) and two children: a few tensors changed, every tensor changed."""
+
+    base: Path
+    few_changed: Path
+    all_changed: Path
+
+
+def _perturb(src: Path, dst: Path, tensor_count: int | None) -> None:
+    import onnx
+
+    model = onnx.load(str(src))
+    candidates = [t for t in model.graph.initializer if t.data_type in TENSOR_TYPES and len(t.raw_data) >= 64]
+    if tensor_count is not None:  # the largest few: a small fine-tune step touching some layers
+        candidates = sorted(candidates, key=lambda t: len(t.raw_data), reverse=True)[:tensor_count]
+    for tensor in candidates:
+        values = np.frombuffer(tensor.raw_data, dtype=TENSOR_TYPES[tensor.data_type]).copy()
+        if values.dtype == np.float32:
+            values += np.float32(1e-3)
+        else:
+            values ^= 1  # flips every element, so the tensor surely differs
+        tensor.raw_data = values.tobytes()
+    onnx.save(model, str(dst))
+
+
+def _changed_tensor_bytes(a: Path, b: Path) -> int:
+    import onnx
+
+    before = {t.name: t.raw_data for t in onnx.load(str(a)).graph.initializer}
+    return sum(len(t.raw_data) for t in onnx.load(str(b)).graph.initializer if before.get(t.name) != t.raw_data)
+
+
+def build_push_models(tmp_path_factory) -> PushModels:
+    """Export and quantize once per session (cached in the session's base temp dir)."""
+    root = tmp_path_factory.getbasetemp() / "push-models"
+    models = PushModels(root / "base.onnx", root / "few_changed.onnx", root / "all_changed.onnx")
+    if models.all_changed.exists():
+        return models
+    root.mkdir(parents=True, exist_ok=True)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from ultralytics import YOLO
+
+    with contextlib.chdir(root):  # ultralytics writes the export next to the working directory
+        exported = YOLO("yolo11n.yaml").export(format="onnx", imgsz=64, device="cpu", simplify=False)
+    # INT8 like the real students, and small enough (about 2.8 MB) for one MQTT message.
+    quantize_dynamic(str(Path(root, exported)), str(models.base), weight_type=QuantType.QInt8)
+    _perturb(models.base, models.few_changed, tensor_count=3)
+    _perturb(models.base, models.all_changed, tensor_count=None)
+    return models
+
+
+@pytest.fixture(scope="session")
+def push_models(tmp_path_factory) -> PushModels:
+    return build_push_models(tmp_path_factory)
+
+
+def test_delta_of_a_few_changed_tensors_is_small_and_rebuilds_the_file(push_models):
+    parent, new = push_models.base.read_bytes(), push_models.few_changed.read_bytes()
+    delta, stats = encode_delta_with_stats(parent, new)
+    rebuilt = apply_delta(parent, delta)
+    assert hashlib.sha256(rebuilt).digest() == hashlib.sha256(new).digest()
+    print(f"\ndelta push: {len(delta)} bytes vs full {len(new)} bytes ({len(delta) / len(new):.1%}); "
+          f"{stats.copy_ops} tensors copied")
+    # The delta costs the changed tensors plus the zlib-squeezed graph, nothing more.
+    assert len(delta) < _changed_tensor_bytes(push_models.base, push_models.few_changed) + 64 * 1024
+    assert len(delta) < 0.5 * len(new)
+
+
+def test_delta_when_every_tensor_changed_still_rebuilds_the_file(push_models):
+    parent, new = push_models.base.read_bytes(), push_models.all_changed.read_bytes()
+    delta, stats = encode_delta_with_stats(parent, new)
+    assert apply_delta(parent, delta) == new
+    print(f"\nall tensors changed: delta {len(delta)} bytes vs full {len(new)} bytes")
+    assert stats.copied_bytes < 0.05 * len(new)
+
+
+def test_tensor_spans_point_at_the_raw_bytes(push_models):
+    data = push_models.base.read_bytes()
+    spans = tensor_spans(data)
+    assert len(spans) > 50
+    assert all(data[pos : pos + len(raw)] == raw for pos, raw in spans)
+
+
+def test_delta_refuses_another_parent(push_models):
+    delta = encode_delta(push_models.base.read_bytes(), push_models.few_changed.read_bytes())
+    with pytest.raises(DeltaError, match="another parent"):
+        apply_delta(push_models.all_changed.read_bytes(), delta)
+
+
+def test_delta_against_an_identical_parent_is_tiny(push_models):
+    data = push_models.base.read_bytes()
+    delta = encode_delta(data, data)
+    assert apply_delta(data, delta) == data
+    assert len(delta) < 0.1 * len(data)
+
+
+PARENT = bytes(range(256)) * 4
+
+
+def _header_then(delta: bytes, body_edit) -> bytes:
+    import struct
+    import zlib
+
+    from endpoint.delta_apply import HEADER
+
+    magic, sha, target, ops, ins = HEADER.unpack_from(delta)
+    body = zlib.decompress(delta[HEADER.size:])
+    fields, body = body_edit([magic, sha, target, ops, ins], body)
+    return struct.pack(">4s32sQIQ", *fields) + zlib.compress(body)
+
+
+def _good_delta() -> bytes:
+    from endpoint.delta_apply import OP_COPY, OP_INSERT, pack_delta
+
+    return pack_delta(hashlib.sha256(PARENT).digest(), 110, [(OP_COPY, 10, 100), (OP_INSERT, 0, 10)], b"0123456789")
+
+
+def test_hand_made_delta_applies():
+    assert apply_delta(PARENT, _good_delta()) == PARENT[10:110] + b"0123456789"
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda f, b: (f, b[:17] + b"\x00" * 8 + b[25:]), "out of order|produce"),  # copy length zeroed
+    (lambda f, b: ([*f[:2], 10**12, *f[3:]], b), "limit"),  # claims a huge output
+    (lambda f, b: (f, b"\x07" + b[1:]), "unknown op"),
+    (lambda f, b: (f, b[:1] + (10**6).to_bytes(8, "big") + b[9:]), "runs past"),  # copy past the parent
+    (lambda f, b: (f, b[:-1]), "inflates to"),  # body shorter than declared
+    (lambda f, b: ([*f[:2], 111, *f[3:]], b), "produce 110 of 111"),
+])
+def test_malformed_deltas_are_refused(edit, reason):
+    with pytest.raises(DeltaError, match=reason):
+        apply_delta(PARENT, _header_then(_good_delta(), edit))
+
+
+@pytest.mark.parametrize("delta", [b"", b"ELD0" + b"\x00" * 60, _good_delta()[:60] + b"not zlib"])
+def test_garbage_deltas_are_refused(delta):
+    with pytest.raises(DeltaError):
+        apply_delta(PARENT, delta)

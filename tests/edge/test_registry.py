@@ -1,0 +1,80 @@
+"""The model registry on a local directory and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.registry import ModelRegistry
+from edge.signing import generate_keypair, load_private_key
+from edge.store.base import StoreError
+from edge.store.local import LocalStore
+from endpoint.model_manifest import canonical_bytes
+from endpoint.model_verify import load_public_key, verify_model
+
+FIELDS = dict(format="onnx-int8", input_size=(96, 128), class_names=["person", "car"])
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request, tmp_path):
+    return LocalStore(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_store")
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    private_path, public_path = generate_keypair(tmp_path_factory.mktemp("keys"))
+    return load_private_key(private_path), load_public_key(public_path)
+
+
+def model_file(tmp_path, content: bytes):
+    path = tmp_path / f"m{len(content)}.onnx"
+    path.write_bytes(content)
+    return path
+
+
+def test_publish_get_latest_versions(store, keys, tmp_path):
+    private, public = keys
+    registry = ModelRegistry(store, private)
+    assert registry.versions("student") == [] and registry.latest("student") is None
+    first = registry.publish("student", model_file(tmp_path, b"first" * 100), metrics={"map50": 0.2}, **FIELDS)
+    second = registry.publish("student", model_file(tmp_path, b"second" * 100), created=5.0, **FIELDS)
+    assert (first.version, first.parent_version) == ("v0001", "")
+    assert (second.version, second.parent_version, second.created) == ("v0002", "v0001", 5.0)
+    assert registry.versions("student") == ["v0001", "v0002"]
+    assert registry.latest("student") == second
+    manifest, model, signature = registry.get("student", "v0001")
+    assert manifest == first and model == b"first" * 100
+    assert verify_model(canonical_bytes(manifest), signature, model, public) == first
+    assert store.exists("models/student/v0002/model.onnx")
+    other = registry.publish("other", model_file(tmp_path, b"x" * 10), parent_version="", **FIELDS)
+    assert other.version == "v0001" and registry.versions("student") == ["v0001", "v0002"]
+
+
+def test_an_incomplete_version_is_skipped_then_replaced(store, keys, tmp_path):
+    registry = ModelRegistry(store, keys[0])
+    registry.publish("student", model_file(tmp_path, b"a" * 50), **FIELDS)
+    store.put("models/student/v0002/model.onnx", b"half-written")  # a crash before the signature
+    assert registry.versions("student") == ["v0001"]
+    again = registry.publish("student", model_file(tmp_path, b"b" * 50), **FIELDS)
+    assert again.version == "v0002" and registry.get("student", "v0002").model_bytes == b"b" * 50
+
+
+def test_a_corrupted_stored_model_is_refused(store, keys, tmp_path):
+    registry = ModelRegistry(store, keys[0])
+    registry.publish("student", model_file(tmp_path, b"a" * 50), **FIELDS)
+    store.put("models/student/v0001/model.onnx", b"a" * 49 + b"b")
+    with pytest.raises(StoreError, match="does not match"):
+        registry.get("student", "v0001")
+
+
+def test_versions_sort_by_number_past_9999(tmp_path, keys):
+    store = LocalStore(tmp_path)
+    for version in ("v9999", "v10000", "v0002"):
+        store.put(f"models/s/{version}/manifest.sig", b"00")
+    store.put("models/s/latest/manifest.sig", b"00")  # not a version name: ignored
+    assert ModelRegistry(store, keys[0]).versions("s") == ["v0002", "v9999", "v10000"]
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+def test_bad_names_are_refused(tmp_path, keys, name):
+    with pytest.raises(ValueError):
+        ModelRegistry(LocalStore(tmp_path), keys[0]).publish(name, model_file(tmp_path, b"x"), **FIELDS)

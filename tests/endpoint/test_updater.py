@@ -1,0 +1,189 @@
+"""The endpoint updater: good pushes swap and ack ok; bad ones are refused with a reason and change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from edge.publisher import ModelPublisher
+from edge.signing import generate_keypair, load_private_key, sign
+from endpoint import protocol
+from endpoint.model_manifest import Manifest
+from endpoint.model_slot import ModelSlot
+from endpoint.model_verify import load_public_key
+from endpoint.updater import ModelUpdater
+from tests.edge.test_delta import build_push_models
+from tests.endpoint.test_model_slot import IMAGE, OrtDetector
+
+ENDPOINT = "cam-1"
+
+
+@pytest.fixture(scope="session")
+def push_models(tmp_path_factory):
+    return build_push_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    private_path, public_path = generate_keypair(tmp_path_factory.mktemp("keys"))
+    return load_private_key(private_path), load_public_key(public_path)
+
+
+def signed(private_key, model: bytes, version: str, parent: str = "v0001") -> tuple[Manifest, str]:
+    manifest = Manifest(name="yolo11n-student", version=version, parent_version=parent, format="onnx-int8",
+                        sha256=hashlib.sha256(model).hexdigest(), size_bytes=len(model), input_size=(64, 64),
+                        class_names=[], metrics={"map50": 0.1}, created=1795000000.0)
+    return manifest, sign(manifest, private_key)
+
+
+class Rig:
+    """An endpoint (slot + updater on v0001) wired to a publisher through an in-memory 'broker'."""
+
+    def __init__(self, push_models, keys, tmp_path, data_first: bool = False, keep_files: int = 2):
+        self.models, (self.private, public) = push_models, keys
+        self.models_dir = tmp_path / "models"
+        self.models_dir.mkdir()
+        shutil.copy(push_models.base, self.models_dir / "v0001.onnx")
+        self.slot = ModelSlot(OrtDetector, self.models_dir / "v0001.onnx", "v0001")
+        self.acks: list[protocol.Ack] = []
+        self.updater = ModelUpdater(self.slot, self.models_dir, public, self.acks.append, ENDPOINT,
+                                    keep_files=keep_files)
+        self.tamper = lambda feature, payload: payload
+        self.data_first = data_first
+        self._held: list[bytes] = []
+        self.publisher = ModelPublisher(self.route)
+
+    def route(self, topic: str, payload: bytes) -> None:
+        endpoint_id, feature = protocol.parse_topic(topic)
+        assert endpoint_id == ENDPOINT
+        payload = self.tamper(feature, payload)
+        if feature == protocol.FEATURE_MODEL and self.data_first:
+            self._held.append(payload)  # deliver after the data, as a reordering broker could
+        elif feature == protocol.FEATURE_MODEL:
+            self.updater.on_announcement(payload)
+        else:
+            self.updater.on_model_data(payload)
+            for held in self._held:
+                self.updater.on_announcement(held)
+            self._held.clear()
+
+    def output_name(self) -> str:
+        return self.slot.detect(IMAGE)[0]
+
+
+def test_good_full_push_swaps_and_acks(push_models, keys, tmp_path):
+    rig = Rig(push_models, keys, tmp_path)
+    model = push_models.few_changed.read_bytes()
+    manifest, signature = signed(rig.private, model, "v0002")
+    result = rig.publisher.push(ENDPOINT, manifest, signature, model)
+    assert rig.acks == [protocol.Ack(endpoint_id=ENDPOINT, model_version="v0002", ok=True)]
+    assert rig.slot.version == "v0002" and rig.output_name() == "v0002.onnx"
+    assert (rig.models_dir / "v0002.onnx").read_bytes() == model
+    assert (rig.models_dir / "v0002.manifest.sig").read_text() == signature
+    assert result.encoding == "full" and result.bytes_sent > len(model)
+
+
+@pytest.mark.parametrize("data_first", [False, True])
+def test_good_delta_push_rebuilds_the_identical_file(push_models, keys, tmp_path, data_first):
+    rig = Rig(push_models, keys, tmp_path, data_first=data_first)
+    parent, model = push_models.base.read_bytes(), push_models.few_changed.read_bytes()
+    manifest, signature = signed(rig.private, model, "v0002")
+    result = rig.publisher.push(ENDPOINT, manifest, signature, model, encoding="delta", parent_bytes=parent)
+    assert [(a.model_version, a.ok) for a in rig.acks] == [("v0002", True)]
+    assert (rig.models_dir / "v0002.onnx").read_bytes() == model
+    assert rig.slot.version == "v0002" and rig.output_name() == "v0002.onnx"
+    print(f"\ndelta push sent {result.bytes_sent} bytes; a full push would send the {result.full_bytes}-byte file")
+    assert result.encoding == "delta" and result.bytes_sent < 0.5 * result.full_bytes
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def _cut_model_data(feature: str, payload: bytes) -> bytes:
+    return payload[:-5000] if feature == protocol.FEATURE_MODEL_DATA else payload
+
+
+@pytest.mark.parametrize("case, version, reason", [
+    ("corrupted", "v0002", "corrupted: sha256"),
+    ("truncated", "v0002", "truncated"),
+    ("unsigned", "v0002", "unsigned"),
+    ("wrongly signed", "v0002", "not signed by the edge key"),
+    ("delta for another running version", "v0002", "delta is against v0005, this endpoint runs v0001"),
+    ("delta from other parent bytes", "v0002", "delta does not apply: delta was made for another parent"),
+    ("signed but not a model", "v0002", "load failed"),
+    ("cut in transit", "", "bad model_data: truncated"),
+    ("garbage announcement", "", "bad announcement"),
+    ("for another endpoint", "", "addressed to 'cam-2'"),
+])
+def test_bad_pushes_are_refused_and_the_old_model_keeps_running(push_models, keys, tmp_path, case, version,
+                                                                 reason):
+    rig = Rig(push_models, keys, tmp_path)
+    base, model = push_models.base.read_bytes(), push_models.few_changed.read_bytes()
+    manifest, signature = signed(rig.private, model, "v0002")
+    sent, kwargs, endpoint_id = model, {}, ENDPOINT
+    if case == "corrupted":
+        sent = _flip(model, len(model) // 2)
+    elif case == "truncated":
+        sent = model[:-1000]
+    elif case == "unsigned":
+        signature = ""
+    elif case == "wrongly signed":
+        signature = sign(manifest, load_private_key(generate_keypair(tmp_path / "other")[0]))
+    elif case == "delta for another running version":
+        kwargs = dict(encoding="delta", parent_bytes=base, parent_version="v0005")
+    elif case == "delta from other parent bytes":
+        kwargs = dict(encoding="delta", parent_bytes=push_models.all_changed.read_bytes())
+    elif case == "signed but not a model":
+        sent = b"this is not an onnx file" * 100
+        manifest, signature = signed(rig.private, sent, "v0002")
+    elif case == "cut in transit":
+        rig.tamper = _cut_model_data
+    elif case == "for another endpoint":
+        endpoint_id = "cam-2"
+        rig.route = lambda topic, payload: Rig.route(rig, topic.replace("cam-2", ENDPOINT), payload)
+        rig.publisher = ModelPublisher(rig.route)
+    if case == "garbage announcement":
+        rig.updater.on_announcement(b'{"v": 1, "kind": "model", "endpoint_id": "cam-1"}')
+    else:
+        rig.publisher.push(endpoint_id, manifest, signature, sent, **kwargs)
+    assert len(rig.acks) == (2 if case == "for another endpoint" else 1)  # there each message is refused
+    assert {(a.ok, a.model_version) for a in rig.acks} == {(False, version)}
+    assert reason in rig.acks[-1].reason
+    assert rig.slot.version == "v0001" and rig.output_name() == "v0001.onnx"
+    assert sorted(p.name for p in rig.models_dir.iterdir()) == ["v0001.onnx"]
+
+
+def test_a_refused_push_does_not_block_the_next_good_one(push_models, keys, tmp_path):
+    rig = Rig(push_models, keys, tmp_path)
+    model = push_models.few_changed.read_bytes()
+    manifest, signature = signed(rig.private, model, "v0002")
+    rig.publisher.push(ENDPOINT, manifest, signature, model[:-10])
+    rig.publisher.push(ENDPOINT, manifest, signature, model)
+    assert [(a.model_version, a.ok) for a in rig.acks] == [("v0002", False), ("v0002", True)]
+    assert rig.slot.version == "v0002"
+
+
+def test_a_repeated_push_of_the_running_version_is_acked_without_a_swap(push_models, keys, tmp_path):
+    rig = Rig(push_models, keys, tmp_path)
+    model = push_models.base.read_bytes()
+    manifest, signature = signed(rig.private, model, "v0001", parent="")
+    rig.publisher.push(ENDPOINT, manifest, signature, model)
+    assert [(a.model_version, a.ok, a.reason) for a in rig.acks] == [("v0001", True, "already running")]
+    assert rig.slot.model_path == rig.models_dir / "v0001.onnx"
+
+
+def test_old_model_files_written_by_the_updater_are_pruned(push_models, keys, tmp_path):
+    rig = Rig(push_models, keys, tmp_path, keep_files=2)
+    models = [push_models.few_changed, push_models.all_changed, push_models.base]
+    for i, path in enumerate(models):
+        manifest, signature = signed(rig.private, path.read_bytes(), f"v{i + 2:04d}")
+        rig.publisher.push(ENDPOINT, manifest, signature, path.read_bytes())
+    assert all(a.ok for a in rig.acks) and rig.slot.version == "v0004"
+    onnx_files = sorted(p.name for p in rig.models_dir.glob("*.onnx"))
+    assert onnx_files == ["v0001.onnx", "v0003.onnx", "v0004.onnx"]  # v0001 was not the updater's to delete
+    assert not (rig.models_dir / "v0002.manifest.json").exists()
+    assert np.isfinite(rig.slot.detect(IMAGE)[1]).all()
