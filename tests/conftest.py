@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-pytest_plugins = ["tests.model_fixtures"]
+pytest_plugins = ["tests.model_fixtures", "tests.push_fixtures"]
 
 
 @pytest.fixture

@@ -11,30 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from endpoint.model_slot import ModelSlot
-from tests.edge.test_delta import build_push_models
-
-IMAGE = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
-
-
-class OrtDetector:
-    """A stand-in for the real detector: one onnxruntime session; ``detect`` returns (file name, raw output)."""
-
-    def __init__(self, path: Path):
-        self.name = Path(path).name
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # loads 5x faster
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def detect(self, image: np.ndarray) -> tuple[str, np.ndarray]:
-        return self.name, self.session.run(None, {self.input_name: image})[0]
-
-
-@pytest.fixture(scope="session")
-def push_models(tmp_path_factory):
-    return build_push_models(tmp_path_factory)
-
+from tests.push_fixtures import IMAGE, OrtDetector
 
 def test_swap_under_load_drops_no_call(push_models):
     slot = ModelSlot(OrtDetector, push_models.base, "v0001")

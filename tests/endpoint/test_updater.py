@@ -15,15 +15,9 @@ from endpoint.model_manifest import Manifest
 from endpoint.model_slot import ModelSlot
 from endpoint.model_verify import load_public_key
 from endpoint.updater import ModelUpdater
-from tests.edge.test_delta import build_push_models
-from tests.endpoint.test_model_slot import IMAGE, OrtDetector
+from tests.push_fixtures import IMAGE, OrtDetector
 
 ENDPOINT = "cam-1"
-
-
-@pytest.fixture(scope="session")
-def push_models(tmp_path_factory):
-    return build_push_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,89 @@
+"""Letterbox resize exactly as ultralytics' ``LetterBox`` does it, the input tensor, and the way back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PADDING_VALUE = 114  # ultralytics pads with this grey; a different value shifts the model's outputs
+
+
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """Where a source image landed inside the model input; all sizes in pixels."""
+
+    source_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    resized_wh: tuple[int, int]
+    pad_left: int
+    pad_top: int
+
+    @property
+    def gain_xy(self) -> tuple[float, float]:
+        # per-axis gain from the rounded size, as ultralytics' scale_boxes computes it
+        return self.resized_wh[0] / self.source_hw[1], self.resized_wh[1] / self.source_hw[0]
+
+
+def letterbox_geometry(source_hw: tuple[int, int], input_hw: int | tuple[int, int],
+                       scaleup: bool = True) -> LetterboxGeometry:
+    """Scale, rounding and centred padding of ultralytics' LetterBox (auto=False, center=True)."""
+    if isinstance(input_hw, int):
+        input_hw = (input_hw, input_hw)
+    h, w = int(source_hw[0]), int(source_hw[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image size must be positive, got {h}x{w}")
+    r = min(input_hw[0] / h, input_hw[1] / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    # builtin round (banker's) on purpose: it is what ultralytics uses
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (input_hw[1] - new_w) / 2, (input_hw[0] - new_h) / 2
+    return LetterboxGeometry(source_hw=(h, w), input_hw=(int(input_hw[0]), int(input_hw[1])),
+                             resized_wh=(new_w, new_h), pad_left=round(dw - 0.1), pad_top=round(dh - 0.1))
+
+
+def letterbox(image: np.ndarray, input_hw: int | tuple[int, int], padding_value: int = PADDING_VALUE,
+              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, LetterboxGeometry]:
+    """Resize keeping the aspect ratio and pad to ``input_hw``; return the padded image and its geometry."""
+    geo = letterbox_geometry(image.shape[:2], input_hw)
+    image = np.ascontiguousarray(image)  # OpenCV rejects strided views such as a transposed frame
+    if (image.shape[1], image.shape[0]) != geo.resized_wh:
+        image = cv2.resize(image, geo.resized_wh, interpolation=interpolation)
+    bottom = geo.input_hw[0] - geo.resized_wh[1] - geo.pad_top
+    right = geo.input_hw[1] - geo.resized_wh[0] - geo.pad_left
+    out = cv2.copyMakeBorder(image, geo.pad_top, bottom, geo.pad_left, right, cv2.BORDER_CONSTANT,
+                             value=(padding_value,) * 3)
+    return out, geo
+
+
+def to_model_input(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxGeometry]:
+    """A BGR uint8 image as the 1x3xHxW float32 RGB 0..1 tensor an ultralytics export expects."""
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
+    padded, geo = letterbox(image_bgr, input_hw)
+    chw = padded[:, :, ::-1].transpose(2, 0, 1)
+    tensor = np.ascontiguousarray(chw, dtype=np.float32)[None] / np.float32(255.0)
+    return tensor, geo
+
+
+def boxes_to_source(xyxy: np.ndarray, geo: LetterboxGeometry) -> np.ndarray:
+    """Map xyxy boxes from model-input pixels back to source-image pixels, clipped to the image."""
+    out = np.array(xyxy, dtype=np.float32).reshape(-1, 4)
+    gain_x, gain_y = geo.gain_xy
+    out[:, [0, 2]] = (out[:, [0, 2]] - geo.pad_left) / gain_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - geo.pad_top) / gain_y
+    h, w = geo.source_hw
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out
+
+
+def boxes_to_input(xyxy: np.ndarray, geo: LetterboxGeometry) -> np.ndarray:
+    """Map xyxy boxes from source-image pixels into model-input pixels (the inverse of boxes_to_source)."""
+    out = np.array(xyxy, dtype=np.float32).reshape(-1, 4)
+    gain_x, gain_y = geo.gain_xy
+    out[:, [0, 2]] = out[:, [0, 2]] * gain_x + geo.pad_left
+    out[:, [1, 3]] = out[:, [1, 3]] * gain_y + geo.pad_top
+    return out

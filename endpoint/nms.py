@@ -1,0 +1,92 @@
+"""Non-maximum suppression in numpy, matching ultralytics' ``non_max_suppression`` for detect outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_WH_PX = 7680  # per-class box offset ultralytics uses for class-aware NMS in one pass
+MAX_NMS_BOXES = 30000  # boxes kept for NMS after sorting by confidence, as in ultralytics
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box against Nx4 xyxy boxes; areas without the +1 of old Pascal code."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0).astype(boxes.dtype)
+
+
+def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS like torchvision.ops.nms: indices kept, highest score first; drops IoU > threshold."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = order[0]
+        keep.append(int(best))
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou(xyxy[best], xyxy[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    """Centre-size boxes to corner boxes."""
+    out = np.empty_like(xywh)
+    half_w, half_h = xywh[:, 2] / 2, xywh[:, 3] / 2
+    out[:, 0] = xywh[:, 0] - half_w
+    out[:, 1] = xywh[:, 1] - half_h
+    out[:, 2] = xywh[:, 0] + half_w
+    out[:, 3] = xywh[:, 1] + half_h
+    return out
+
+
+def non_max_suppression(prediction: np.ndarray, conf_threshold: float = 0.25, iou_threshold: float = 0.7,
+                        max_det: int = 300, agnostic: bool = False,
+                        nc: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NMS over one image's raw head output of shape (4 + nc, N): xywh then class scores.
+
+    Returns (xyxy Kx4 float32, confidence K float32, class_id K int64), best first.
+    """
+    if not 0.0 <= conf_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"thresholds must be in 0..1, got conf={conf_threshold} iou={iou_threshold}")
+    pred = np.asarray(prediction, dtype=np.float32)
+    if pred.ndim != 2 or pred.shape[0] < 5:
+        raise ValueError(f"expected a (4 + nc, N) prediction, got shape {pred.shape}")
+    nc = nc or pred.shape[0] - 4
+    scores_all = pred[4 : 4 + nc].T  # N x nc
+    class_id = scores_all.argmax(axis=1)
+    conf = scores_all[np.arange(len(class_id)), class_id]
+    # strict '>' as in ultralytics, so a threshold equal to a score drops it
+    keep = conf > conf_threshold
+    if not keep.any():
+        return _empty()
+    xyxy = xywh_to_xyxy(pred[:4, keep].T)
+    conf, class_id = conf[keep], class_id[keep]
+    if len(conf) > MAX_NMS_BOXES:
+        top = np.argsort(-conf, kind="stable")[:MAX_NMS_BOXES]
+        xyxy, conf, class_id = xyxy[top], conf[top], class_id[top]
+    # offsetting boxes by class keeps classes apart in one pass, the same float32 arithmetic as ultralytics
+    offset = np.float32(0 if agnostic else MAX_WH_PX) * class_id.astype(np.float32)[:, None]
+    kept = nms_indices(xyxy + offset, conf, iou_threshold)[:max_det]
+    return xyxy[kept], conf[kept], class_id[kept].astype(np.int64)
+
+
+def end2end_filter(prediction: np.ndarray, conf_threshold: float = 0.25,
+                   max_det: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of an end-to-end head output (N, 6: x1 y1 x2 y2 conf cls) above the threshold; no NMS needed."""
+    pred = np.asarray(prediction, dtype=np.float32)
+    if pred.ndim != 2 or pred.shape[1] < 6:
+        raise ValueError(f"expected an (N, 6) end-to-end prediction, got shape {pred.shape}")
+    rows = pred[pred[:, 4] > conf_threshold][:max_det]
+    return rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)

@@ -1,0 +1,143 @@
+"""Letterbox geometry and NMS against hand-worked tables and against ultralytics' own code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from endpoint.letterbox import boxes_to_input, boxes_to_source, letterbox, letterbox_geometry, to_model_input
+from endpoint.nms import end2end_filter, nms_indices, non_max_suppression
+
+# source (h, w), input (h, w), resized (w, h), pad_left, pad_top — worked out by hand from LetterBox's formulas
+GEOMETRY_TABLE = [
+    ((240, 320), (128, 128), (128, 96), 0, 16),
+    ((320, 240), (128, 128), (96, 128), 16, 0),
+    ((100, 100), (128, 128), (128, 128), 0, 0),  # scale up
+    ((480, 640), (640, 640), (640, 480), 0, 80),
+    ((240, 100), (128, 128), (53, 128), 37, 0),  # odd padding: 37 left, 38 right
+    ((1, 3000), (128, 128), (128, 1), 0, 63),  # thin image keeps one pixel row
+    ((333, 500), (160, 128), (128, 85), 0, 37),  # non-square input
+]
+
+
+@pytest.mark.parametrize("source_hw, input_hw, resized_wh, pad_left, pad_top", GEOMETRY_TABLE)
+def test_geometry_table(source_hw, input_hw, resized_wh, pad_left, pad_top):
+    geo = letterbox_geometry(source_hw, input_hw)
+    assert (geo.resized_wh, geo.pad_left, geo.pad_top) == (resized_wh, pad_left, pad_top)
+
+
+@pytest.mark.parametrize("source_hw, input_hw", [row[:2] for row in GEOMETRY_TABLE])
+def test_letterbox_pixels_match_ultralytics(source_hw, input_hw):
+    from ultralytics.data.augment import LetterBox
+
+    rng = np.random.default_rng(sum(source_hw))
+    image = rng.integers(0, 256, size=(*source_hw, 3), dtype=np.uint8)
+    ours, geo = letterbox(image, input_hw)
+    theirs = LetterBox(input_hw, auto=False, stride=32)(image=image)
+    assert ours.shape == (*input_hw, 3)
+    np.testing.assert_array_equal(ours, theirs)
+    if geo.pad_top:
+        assert (ours[0] == 114).all() and (ours[-1] == 114).all()
+
+
+@pytest.mark.parametrize("source_hw, input_hw", [row[:2] for row in GEOMETRY_TABLE])
+def test_boxes_to_source_matches_ultralytics_scale_boxes(source_hw, input_hw):
+    from ultralytics.utils.ops import scale_boxes
+
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(-5, max(input_hw) + 5, size=(20, 2)).astype(np.float32)
+    wh = rng.uniform(1, 60, size=(20, 2)).astype(np.float32)
+    boxes_in = np.concatenate([xy, xy + wh], axis=1)
+    ours = boxes_to_source(boxes_in, letterbox_geometry(source_hw, input_hw))
+    theirs = scale_boxes(input_hw, boxes_in.copy(), source_hw)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert ours.min() >= 0 and ours[:, [0, 2]].max() <= source_hw[1] and ours[:, [1, 3]].max() <= source_hw[0]
+
+
+def test_boxes_round_trip():
+    geo = letterbox_geometry((240, 100), 128)
+    boxes = np.array([[10, 20, 60, 200], [0, 0, 100, 240]], np.float32)
+    np.testing.assert_allclose(boxes_to_source(boxes_to_input(boxes, geo), geo), boxes, atol=1e-3)
+
+
+def test_model_input_is_rgb_0_to_1_nchw():
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[..., 0] = 255  # pure blue in BGR
+    tensor, _ = to_model_input(image, 128)
+    assert tensor.shape == (1, 3, 128, 128) and tensor.dtype == np.float32
+    assert tensor[0, 2, 64, 64] == 1.0 and tensor[0, 0, 64, 64] == 0.0  # blue lands in channel 2 (RGB)
+    assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255)  # padding row
+
+
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
+                                 np.zeros((10, 10, 3), np.float32)])
+def test_model_input_rejects_non_bgr_images(bad):
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        to_model_input(bad, 128)
+
+
+def _raw(rows: list[tuple[float, float, float, float, int, float]], nc: int = 3) -> np.ndarray:
+    """A (4 + nc, N) head output from rows of (cx, cy, w, h, class, score)."""
+    out = np.zeros((4 + nc, len(rows)), np.float32)
+    for i, (cx, cy, w, h, cls, score) in enumerate(rows):
+        out[:4, i] = (cx, cy, w, h)
+        out[4 + cls, i] = score
+    return out
+
+
+# rows, conf, iou, agnostic, max_det, expected kept scores in order
+NMS_TABLE = [
+    ([(50, 50, 20, 20, 0, 0.9), (51, 50, 20, 20, 0, 0.8)], 0.25, 0.7, False, 300, [0.9]),  # IoU 0.90: suppressed
+    ([(50, 50, 20, 20, 0, 0.9), (51, 50, 20, 20, 1, 0.8)], 0.25, 0.7, False, 300, [0.9, 0.8]),  # other class
+    ([(50, 50, 20, 20, 0, 0.9), (51, 50, 20, 20, 1, 0.8)], 0.25, 0.7, True, 300, [0.9]),  # agnostic
+    ([(50, 50, 20, 20, 0, 0.9), (55, 50, 20, 20, 0, 0.8)], 0.25, 0.7, False, 300, [0.9, 0.8]),  # IoU 0.60: kept
+    ([(50, 50, 20, 20, 0, 0.9), (55, 50, 20, 20, 0, 0.8)], 0.25, 0.5, False, 300, [0.9]),  # lower iou threshold
+    ([(50, 50, 20, 20, 0, 0.25), (90, 90, 20, 20, 0, 0.3)], 0.25, 0.7, False, 300, [0.3]),  # conf is strict '>'
+    ([(10 + 30 * i, 50, 20, 20, 0, 0.5 + i / 100) for i in range(5)], 0.25, 0.7, False, 2, [0.54, 0.53]),  # max_det
+    ([(50, 50, 20, 20, 0, 0.1)], 0.25, 0.7, False, 300, []),  # nothing passes
+]
+
+
+@pytest.mark.parametrize("rows, conf, iou, agnostic, max_det, expected", NMS_TABLE)
+def test_nms_table(rows, conf, iou, agnostic, max_det, expected):
+    _, scores, _ = non_max_suppression(_raw(rows), conf, iou, max_det=max_det, agnostic=agnostic)
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+
+
+def test_nms_converts_xywh_and_reports_best_class():
+    xyxy, scores, cls = non_max_suppression(_raw([(50, 40, 20, 10, 2, 0.9)]), 0.25, 0.7)
+    np.testing.assert_allclose(xyxy, [[40, 35, 60, 45]])
+    assert cls.tolist() == [2] and cls.dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("iou", [0.45, 0.7])
+def test_nms_matches_ultralytics_on_random_heads(seed, iou):
+    import torch
+    from ultralytics.utils.nms import non_max_suppression as ultralytics_nms
+
+    rng = np.random.default_rng(seed)
+    n, nc = 400, 3
+    raw = np.zeros((4 + nc, n), np.float32)
+    raw[:2] = rng.uniform(0, 128, size=(2, n))  # centres clustered in a small image: many overlaps
+    raw[2:4] = rng.uniform(4, 40, size=(2, n))
+    raw[4:] = rng.uniform(0, 1, size=(nc, n)) ** 3
+    xyxy, scores, cls = non_max_suppression(raw, 0.2, iou, max_det=50)
+    (theirs,) = ultralytics_nms(torch.from_numpy(raw[None].copy()), 0.2, iou, max_det=50)
+    theirs = theirs.numpy()
+    assert len(scores) == len(theirs) > 0
+    np.testing.assert_allclose(xyxy, theirs[:, :4], atol=1e-4)
+    np.testing.assert_allclose(scores, theirs[:, 4], atol=1e-6)
+    np.testing.assert_array_equal(cls, theirs[:, 5].astype(np.int64))
+
+
+def test_nms_indices_keep_order_by_score():
+    boxes = np.array([[0, 0, 10, 10], [100, 100, 110, 110], [1, 1, 10, 10]], np.float32)
+    assert nms_indices(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.5).tolist() == [1, 2]
+
+
+def test_end2end_filter_keeps_rows_above_threshold_up_to_max_det():
+    rows = np.array([[0, 0, 10, 10, 0.9, 1], [0, 0, 10, 10, 0.2, 0], [5, 5, 9, 9, 0.6, 2]], np.float32)
+    xyxy, scores, cls = end2end_filter(rows, 0.25, max_det=300)
+    assert scores.tolist() == pytest.approx([0.9, 0.6]) and cls.tolist() == [1, 2]
+    assert len(end2end_filter(rows, 0.25, max_det=1)[1]) == 1
