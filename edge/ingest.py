@@ -60,11 +60,14 @@ class Ingest:
         self.config = config
         self.store = store if store is not None else open_store(config.store)
         self.registry = CollectorRegistry()  # one per instance, so tests can run many side by side
-        self._m_stored = Counter("frames_stored", "Frames written to the store", ["endpoint"], registry=self.registry)
-        self._m_duplicate = Counter("frames_duplicate", "Redelivered frames already stored", registry=self.registry)
-        self._m_rejected = Counter("frames_rejected", "Refused messages", ["reason"], registry=self.registry)
-        self._m_bytes = Counter("bytes_stored", "JPEG bytes written to the store", registry=self.registry)
-        self._m_store_errors = Counter("store_errors", "Failed store writes (retried)", registry=self.registry)
+        reg = self.registry
+        self._m_stored = Counter("edgeloop_ingest_frames_stored", "Frames written to the store", ["endpoint"],
+                                 registry=reg)
+        self._m_duplicate = Counter("edgeloop_ingest_frames_duplicate", "Redelivered frames already stored",
+                                    registry=reg)
+        self._m_rejected = Counter("edgeloop_ingest_frames_rejected", "Refused messages", ["reason"], registry=reg)
+        self._m_bytes = Counter("edgeloop_ingest_bytes_stored", "JPEG bytes written to the store", registry=reg)
+        self._m_store_errors = Counter("edgeloop_ingest_store_errors", "Failed store writes (retried)", registry=reg)
         self._counts = {"received": 0, "stored": 0, "duplicates": 0, "bytes_stored": 0, "acked_frames": 0,
                         "store_errors": 0}
         self._rejected: dict[str, int] = {}

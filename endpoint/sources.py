@@ -31,7 +31,8 @@ class SourceConfig(BaseModel):
     """Where frames come from."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["scenario", "video", "camera", "images"] = Field("scenario", description="source backend")
+    kind: Literal["scenario", "video", "camera", "picamera2", "images"] = Field(
+        "scenario", description="source backend (picamera2: the Raspberry Pi camera module)")
     path: str = Field("", description="video file or image folder")
     camera_index: int = Field(0, description="OpenCV camera index")
     domain: str = Field("day", description="scenario domain to stream")
@@ -49,7 +50,7 @@ class SourceConfig(BaseModel):
 
 def open_source(config: SourceConfig) -> Iterator[SourceFrame]:
     """The configured source, limited and paced as configured."""
-    backends = {"scenario": _scenario, "video": _video, "camera": _video, "images": _images}
+    backends = {"scenario": _scenario, "video": _video, "camera": _video, "picamera2": _picamera2, "images": _images}
     frames = backends[config.kind](config)
     period_s = 1.0 / config.fps if config.fps else 0.0
     next_due = time.monotonic()
@@ -92,6 +93,24 @@ def _video(config: SourceConfig) -> Iterator[SourceFrame]:
             cap.release()
         if not config.loop or config.kind == "camera":
             return
+
+
+def _picamera2(config: SourceConfig) -> Iterator[SourceFrame]:
+    """The Pi camera module through picamera2 (Raspberry Pi OS: ``apt install python3-picamera2``)."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError:
+        raise RuntimeError("source kind 'picamera2' needs the picamera2 package (apt install python3-picamera2; "
+                           "create the venv with --system-site-packages)") from None
+    camera = Picamera2()
+    camera.configure(camera.create_video_configuration(main={"size": (config.width, config.height),
+                                                             "format": "RGB888"}))
+    camera.start()
+    try:
+        while True:
+            yield SourceFrame(camera.capture_array(), time.time())  # RGB888 is laid out B, G, R in memory
+    finally:
+        camera.stop()
 
 
 def _images(config: SourceConfig) -> Iterator[SourceFrame]:

@@ -128,8 +128,8 @@ def test_stores_frames_with_idempotent_keys_and_acks(broker, s3_store, peer, mak
     stats = ingest.stats()
     assert (stats.stored, stats.duplicates, stats.rejected_total, stats.bytes_stored) == (
         4, 0, 0, sum(map(len, jpegs.values())))
-    assert ingest.registry.get_sample_value("frames_stored_total", {"endpoint": "cam-a"}) == 4
-    assert ingest.registry.get_sample_value("bytes_stored_total") == stats.bytes_stored
+    assert ingest.registry.get_sample_value("edgeloop_ingest_frames_stored_total", {"endpoint": "cam-a"}) == 4
+    assert ingest.registry.get_sample_value("edgeloop_ingest_bytes_stored_total") == stats.bytes_stored
 
 
 def test_redelivered_frame_is_stored_once_and_acked_each_time(broker, s3_store, peer, make_ingest):
@@ -143,7 +143,7 @@ def test_redelivered_frame_is_stored_once_and_acked_each_time(broker, s3_store, 
     assert peer.acked_ids() == ["dup-1"] * 3
     assert list(s3_store.list("frames/")) == ["frames/cam-a/r00000/dup-1.jpg", "frames/cam-a/r00000/dup-1.json"]
     assert (ingest.stats().stored, ingest.stats().duplicates) == (1, 2)
-    assert ingest.registry.get_sample_value("frames_duplicate_total") == 2
+    assert ingest.registry.get_sample_value("edgeloop_ingest_frames_duplicate_total") == 2
 
 
 def test_two_workers_on_a_shared_subscription_split_without_loss_or_duplicates(broker, s3_store, peer, make_ingest):
@@ -254,7 +254,7 @@ def test_run_ingest_serves_metrics_and_returns_on_stop(broker, tmp_path, peer):
             peer.publish("cam-a", frame_payload("cam-a", "f1"))
             peer.wait_acked(1, timeout_s=0.3)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert 'frames_stored_total{endpoint="cam-a"} 1.0' in metrics
+        assert 'edgeloop_ingest_frames_stored_total{endpoint="cam-a"} 1.0' in metrics
     finally:
         stop.set()
         thread.join(10)

@@ -88,7 +88,7 @@ def test_bad_uploads_among_valid_ones_are_rejected_logged_and_counted(broker, s3
         expected[reason] = expected.get(reason, 0) + 1
     assert ingest.stats().rejected == expected
     for reason, n in expected.items():
-        assert ingest.registry.get_sample_value("frames_rejected_total", {"reason": reason}) == n
+        assert ingest.registry.get_sample_value("edgeloop_ingest_frames_rejected_total", {"reason": reason}) == n
     logged = [r.getMessage() for r in caplog.records if r.name == "edge.ingest" and r.levelno == logging.WARNING]
     for reason, n in expected.items():
         assert sum(f": {reason} (" in m for m in logged) == n, (reason, logged)
