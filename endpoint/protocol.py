@@ -188,36 +188,46 @@ def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ac
         raise ProtocolError(f"invalid message: {_first_error(exc)}") from None
 
 
+def pack_binary(magic: bytes, head: bytes, body: bytes, limit: int, what: str) -> bytes:
+    """A binary message: 4-byte magic, uint32 big-endian header length, the JSON header, the body."""
+    message = magic + struct.pack(">I", len(head)) + head + body
+    if len(message) > limit:
+        raise ValueError(f"{what} of {len(message)} bytes exceeds {limit}")
+    return message
+
+
+def unpack_binary(message: bytes, magic: bytes, limit: int, what: str) -> tuple[dict, bytes]:
+    """The versioned JSON header (a dict) and the body of a binary message, after checking its framing."""
+    if len(message) > limit:
+        raise ProtocolError(f"oversized: {len(message)} bytes exceeds {limit}")
+    if len(message) < 8 or message[:4] != magic:
+        raise ProtocolError(f"not a {what}: bad magic")
+    (head_len,) = struct.unpack(">I", message[4:8])
+    if head_len > MAX_HEADER_BYTES or 8 + head_len > len(message):
+        raise ProtocolError(f"header length {head_len} does not fit the {len(message)}-byte {what}")
+    try:
+        raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"{what} header is not UTF-8 JSON: {exc}") from None
+    _check_version(raw)
+    return raw, message[8 + head_len :]
+
+
 def encode_frame(header: FrameHeader, jpeg: bytes) -> bytes:
     """Serialize a frame upload: magic, header length, JSON header, JPEG."""
     if len(jpeg) != header.jpeg_bytes or hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
         raise ValueError("header does not describe these JPEG bytes")
     head = header.model_dump_json(exclude_none=True).encode("utf-8")
-    payload = FRAME_MAGIC + struct.pack(">I", len(head)) + head + jpeg
-    if len(payload) > MAX_FRAME_PAYLOAD_BYTES:
-        raise ValueError(f"frame payload of {len(payload)} bytes exceeds {MAX_FRAME_PAYLOAD_BYTES}")
-    return payload
+    return pack_binary(FRAME_MAGIC, head, jpeg, MAX_FRAME_PAYLOAD_BYTES, "frame payload")
 
 
 def decode_frame(payload: bytes) -> Frame:
     """Parse and check a frame upload (size, version, fields, JPEG length and sha256)."""
-    if len(payload) > MAX_FRAME_PAYLOAD_BYTES:
-        raise ProtocolError(f"oversized: {len(payload)} bytes exceeds {MAX_FRAME_PAYLOAD_BYTES}")
-    if len(payload) < 8 or payload[:4] != FRAME_MAGIC:
-        raise ProtocolError("not a frame payload: bad magic")
-    (head_len,) = struct.unpack(">I", payload[4:8])
-    if head_len > MAX_HEADER_BYTES or 8 + head_len > len(payload):
-        raise ProtocolError(f"header length {head_len} does not fit the {len(payload)}-byte payload")
-    try:
-        raw = json.loads(payload[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"frame header is not UTF-8 JSON: {exc}") from None
-    _check_version(raw)
+    raw, jpeg = unpack_binary(payload, FRAME_MAGIC, MAX_FRAME_PAYLOAD_BYTES, "frame payload")
     try:
         header = FrameHeader.model_validate(raw)
     except ValidationError as exc:
         raise ProtocolError(f"invalid frame header: {_first_error(exc)}") from None
-    jpeg = payload[8 + head_len :]
     if len(jpeg) != header.jpeg_bytes:
         raise ProtocolError(f"truncated: JPEG has {len(jpeg)} bytes, header says {header.jpeg_bytes}")
     if hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
@@ -283,32 +293,17 @@ def encode_model_data(header: ModelDataHeader, payload: bytes) -> bytes:
     """Serialize a model payload: magic, header length, JSON header, bytes."""
     if len(payload) != header.payload_bytes or hashlib.sha256(payload).hexdigest() != header.payload_sha256:
         raise ValueError("header does not describe these model bytes")
-    head = header.model_dump_json().encode("utf-8")
-    message = MODEL_DATA_MAGIC + struct.pack(">I", len(head)) + head + payload
-    if len(message) > MAX_MODEL_PAYLOAD_BYTES:
-        raise ValueError(f"model payload of {len(message)} bytes exceeds {MAX_MODEL_PAYLOAD_BYTES}")
-    return message
+    return pack_binary(MODEL_DATA_MAGIC, header.model_dump_json().encode("utf-8"), payload,
+                       MAX_MODEL_PAYLOAD_BYTES, "model payload")
 
 
 def decode_model_data(message: bytes) -> ModelData:
     """Parse and check a model payload (size, version, fields, payload length and sha256)."""
-    if len(message) > MAX_MODEL_PAYLOAD_BYTES:
-        raise ProtocolError(f"oversized: {len(message)} bytes exceeds {MAX_MODEL_PAYLOAD_BYTES}")
-    if len(message) < 8 or message[:4] != MODEL_DATA_MAGIC:
-        raise ProtocolError("not a model_data payload: bad magic")
-    (head_len,) = struct.unpack(">I", message[4:8])
-    if head_len > MAX_HEADER_BYTES or 8 + head_len > len(message):
-        raise ProtocolError(f"header length {head_len} does not fit the {len(message)}-byte payload")
-    try:
-        raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"model_data header is not UTF-8 JSON: {exc}") from None
-    _check_version(raw)
+    raw, payload = unpack_binary(message, MODEL_DATA_MAGIC, MAX_MODEL_PAYLOAD_BYTES, "model_data payload")
     try:
         header = ModelDataHeader.model_validate(raw)
     except ValidationError as exc:
         raise ProtocolError(f"invalid model_data header: {_first_error(exc)}") from None
-    payload = message[8 + head_len :]
     if len(payload) != header.payload_bytes:
         raise ProtocolError(f"truncated: model payload has {len(payload)} bytes, header says {header.payload_bytes}")
     if hashlib.sha256(payload).hexdigest() != header.payload_sha256:

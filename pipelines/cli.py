@@ -8,6 +8,10 @@ import sys
 
 
 def _endpoint(args) -> int:
+    if args.mode == "split":
+        from endpoint.split_main import run_split_endpoint
+
+        return run_split_endpoint(args.config)
     from endpoint.main import run_endpoint
 
     return run_endpoint(args.config)
@@ -30,7 +34,31 @@ def _bench(args) -> int:
         from pipelines.bench_ingest import run_bench_ingest
 
         return run_bench_ingest(args)
-    raise SystemExit(f"unknown benchmark {args.what!r}")
+    if args.what == "scheduler":
+        from pipelines.bench_scheduler import run_bench_scheduler
+
+        return run_bench_scheduler(args)
+    from pipelines.bench_split import run_bench_split
+
+    return run_bench_split(args)
+
+
+def _round(args) -> int:
+    from pipelines.edge_round import run_round_command
+
+    return run_round_command(args)
+
+
+def _report(args) -> int:
+    from pipelines.report import run_report
+
+    return run_report(args)
+
+
+def _pi_wheels(args) -> int:
+    from pipelines.pi_wheels import main as pi_wheels_main
+
+    return pi_wheels_main([])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("endpoint", help="run an endpoint (camera, video, folder or scenario → MQTT)")
     p.add_argument("--config", required=True, help="endpoint YAML config")
+    p.add_argument("--mode", choices=["detect", "split"], default="detect",
+                   help="detect: whole detector on the device; split: co-inference with the edge (split config)")
     p.set_defaults(func=_endpoint)
 
     p = sub.add_parser("edge", help="run the edge ingest (MQTT → object store)")
@@ -52,15 +82,42 @@ def build_parser() -> argparse.ArgumentParser:
     add_lab_arguments(p)
     p.set_defaults(func=_lab)
 
+    p = sub.add_parser("round", help="run one learning round against a running broker, ingest and endpoints")
+    p.add_argument("--config", required=True, help="round YAML config (see deploy/config/round.yaml)")
+    p.add_argument("--init", action="store_true", help="prepare the edge once: key, bootstrap models, first student")
+    p.add_argument("--domain", default=None, help="name of the current domain (default: the config's)")
+    p.set_defaults(func=_round)
+
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest"], help="which benchmark")
-    p.add_argument("--frames", type=int, default=300, help="frames per stream")
-    p.add_argument("--video", default="../shared/data/vtest.avi", help="real video for the second stream")
+    p.add_argument("what", choices=["ingest", "scheduler", "split"], help="which benchmark")
+    p.add_argument("--frames", type=int, default=300, help="ingest: frames per stream")
+    p.add_argument("--video", default="../shared/data/vtest.avi", help="ingest: real video for the second stream")
+    p.add_argument("--out", default="edgeloop-data/bench", help="where plots are written")
+    p.add_argument("--surfaces", default=None, help="scheduler: measured response surfaces (default: shipped set)")
+    p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")
+    p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split",
+                       add_help=False)
+    p.add_argument("options", nargs="*", help="see edgeloop split-server --help")
+
+    p = sub.add_parser("report", help="the per-round table and map_per_round.png of a lab run")
+    p.add_argument("dir", help="a lab --out directory holding rounds.jsonl")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("pi-wheels", help="check that every endpoint dependency has an aarch64 wheel for the Pi")
+    p.set_defaults(func=_pi_wheels)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["split-server"]:  # its own parser, options passed through as they are
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        from edge.split_server import main as split_server_main
+
+        return int(split_server_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")

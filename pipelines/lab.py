@@ -1,69 +1,87 @@
-"""``edgeloop lab``: broker, object store, edge ingest and endpoint processes on this machine."""
+"""``edgeloop lab``: broker, object store, edge and endpoint processes on this machine, running R rounds of drift."""
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
-import yaml
+from rich.console import Console
 
 log = logging.getLogger(__name__)
 
+STALE = ("rounds.jsonl", "lab.log", "map_per_round.png", "store", "endpoints", "work", "keys", "broker")
+
 
 def run_lab(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from pipelines.scenarios import open_scenario
 
-    from edge.frame_index import FrameIndex
-    from edge.ingest import Ingest
-    from edge.ingest_config import IngestConfig
-    from edge.store import StoreConfig, open_store
-    from pipelines.broker import Broker
-
+    console = Console(width=170)
+    try:
+        open_scenario(args.scenario, args.seed)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]edgeloop lab: bad --scenario:[/] {exc}")
+        return 2
     out = Path(args.out)
+    if out.exists():
+        for stale in STALE:
+            target = out / stale
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    store = open_store(StoreConfig(kind="local", path=str(out / "store")))
-    with Broker(workdir=_fresh(out / "broker")) as broker:
-        log.info("broker: %s (%s); store: %s", broker.url, broker.kind, store.describe())
-        ingest = Ingest(IngestConfig(broker_port=broker.port), store).start()
-        procs = []
-        try:
-            for i in range(args.endpoints):
-                config = {"endpoint_id": f"cam-{i + 1}", "broker": {"port": broker.port},
-                          "source": {"kind": "scenario", "domain": "day", "seed": args.seed + i,
-                                     "max_frames": args.frames, "fps": 30},
-                          "sampler": {"name": "uniform", "sample_rate": 0.5},
-                          "uplink": {"spool_dir": str(out / "spool" / f"cam-{i + 1}")},
-                          "exit_when_drained": True}
-                path = out / f"cam-{i + 1}.yaml"
-                path.write_text(yaml.safe_dump(config))
-                procs.append(subprocess.Popen([sys.executable, "-m", "pipelines.cli", "endpoint", "--config",
-                                               str(path)], env={**os.environ, "PYTHONUNBUFFERED": "1"}))
-            for p in procs:
-                p.wait()
-        except KeyboardInterrupt:
-            log.info("stopping")
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-                    p.wait(timeout=10)
-            ingest.stop()
-    index = FrameIndex(store)
-    table = Table(title="frames stored per endpoint")
-    table.add_column("endpoint")
-    table.add_column("round", justify="right")
-    table.add_column("frames", justify="right")
-    for endpoint_id in index.endpoints():
-        for r in index.rounds(endpoint_id):
-            table.add_row(endpoint_id, str(r), str(index.count(endpoint_id, r)))
-    Console(width=120).print(table)
+    handler = _log_to_file(out / "lab.log", verbose=getattr(args, "verbose", False))
+    console.print(f"edgeloop lab: {args.endpoints} endpoints, {args.rounds} rounds, scenario {args.scenario}, "
+                  f"policy {args.policy}, {args.budget_kbps:g} kbit/s; details in {out / 'lab.log'}")
+    try:
+        return _run_rounds(args, out, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: every lab process was stopped; results so far are in "
+                      f"{out / 'rounds.jsonl'}[/]")
+        return 130
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _run_rounds(args, out: Path, console: Console) -> int:
+    from pipelines.lab_session import LabSession
+    from pipelines.report import plot_results, results_table
+    from pipelines.results import append_result
+
+    results = []
+    with LabSession(args, out, console) as lab:
+        for round_index in range(args.rounds):
+            domain = lab.scenario.domain_for_round(round_index, args.rounds)
+            with console.status(f"round {round_index}: {domain}") as status:
+                lab.loop._stage = lambda text: (status.update(text), log.info("%s", text))
+                lab.endpoints.check_alive()
+                round_results = lab.loop.run_round(round_index, domain, lab.settings)
+            for r in round_results:
+                append_result(out / "rounds.jsonl", r)
+                lab.metrics.record(r)
+            results.extend(round_results)
+            console.print(results_table(round_results, title=f"round {round_index} ({domain})"))
+    if not results:
+        return 1
+    console.print(results_table(results, title=f"edgeloop lab: {args.endpoints} endpoints, {args.rounds} rounds, "
+                                               f"policy {args.policy}, {args.budget_kbps:g} kbit/s"))
+    png = plot_results(results, out / "map_per_round.png")
+    console.print(f"results: {out / 'rounds.jsonl'}   plot: {png}   rebuild both: edgeloop report {out}")
     return 0
 
 
-def _fresh(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _log_to_file(path: Path, verbose: bool) -> logging.Handler:
+    """Everything goes to ``lab.log``; the console keeps the tables, progress and warnings (all of it with -v)."""
+    os.environ.setdefault("YOLO_VERBOSE", "True" if verbose else "False")  # before ultralytics is imported
+    root = logging.getLogger()
+    if not verbose:
+        for handler in root.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setLevel(logging.WARNING)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler

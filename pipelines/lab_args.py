@@ -7,12 +7,24 @@ import argparse
 
 def add_lab_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoints", type=int, default=2, help="endpoint processes to start")
-    p.add_argument("--rounds", type=int, default=3, help="learning rounds to run")
-    p.add_argument("--frames", type=int, default=120, help="frames each endpoint streams per round")
+    p.add_argument("--rounds", type=int, default=4, help="learning rounds to run")
+    p.add_argument("--frames", type=int, default=80, help="frames each endpoint sees per round")
     p.add_argument("--scenario", default="synthetic",
-                   help="'synthetic' or a comma-separated list of YOLO data set folders, one per domain")
-    p.add_argument("--policy", default="adaptive", help="bandwidth scheduler policy")
-    p.add_argument("--budget-kbps", type=float, default=2000.0, help="link budget per endpoint, kilobits/s")
+                   help="'synthetic' or a comma-separated list of YOLO data set folders, one per domain, in order")
+    p.add_argument("--policy", default="adaptive", help="bandwidth scheduler policy (adaptive, fixed-50-50, ...)")
+    p.add_argument("--budget-kbps", type=float, default=1000.0, help="link budget per endpoint, kilobits/s")
+    p.add_argument("--round-s", type=float, default=10.0, help="link seconds per round (budget = kbps x round-s)")
+    p.add_argument("--labels", default="oracle,import,teacher",
+                   help="label sources in order of preference: oracle, import, teacher")
+    p.add_argument("--imgsz", type=int, default=None,
+                   help="training and student input size (default: the learning config's, 128)")
+    p.add_argument("--learning", default=None,
+                   help="YAML file of learning settings (models, epochs, replay; see edge/learning_config.py)")
     p.add_argument("--store", default="local", help="'local' (a directory under --out) or an S3 host:port")
+    p.add_argument("--s3-access-key", default="minioadmin", help="S3 access key when --store is a host:port")
+    p.add_argument("--s3-secret-key", default="minioadmin", help="S3 secret key when --store is a host:port")
     p.add_argument("--out", default="edgeloop-data/lab", help="results and data directory")
-    p.add_argument("--seed", type=int, default=0, help="scenario seed")
+    p.add_argument("--cache", default="edgeloop-data/cache", help="bootstrapped models are cached here")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics on this port (endpoints on the next ports); 0: off")
+    p.add_argument("--seed", type=int, default=0, help="scenario and training seed")

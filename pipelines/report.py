@@ -78,7 +78,7 @@ def _shade_domains(ax, rows: list[RoundResult]) -> None:
     for i in range(1, len(rows) + 1):
         if i == len(rows) or rows[i].domain != rows[start].domain:
             ax.axvspan(rows[start].round - 0.5, rows[i - 1].round + 0.5, alpha=0.06 * (1 + start % 2), color="grey")
-            ax.text((rows[start].round + rows[i - 1].round) / 2, 0.02, rows[start].domain, ha="center",
+            ax.text((rows[start].round + rows[i - 1].round) / 2, 0.97, rows[start].domain, ha="center", va="top",
                     transform=ax.get_xaxis_transform(), fontsize=9, color="dimgray")
             start = i
 

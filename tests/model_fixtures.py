@@ -65,7 +65,7 @@ def build_tiny_yolo(settings: TinyYoloSettings = TinyYoloSettings(), cache_root:
     # a file lock, because parallel pytest runs of other engineers share this cache
     with open(cache_root / f"{settings.key()}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "done.json").exists():
+        if not all((folder / name).exists() for name in ("done.json", "tiny_yolo.pt", "tiny_yolo.onnx")):
             _train_and_export(settings, folder)
     return TinyYolo(pt=folder / "tiny_yolo.pt", onnx=folder / "tiny_yolo.onnx",
                     data_yaml=folder / "data" / "data.yaml", imgsz=settings.imgsz, settings=settings)

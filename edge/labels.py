@@ -1,0 +1,157 @@
+"""Label sources for stored frames, chosen by name: ``oracle``, ``import`` and ``teacher``.
+
+Each source labels what it can and skips the rest; ``label_frames`` asks the sources in
+order, so ``["oracle", "teacher"]`` takes ground truth where a frame has it and teacher
+pseudo-labels elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from edge.frame_index import FrameIndex, FrameRecord
+from edge.frame_keys import round_dir
+from edge.store.base import ObjectStore
+from edge.yolo_dataset import LabelledImage
+
+log = logging.getLogger(__name__)
+
+LABELS_ROOT = "labels"
+
+
+@dataclass(frozen=True)
+class LabelContext:
+    """What the sources may need besides the store: the teacher for pseudo-labels."""
+
+    teacher_weights: Path | None = None
+    teacher_conf: float = 0.4
+    imgsz: int = 128
+    batch: int = 16
+
+
+@dataclass(frozen=True)
+class LabelledFrame:
+    """A stored frame with its labels and the name of the source that gave them."""
+
+    record: FrameRecord
+    item: LabelledImage
+    source: str
+
+
+LabelSource = Callable[[ObjectStore, Sequence[FrameRecord], LabelContext], dict[str, LabelledImage]]
+
+
+def frame_name(record: FrameRecord) -> str:
+    """A file name unique across endpoints and rounds; the ``.jpg`` keeps dots in frame ids out of the stem."""
+    return f"{record.endpoint_id}--{round_dir(record.round)}--{record.frame_id}.jpg"
+
+
+def import_label_key(endpoint_id: str, round_index: int, frame_id: str) -> str:
+    """Where a user drops a YOLO label file for a stored frame."""
+    return f"{LABELS_ROOT}/{endpoint_id}/{round_dir(round_index)}/{frame_id}.txt"
+
+
+def oracle_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: LabelContext) -> dict[str, LabelledImage]:
+    """Ground truth the scenario put into the frame header; frames without it are skipped."""
+    out = {}
+    for rec in records:
+        if rec.labels is None:
+            continue
+        boxes = np.asarray([d.box for d in rec.labels], dtype=np.float32).reshape(-1, 4)
+        classes = np.asarray([d.cls for d in rec.labels], dtype=np.int64)
+        out[rec.meta_key] = LabelledImage(frame_name(rec), store.get(rec.jpeg_key), boxes, classes)
+    return out
+
+
+def import_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: LabelContext) -> dict[str, LabelledImage]:
+    """YOLO ``.txt`` files dropped at ``labels/<endpoint>/r<round>/<frame_id>.txt``; an empty file means no objects."""
+    out = {}
+    for rec in records:
+        key = import_label_key(rec.endpoint_id, rec.round, rec.frame_id)
+        if not store.exists(key):
+            continue
+        boxes, classes = _parse_yolo_text(store.get(key).decode("utf-8"))
+        out[rec.meta_key] = LabelledImage(frame_name(rec), store.get(rec.jpeg_key), boxes, classes)
+    return out
+
+
+def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: LabelContext) -> dict[str, LabelledImage]:
+    """Pseudo-labels: the teacher's boxes at or above ``ctx.teacher_conf``."""
+    if ctx.teacher_weights is None:
+        raise ValueError("the 'teacher' label source needs LabelContext.teacher_weights")
+    from edge.bootstrap import ultralytics_yolo
+
+    model = ultralytics_yolo()(str(ctx.teacher_weights))
+    out = {}
+    for start in range(0, len(records), ctx.batch):
+        chunk = records[start : start + ctx.batch]
+        jpegs = [store.get(rec.jpeg_key) for rec in chunk]
+        images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+        results = model.predict(images, imgsz=ctx.imgsz, conf=ctx.teacher_conf, device="cpu", verbose=False)
+        for rec, jpeg, res in zip(chunk, jpegs, results):
+            boxes = res.boxes.xyxyn.cpu().numpy().astype(np.float32).reshape(-1, 4)
+            classes = res.boxes.cls.cpu().numpy().astype(np.int64)
+            out[rec.meta_key] = LabelledImage(frame_name(rec), jpeg, boxes, classes)
+    return out
+
+
+LABEL_SOURCES: dict[str, LabelSource] = {"oracle": oracle_labels, "import": import_labels, "teacher": teacher_labels}
+
+
+def label_frames(store: ObjectStore, records: Sequence[FrameRecord], sources: Sequence[str],
+                 ctx: LabelContext | None = None) -> list[LabelledFrame]:
+    """Label ``records`` with the first source (in ``sources`` order) that has labels; unlabelled frames are dropped."""
+    unknown = [s for s in sources if s not in LABEL_SOURCES]
+    if unknown:
+        raise KeyError(f"unknown label sources {unknown}; known: {sorted(LABEL_SOURCES)}")
+    ctx = ctx or LabelContext()
+    found: dict[str, LabelledFrame] = {}
+    for name in sources:
+        pending = [rec for rec in records if rec.meta_key not in found]
+        if not pending:
+            break
+        for rec_key, item in LABEL_SOURCES[name](store, pending, ctx).items():
+            found[rec_key] = LabelledFrame(next(r for r in pending if r.meta_key == rec_key), item, name)
+        log.info("labels: %s labelled %d of %d frames", name, sum(f.source == name for f in found.values()),
+                 len(pending))
+    return [found[rec.meta_key] for rec in records if rec.meta_key in found]
+
+
+def stored_frames(store: ObjectStore, rounds: Sequence[int] | None = None,
+                  endpoints: Sequence[str] | None = None) -> list[FrameRecord]:
+    """Records of the stored frames of the given rounds and endpoints (all when None)."""
+    index = FrameIndex(store)
+    out = []
+    for endpoint_id in endpoints if endpoints is not None else index.endpoints():
+        for round_index in rounds if rounds is not None else index.rounds(endpoint_id):
+            out.extend(index.frames(endpoint_id, round_index))
+    return out
+
+
+def _parse_yolo_text(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """``cls cx cy w h`` rows (normalized) into xyxy boxes and classes; malformed rows are skipped."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        try:
+            rows.append([float(v) for v in fields[:5]])
+        except ValueError:
+            continue
+        if len(rows[-1]) < 5:
+            rows.pop()
+    if not rows:
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
+    arr = np.asarray(rows, dtype=np.float64)
+    cx, cy, w, h = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return np.clip(boxes, 0.0, 1.0).astype(np.float32), arr[:, 0].astype(np.int64)
+
+
+__all__ = ["LABEL_SOURCES", "LabelContext", "LabelledFrame", "import_label_key", "label_frames", "stored_frames",
+           "frame_name"]

@@ -1,0 +1,75 @@
+"""Configuration of the learning steps of a round: models, image size, epochs, replay, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSpec(BaseModel):
+    """An ultralytics model built from YAML (optionally narrowed), or user weights when ``weights`` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    yaml: str = Field("yolo11n.yaml", description="ultralytics model YAML name, e.g. yolo11n.yaml or yolo11s.yaml")
+    scale: tuple[float, float, int] | None = Field(
+        None, description="override of (depth_multiple, width_multiple, max_channels) for a narrower custom model")
+    weights: Path | None = Field(None, description="user .pt file; when set, no bootstrap training happens")
+
+
+class TrainSpec(BaseModel):
+    """Optimizer settings of one training stage."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(10, ge=1, description="passes over the stage's data set")
+    lr0: float = Field(0.01, gt=0, description="initial learning rate (AdamW)")
+    warmup_epochs: float = Field(0.5, ge=0, description="linear warm-up; short because data sets are small")
+    target_images: int | None = Field(
+        None, ge=1, description="when set, epochs shrink so that about this many images are seen (at least 2 "
+                                "epochs, at most 'epochs'): a round's training time stays bounded as data grows")
+
+    def epochs_for(self, n_images: int) -> int:
+        """Epochs to run on a data set of ``n_images``."""
+        if self.target_images is None or n_images <= 0:
+            return self.epochs
+        return max(min(2, self.epochs), min(self.epochs, -(-self.target_images // n_images)))
+
+
+class LearningConfig(BaseModel):
+    """Everything the teacher, student, replay and export steps need; read once by the entry point."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: ModelSpec = Field(default_factory=lambda: ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.25, 256)),
+                               description="the edge-side teacher; wider than the student")
+    student: ModelSpec = Field(default_factory=lambda: ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.125, 256)),
+                               description="the endpoint student; exported to ONNX and quantized to INT8")
+    imgsz: int = Field(128, ge=32, multiple_of=32, description="square training and export input size in pixels")
+    batch: int = Field(16, ge=1, description="training batch size")
+    bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
+                                 description="from-scratch training on the first domain")
+    finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=15, lr0=0.01, target_images=1500),
+                                description="teacher fine-tuning on new labelled frames plus replay")
+    distill: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=30, lr0=0.01, target_images=2500),
+                               description="student training with the teacher's feature distillation")
+    distill_loss_weight: float = Field(
+        1.0, ge=0, description="ultralytics 'dis': weight of the feature distillation loss; higher only pays "
+                               "with a teacher clearly stronger than the student (measured: 6.0 halved the gain)")
+    bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
+    bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
+    replay_fraction: float = Field(0.3, ge=0, lt=1, description="share of each fine-tune set drawn from replay")
+    replay_capacity_per_domain: int = Field(200, ge=0, description="labelled images kept per domain for replay")
+    teacher_label_conf: float = Field(0.4, gt=0, lt=1, description="teacher pseudo-labels below this are dropped")
+    eval_conf: float = Field(0.001, gt=0, lt=1, description="detector threshold when measuring mAP")
+    calibration_frames: int = Field(32, ge=1, description="uploaded frames used to calibrate INT8 quantization")
+    seed: int = Field(0, description="seed of training, replay sampling and data order")
+    cache_dir: Path = Field(Path("edgeloop-data/cache"), description="bootstrapped weights and generated model YAMLs")
+    work_dir: Path = Field(Path("edgeloop-data/work"), description="training runs and data sets of each round")
+
+
+def load_learning_config(path: str | Path) -> LearningConfig:
+    """Read a LearningConfig from a YAML file (a ``learning:`` section or the bare fields)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(raw, dict) and isinstance(raw.get("learning"), dict) and len(raw) == 1:
+        raw = raw["learning"]
+    return LearningConfig.model_validate(raw)

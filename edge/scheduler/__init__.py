@@ -1,0 +1,1 @@
+"""Bandwidth scheduler: per round, how many link bytes go to data upload and which model push follows."""

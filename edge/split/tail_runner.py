@@ -1,0 +1,95 @@
+"""Run the tail half of a split detector on the edge and turn its output into detections."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from endpoint.detections import Detections
+from endpoint.letterbox import boxes_to_source, letterbox_geometry, to_model_input
+from endpoint.nms import non_max_suppression
+from endpoint.split_head import SplitModelError, open_session, read_split_metadata, read_whole_metadata
+
+log = logging.getLogger(__name__)
+
+
+def raw_to_detections(raw: np.ndarray, source_hw: tuple[int, int], input_hw: tuple[int, int], nc: int,
+                      conf_threshold: float, iou_threshold: float, max_det: int = 300) -> Detections:
+    """NMS on a (1, 4 + nc, N) detect output and boxes mapped to the source image, as ``OnnxDetector`` does."""
+    xyxy, conf, cls = non_max_suppression(np.asarray(raw, np.float32)[0], conf_threshold, iou_threshold, max_det,
+                                          nc=nc)
+    if not len(conf):
+        return Detections.empty()
+    return Detections(boxes_to_source(xyxy, letterbox_geometry(source_hw, input_hw)), conf, cls)
+
+
+class SplitTailRunner:
+    """The edge half: the crossing tensors in, the full model's raw output (or detections) out."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        self.path = Path(path)
+        self._session = open_session(self.path, threads)
+        self.meta = read_split_metadata(self.path, self._session)
+        if self.meta.role != "tail":
+            raise SplitModelError(f"{self.path} is a split {self.meta.role}, not a tail")
+        self._inputs = self._session.get_inputs()
+
+    def run(self, tensors: Sequence[np.ndarray]) -> np.ndarray:
+        """The raw detect output (1, 4 + nc, N) for the crossing tensors, in the head's output order."""
+        if len(tensors) != len(self._inputs):
+            raise ValueError(f"tail {self.path.name} takes {len(self._inputs)} tensors, got {len(tensors)}")
+        feed = {}
+        for spec, tensor in zip(self._inputs, tensors):
+            if tuple(tensor.shape) != tuple(spec.shape):
+                raise ValueError(f"tensor {spec.name} has shape {tensor.shape}, the tail expects {spec.shape}")
+            feed[spec.name] = np.ascontiguousarray(tensor, dtype=np.float32)
+        return self._session.run(None, feed)[0]
+
+    def detect(self, tensors: Sequence[np.ndarray], source_hw: tuple[int, int], conf_threshold: float = 0.25,
+               iou_threshold: float = 0.7, max_det: int = 300) -> Detections:
+        """Detections in source-image pixels for a frame of ``source_hw`` (height, width)."""
+        return raw_to_detections(self.run(tensors), source_hw, self.meta.input_hw, len(self.meta.class_names),
+                                 conf_threshold, iou_threshold, max_det)
+
+
+class WholeModelRunner:
+    """The unsplit detector (``full.onnx`` of a split set) with a set thread count: device-only and edge-only."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        self.path = Path(path)
+        self._session = open_session(self.path, threads)
+        self.input_hw, self.class_names = read_whole_metadata(self.path, self._session)
+        self._input_name = self._session.get_inputs()[0].name
+
+    def detect(self, image_bgr: np.ndarray, conf_threshold: float = 0.25, iou_threshold: float = 0.7,
+               max_det: int = 300) -> Detections:
+        """Detections in pixels of ``image_bgr``."""
+        tensor, geo = to_model_input(image_bgr, self.input_hw)
+        raw = self._session.run(None, {self._input_name: tensor})[0]
+        return raw_to_detections(raw, geo.source_hw, self.input_hw, len(self.class_names), conf_threshold,
+                                 iou_threshold, max_det)
+
+    def detect_jpeg(self, jpeg: bytes, source_hw: tuple[int, int], conf_threshold: float = 0.25,
+                    iou_threshold: float = 0.7) -> Detections:
+        """Edge-only: detections of an uploaded JPEG, in pixels of the ``source_hw`` frame it was shrunk from."""
+        return detect_jpeg(lambda image: self.detect(image, conf_threshold, iou_threshold), jpeg, source_hw)
+
+
+def detect_jpeg(detector, jpeg: bytes, source_hw: tuple[int, int]) -> Detections:
+    """Edge-only: run the whole detector (an ``OnnxDetector`` or a callable) on a JPEG; boxes in source pixels."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("the JPEG does not decode")
+    dets = detector(image) if callable(detector) else detector.detect(image)
+    if not len(dets):
+        return dets
+    # the endpoint shrank the frame before encoding; scale boxes back to the frame it holds
+    sx, sy = source_hw[1] / image.shape[1], source_hw[0] / image.shape[0]
+    return Detections(dets.xyxy * np.array([sx, sy, sx, sy], np.float32), dets.confidence, dets.class_id)
+
+
+__all__ = ["SplitTailRunner", "WholeModelRunner", "detect_jpeg", "raw_to_detections"]

@@ -1,0 +1,207 @@
+"""The edge side of co-inference: finish split requests (tail or whole model) and publish the detections.
+
+Subscribes to ``edgeloop/v1/+/split_request`` (QoS 0; with a group name, an MQTT shared
+subscription so several servers share the load) and answers on ``edgeloop/v1/<id>/split_result``.
+A single worker serves the newest requests first and drops what waited past ``max_wait_s``: an
+answer the endpoint has already given up on would only delay the next one. With measured
+options, a ``SplitController`` per endpoint re-decides the split as reported bandwidth changes
+and publishes a retained ``split_directive``.
+
+Run: ``python -m edge.split_server --set-dir DIR [--host H --port P] [--options DIR/options.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.mqtt_connection import MqttConnection
+from edge.split.selection import SplitController, load_options
+from edge.split.split_set import load_split_set, pair_of
+from edge.split.tail_runner import SplitTailRunner, WholeModelRunner
+from endpoint import protocol
+from endpoint.feature_codec import CodecError, decode_tensors
+from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
+                                     JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
+                                     encode_message)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """What the edge assumes about devices when it re-decides their split."""
+
+    device_speed_factor: float = 0.2
+    edge_speed_factor: float = 1.0
+    accuracy_floor: float = 0.0
+    rtt_ms: float = 5.0
+
+
+class SplitServer:
+    """Tails of one split set (and its full model for JPEG requests) behind MQTT."""
+
+    def __init__(self, set_dir: str | Path, host: str, port: int, threads: int = 1, conf_threshold: float = 0.25,
+                 iou_threshold: float = 0.7, share_group: str = "", max_wait_s: float = 1.0,
+                 options_path: str | Path | None = None, controller: ControllerSettings = ControllerSettings(),
+                 username: str | None = None, password: str | None = None):
+        self.set_dir = Path(set_dir)
+        self.manifest = load_split_set(self.set_dir)
+        self.threads, self.conf_threshold, self.iou_threshold = threads, conf_threshold, iou_threshold
+        self.max_wait_s = max_wait_s
+        self._pairs = {info.pair_id: info.key for info in self.manifest.pairs}
+        self._tails: dict[str, SplitTailRunner] = {}
+        self._whole: WholeModelRunner | None = None
+        self._options = load_options(options_path) if options_path else None
+        self._controller_settings = controller
+        self._controllers: dict[str, SplitController] = {}
+        self._queue: collections.deque[tuple[float, SplitRequest]] = collections.deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self.served = self.dropped = self.failed = 0
+        self.mqtt = MqttConnection(host, port, username=username, password=password)
+        feature_filter = (protocol.shared_subscription(share_group, FEATURE_SPLIT_REQUEST) if share_group
+                          else protocol.topic("+", FEATURE_SPLIT_REQUEST))
+        self.mqtt.subscribe(feature_filter, self._on_request, qos=0)
+        self._worker = threading.Thread(target=self._serve, name="split-server", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> SplitServer:
+        self._worker.start()
+        if not self.mqtt.start(timeout_s):
+            raise ConnectionError(f"split server: no broker at {self.mqtt.host}:{self.mqtt.port}")
+        log.info("split server on %s:%d serving %d pairs of %s", self.mqtt.host, self.mqtt.port,
+                 len(self.manifest.pairs), self.set_dir)
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self.mqtt.stop()
+        if self._worker.is_alive():
+            self._worker.join(5)
+
+    def _on_request(self, topic: str, payload: bytes) -> None:
+        try:
+            request = decode_split_request(payload)
+        except protocol.ProtocolError as exc:
+            log.warning("dropping a malformed split request on %s: %s", topic, exc)
+            self.failed += 1
+            return
+        with self._wake:
+            self._queue.append((time.monotonic(), request))
+            self._wake.notify()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                arrived, request = self._queue.pop()  # newest first: it is the one still worth answering
+                stale = [r for t, r in self._queue if time.monotonic() - t > self.max_wait_s]
+                self._queue = collections.deque((t, r) for t, r in self._queue
+                                                if time.monotonic() - t <= self.max_wait_s)
+            for old in stale:
+                self.dropped += 1
+                self._reply(old, SplitResult(endpoint_id=old.header.endpoint_id, request_id=old.header.request_id,
+                                             ok=False, reason="stale: waited past max_wait_s on the edge"))
+            self._reply(request, self.handle(request, arrived))
+
+    def handle(self, request: SplitRequest, arrived: float | None = None) -> SplitResult:
+        """Detections for one request (the work of the worker, callable directly in tests)."""
+        arrived = time.monotonic() if arrived is None else arrived
+        h = request.header
+        try:
+            source_hw = (h.source_height, h.source_width)
+            if h.pair_id == JPEG_PAIR_ID:
+                dets = self._whole_model().detect_jpeg(request.payload, source_hw, self.conf_threshold,
+                                                       self.iou_threshold)
+            else:
+                dets = self._tail(h.pair_id).detect(decode_tensors(request.payload), source_hw, self.conf_threshold,
+                                                    self.iou_threshold)
+        except (CodecError, KeyError, ValueError) as exc:
+            self.failed += 1
+            log.warning("split request %s from %s failed: %s", h.request_id, h.endpoint_id, exc)
+            return SplitResult(endpoint_id=h.endpoint_id, request_id=h.request_id, ok=False, reason=str(exc)[:300])
+        self.served += 1
+        self._maybe_redecide(h.endpoint_id, h.link_bytes_per_s)
+        return SplitResult(endpoint_id=h.endpoint_id, request_id=h.request_id,
+                           detections=dets.to_protocol(h.source_width, h.source_height),
+                           edge_ms=(time.monotonic() - arrived) * 1e3)
+
+    def _reply(self, request: SplitRequest, result: SplitResult) -> None:
+        # QoS 0: a result lost on the way is cheaper than one delivered late by a retry
+        self.mqtt.publish(protocol.topic(request.header.endpoint_id, FEATURE_SPLIT_RESULT), encode_message(result),
+                          qos=0)
+
+    def _tail(self, pair_id: str) -> SplitTailRunner:
+        if pair_id not in self._tails:
+            if pair_id not in self._pairs:
+                raise KeyError(f"unknown pair {pair_id!r}: the endpoint's head is not from this split set")
+            self._tails[pair_id] = SplitTailRunner(pair_of(self.manifest, self.set_dir, self._pairs[pair_id]).tail_path,
+                                                   self.threads)
+        return self._tails[pair_id]
+
+    def _whole_model(self) -> WholeModelRunner:
+        if self._whole is None:
+            self._whole = WholeModelRunner(self.set_dir / self.manifest.full_onnx, self.threads)
+        return self._whole
+
+    def _maybe_redecide(self, endpoint_id: str, bandwidth_bytes_per_s: float) -> None:
+        if self._options is None or bandwidth_bytes_per_s <= 0:
+            return
+        s = self._controller_settings
+        controller = self._controllers.get(endpoint_id)
+        if controller is None:
+            controller = SplitController(self._options, s.device_speed_factor, s.edge_speed_factor,
+                                         s.accuracy_floor, bandwidth_bytes_per_s, s.rtt_ms)
+            self._controllers[endpoint_id] = controller
+            choice = controller.choice
+        else:
+            choice = controller.observe_bandwidth(bandwidth_bytes_per_s)
+        if choice is None:
+            return
+        directive = SplitDirective(endpoint_id=endpoint_id, split_key=choice.option.split_key,
+                                   codec=choice.option.codec if choice.option.codec != "jpeg" else "",
+                                   bandwidth_bytes_per_s=controller.bandwidth_bytes_per_s,
+                                   expected_latency_ms=choice.total_ms, reason="measured uplink bandwidth")
+        self.mqtt.publish(protocol.topic(endpoint_id, FEATURE_SPLIT_DIRECTIVE), encode_message(directive), qos=1,
+                          retain=True)
+        log.info("endpoint %s: directive %s (%.0f B/s, %.1f ms expected)", endpoint_id, choice.option.name,
+                 controller.bandwidth_bytes_per_s, choice.total_ms)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve split-detector tails over MQTT")
+    parser.add_argument("--set-dir", required=True, help="split set folder (python -m edge.split build)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+    parser.add_argument("--share-group", default="", help="MQTT shared-subscription group (several servers)")
+    parser.add_argument("--options", default=None, help="measured options.json: re-decide splits per endpoint")
+    parser.add_argument("--device-speed", type=float, default=0.2, help="device speed vs this CPU, for decisions")
+    parser.add_argument("--accuracy-floor", type=float, default=0.0, help="lowest mAP50-95 a decision may pick")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    server = SplitServer(args.set_dir, args.host, args.port, args.threads, share_group=args.share_group,
+                         options_path=args.options,
+                         controller=ControllerSettings(args.device_speed, 1.0, args.accuracy_floor)).start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

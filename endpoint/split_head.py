@@ -1,0 +1,115 @@
+"""Run the head half of a split detector on the endpoint: letterbox, ONNX head, the crossing tensors out."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from endpoint.letterbox import LetterboxGeometry, letterbox_geometry, to_model_input
+
+log = logging.getLogger(__name__)
+
+
+class SplitModelError(ValueError):
+    """The file is not a head or tail written by ``edge.split``; the text says why."""
+
+
+@dataclass(frozen=True)
+class SplitMetadata:
+    """What ``edge.split.split_model.export_split`` writes into both halves of a pair."""
+
+    role: str  # "head" or "tail"
+    pair_id: str  # the same in a head and the tail it belongs to
+    split_key: str
+    split_after: int
+    input_hw: tuple[int, int]
+    class_names: tuple[str, ...]
+
+
+def open_session(path: str | Path, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session (``threads`` 0: onnxruntime's default)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises untyped errors for unreadable files
+        raise SplitModelError(f"{path} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
+
+
+def read_split_metadata(path: str | Path, session: ort.InferenceSession) -> SplitMetadata:
+    """Parse the split metadata of a session; raise SplitModelError when the file is no split half."""
+    props = session.get_modelmeta().custom_metadata_map
+    missing = [k for k in ("role", "pair_id", "split_key", "split_after", "imgsz", "names") if k not in props]
+    if missing:
+        raise SplitModelError(f"{path} is not a split model half: metadata lacks {missing}")
+    try:
+        imgsz = ast.literal_eval(props["imgsz"])
+        names = ast.literal_eval(props["names"])
+        split_after = int(props["split_after"])
+    except (ValueError, SyntaxError) as exc:
+        raise SplitModelError(f"{path} has unreadable split metadata: {exc}") from None
+    if isinstance(imgsz, int):
+        imgsz = [imgsz, imgsz]
+    return SplitMetadata(role=props["role"], pair_id=props["pair_id"], split_key=props["split_key"],
+                         split_after=split_after, input_hw=(int(imgsz[0]), int(imgsz[1])),
+                         class_names=tuple(str(names[i]) for i in range(len(names))))
+
+
+def read_whole_metadata(path: str | Path, session: ort.InferenceSession) -> tuple[tuple[int, int], tuple[str, ...]]:
+    """Input (height, width) and class names of an unsplit ultralytics ONNX export."""
+    props = session.get_modelmeta().custom_metadata_map
+    try:
+        imgsz = ast.literal_eval(props["imgsz"])
+        names = ast.literal_eval(props["names"])
+    except (KeyError, ValueError, SyntaxError) as exc:
+        raise SplitModelError(f"{path} lacks readable ultralytics metadata (imgsz, names): {exc}") from None
+    if isinstance(imgsz, int):
+        imgsz = [imgsz, imgsz]
+    return (int(imgsz[0]), int(imgsz[1])), tuple(str(names[i]) for i in range(len(names)))
+
+
+class SplitHeadRunner:
+    """The endpoint half: a BGR frame in, the tensors that cross the cut out (float32, NCHW)."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        self.path = Path(path)
+        self._session = open_session(self.path, threads)
+        self.meta = read_split_metadata(self.path, self._session)
+        if self.meta.role != "head":
+            raise SplitModelError(f"{self.path} is a split {self.meta.role}, not a head")
+        self._input_name = self._session.get_inputs()[0].name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        log.info("split head %s (pair %s, after layer %d, %d crossing tensors)", self.path.name, self.meta.pair_id,
+                 self.meta.split_after, len(self.output_names))
+
+    def run(self, image_bgr: np.ndarray) -> tuple[list[np.ndarray], LetterboxGeometry]:
+        """The crossing tensors of one frame, and where the frame landed in the model input."""
+        tensor, geo = to_model_input(image_bgr, self.meta.input_hw)
+        return self.run_tensor(tensor), geo
+
+    def run_tensor(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """The crossing tensors of an already letterboxed 1x3xHxW input."""
+        return [np.asarray(t, dtype=np.float32) for t in self._session.run(None, {self._input_name: tensor})]
+
+
+def frame_to_jpeg(image_bgr: np.ndarray, input_hw: tuple[int, int], quality: int = 90) -> bytes:
+    """Edge-only upload: the frame shrunk to the size the model letterboxes it to, as JPEG (no pixel is wasted)."""
+    geo = letterbox_geometry(image_bgr.shape[:2], input_hw)
+    if (image_bgr.shape[1], image_bgr.shape[0]) != geo.resized_wh:
+        image_bgr = cv2.resize(image_bgr, geo.resized_wh, interpolation=cv2.INTER_LINEAR)
+    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return jpeg.tobytes()
+
+
+__all__ = ["SplitHeadRunner", "SplitMetadata", "SplitModelError", "frame_to_jpeg", "open_session",
+           "read_split_metadata", "read_whole_metadata"]

@@ -1,0 +1,227 @@
+"""Measure response surfaces from real rounds: deployed mAP50-95 after N uploaded frames and each push.
+
+For each upload size the real learning steps run on that many new-domain frames (teacher
+fine-tune with replay, distillation, export, INT8), and each push option is evaluated on
+held-out new-domain frames as the endpoint would run it:
+
+* ``skip``: the bootstrapped student, unadapted;
+* ``full-student``: the distilled student, full INT8 file;
+* ``full-teacher``: the fine-tuned teacher itself as a larger student, full INT8 file;
+* ``delta-*``: the deployed student with only its last layers fine-tuned, sent as a delta.
+
+Push bytes are what ``ModelPublisher`` puts on the wire; upload bytes are frame payloads
+(header and JPEG) as the endpoint encodes them.
+
+    python -m pipelines.measure_response --out pipelines/data/response_surfaces.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SURFACES_PATH = Path(__file__).parent / "data" / "response_surfaces.json"
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """What is measured; the learning settings themselves are ``LearningConfig``'s defaults."""
+
+    frames: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+    seeds: tuple[int, ...] = (0,)
+    eval_frames: int = 96
+    old_domain: str = "day"
+    new_domain: str = "dusk"
+    scenario_seed: int = 0
+    jpeg_quality: int = 85  # the endpoint's default
+    # name -> ultralytics ``freeze``: the first N modules stay fixed (yolo11: 23 is the Detect head, 11 starts the neck)
+    deltas: dict[str, int] = field(default_factory=lambda: {"delta-head": 23, "delta-neck": 11})
+
+
+def _items(scenario, domain: str, start: int, count: int, prefix: str):
+    from edge.bootstrap import scenario_items
+
+    return scenario_items(scenario, domain, start, count, prefix)
+
+
+def _int8(pt: Path, out_dir: Path, name: str, calibration, imgsz: int) -> Path:
+    from edge.export import export_onnx, quantize_student
+
+    fp32 = export_onnx(pt, out_dir / f"{name}.fp32.onnx", imgsz)
+    return quantize_student(fp32, out_dir / f"{name}.int8.onnx", calibration, imgsz)
+
+
+def _map(onnx_path: Path, eval_items) -> float:
+    from edge.evaluate import evaluate_onnx
+
+    return float(evaluate_onnx(onnx_path, eval_items).map50_95)
+
+
+class _WireMeter:
+    """Bytes a push puts on the wire, measured by running the real publisher into a counter."""
+
+    def __init__(self, imgsz: int):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self._key = Ed25519PrivateKey.generate()
+        self.imgsz = imgsz
+
+    def push_bytes(self, model_bytes: bytes, parent_bytes: bytes | None = None) -> int:
+        from edge.publisher import ModelPublisher
+        from edge.signing import sign
+        from endpoint.model_manifest import Manifest
+        from endpoint.scenario import CLASS_NAMES
+
+        manifest = Manifest(name="student", version="v0002", parent_version="v0001", format="onnx-int8",
+                            sha256=hashlib.sha256(model_bytes).hexdigest(), size_bytes=len(model_bytes),
+                            input_size=(self.imgsz, self.imgsz), class_names=list(CLASS_NAMES), created=time.time())
+        sent: list[int] = []
+        publisher = ModelPublisher(lambda topic, payload: sent.append(len(payload)))
+        result = publisher.push("measure", manifest, sign(manifest, self._key), model_bytes,
+                                encoding="delta" if parent_bytes is not None else "full", parent_bytes=parent_bytes,
+                                parent_version="v0001")
+        assert result.bytes_sent == sum(sent)
+        return result.bytes_sent
+
+
+def _frame_payload_bytes(items, detector, jpeg_quality: int) -> list[int]:
+    """Bytes of each frame as the endpoint uploads it: header (with detections and scenario labels) plus JPEG."""
+    from endpoint import protocol
+
+    sizes = []
+    for i, item in enumerate(items):
+        ok, jpeg = cv2.imencode(".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        assert ok
+        h, w = item.image.shape[:2]
+        labels = [protocol.Detection(cls=int(c), conf=1.0, box=tuple(float(v) for v in b))
+                  for b, c in zip(item.boxes, item.classes)]
+        header = protocol.make_frame_header(
+            jpeg.tobytes(), endpoint_id="cam-1", frame_id=f"f{i:08d}", capture_time=time.time(), round=1,
+            model_version="v0001", width=w, height=h, domain="new",
+            detections=detector.detect(item.image).to_protocol(w, h), labels=labels)
+        sizes.append(len(protocol.encode_frame(header, jpeg.tobytes())))
+    return sizes
+
+
+def measure_response_surfaces(out_path: str | Path = DEFAULT_SURFACES_PATH, settings: MeasureSettings = MeasureSettings(),
+                              work_dir: str | Path = "edgeloop-data/measure-response"):
+    """Run the measurement and write the surface file (rewritten after every upload size, so a stop keeps results)."""
+    from edge.bootstrap import bootstrap_from_scenario, train_yolo
+    from edge.distill import distill_student
+    from edge.learning_config import LearningConfig
+    from edge.replay import ReplayBuffer
+    from edge.scheduler.surfaces import (ScenarioSurface, SurfaceFile, SurfaceOption, SurfacePoint,
+                                         save_surfaces)
+    from edge.teacher import finetune_teacher
+    from edge.yolo_dataset import write_yolo_dataset
+    from endpoint.detector import OnnxDetector
+    from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+
+    work = Path(work_dir).resolve()
+    config = LearningConfig(cache_dir=work / "cache", work_dir=work / "work")
+    scenario = SyntheticScenario(seed=settings.scenario_seed)
+    boot = bootstrap_from_scenario(config, scenario)
+    old_items = _items(scenario, settings.old_domain, 0, config.bootstrap_train_frames, "train-")
+    eval_items = _items(scenario, settings.new_domain, 100_000, settings.eval_frames, "eval-")
+    base_dir = work / "base"
+    base_calibration = [i.image for i in old_items[: config.calibration_frames]]
+    base = _int8(boot.student, base_dir, "student", base_calibration, config.imgsz)
+    base_teacher = _int8(boot.teacher, base_dir, "teacher", base_calibration, config.imgsz)
+    base_bytes, meter = base.read_bytes(), _WireMeter(config.imgsz)
+    base_map = _map(base, eval_items)
+    points = [SurfacePoint(upload_bytes=0, frames=0, option=name, push_bytes=0, map50_95=base_map)
+              for name in ("skip", *settings.deltas)]
+    points += [SurfacePoint(upload_bytes=0, frames=0, option="full-student", push_bytes=meter.push_bytes(base_bytes),
+                            map50_95=base_map),
+               SurfacePoint(upload_bytes=0, frames=0, option="full-teacher",
+                            push_bytes=meter.push_bytes(base_teacher.read_bytes()),
+                            map50_95=_map(base_teacher, eval_items))]
+    detector = OnnxDetector(base)
+    payload_sizes: list[int] = []
+    started = time.perf_counter()
+    for n in settings.frames:
+        for seed in settings.seeds:
+            run = work / f"n{n:04d}-s{seed}"
+            new_items = _items(scenario, settings.new_domain, 10_000 * seed, n, f"s{seed}-")
+            sizes = _frame_payload_bytes(new_items, detector, settings.jpeg_quality)
+            payload_sizes += sizes
+            upload = sum(sizes)
+            replay = ReplayBuffer(config.replay_capacity_per_domain, seed)
+            replay.add(old_items, settings.old_domain)
+            cfg = config.model_copy(update={"seed": seed})
+            calibration = [i.image for i in new_items[: cfg.calibration_frames]]
+            teacher = finetune_teacher(boot.teacher, new_items, cfg, run, CLASS_NAMES, replay)
+            student = distill_student(boot.student, teacher.weights, new_items, cfg, run, CLASS_NAMES, replay)
+            for option, pt in (("full-student", student.weights), ("full-teacher", teacher.weights)):
+                model = _int8(pt, run, option, calibration, cfg.imgsz)
+                points.append(SurfacePoint(upload_bytes=upload, frames=n, option=option, seed=seed,
+                                           push_bytes=meter.push_bytes(model.read_bytes()),
+                                           map50_95=_map(model, eval_items)))
+            data_yaml = write_yolo_dataset(run / "delta-data", {"train": replay.mix(new_items, cfg.replay_fraction),
+                                                                "val": list(new_items[:8])}, CLASS_NAMES)
+            for option, freeze in settings.deltas.items():
+                pt = train_yolo(str(boot.student), data_yaml, cfg.finetune, cfg, run / "runs" / option, freeze=freeze)
+                model = _int8(pt, run, option, calibration, cfg.imgsz)
+                points.append(SurfacePoint(upload_bytes=upload, frames=n, option=option, seed=seed,
+                                           push_bytes=meter.push_bytes(model.read_bytes(), base_bytes),
+                                           map50_95=_map(model, eval_items)))
+            log.info("measured %d frames (seed %d) after %.0f s", n, seed, time.perf_counter() - started)
+        surfaces = SurfaceFile(
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            source="python -m pipelines.measure_response",
+            settings={**asdict(settings), "learning": config.model_dump(mode="json", exclude={"cache_dir", "work_dir"}),
+                      "elapsed_s": round(time.perf_counter() - started)},
+            scenarios=[ScenarioSurface(
+                name=f"{settings.old_domain}->{settings.new_domain}", bytes_per_frame=float(np.mean(payload_sizes)),
+                description="synthetic scenario drift; student and teacher bootstrapped on the old domain",
+                base_student="student", eval_frames=settings.eval_frames,
+                options=_options(points, settings), points=points)])
+        save_surfaces(surfaces, out_path)
+    return surfaces
+
+
+def _options(points, settings: MeasureSettings):
+    from edge.scheduler.surfaces import SurfaceOption
+
+    def mean_bytes(name: str) -> int:
+        sizes = [p.push_bytes for p in points if p.option == name and p.frames > 0]
+        return int(np.mean(sizes)) if sizes else 1
+
+    return [SurfaceOption(name="skip", kind="skip", bytes=0, description="keep the deployed student"),
+            *(SurfaceOption(name=name, kind="delta", student="student", bytes=mean_bytes(name),
+                            description=f"deployed student fine-tuned with modules 0..{freeze - 1} frozen, as a delta")
+              for name, freeze in settings.deltas.items()),
+            SurfaceOption(name="full-student", kind="full", student="student", bytes=mean_bytes("full-student"),
+                          description="distilled student, full INT8 file"),
+            SurfaceOption(name="full-teacher", kind="full", student="teacher", bytes=mean_bytes("full-teacher"),
+                          description="fine-tuned teacher as a larger student, full INT8 file")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(DEFAULT_SURFACES_PATH), help="surface file to write")
+    parser.add_argument("--frames", default="8,16,32,64,128,256", help="upload sizes in frames, comma-separated")
+    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated")
+    parser.add_argument("--eval-frames", type=int, default=96, help="held-out new-domain frames per evaluation")
+    parser.add_argument("--work", default="edgeloop-data/measure-response", help="training runs and models")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    settings = MeasureSettings(frames=tuple(int(x) for x in args.frames.split(",")),
+                               seeds=tuple(int(x) for x in args.seeds.split(",")), eval_frames=args.eval_frames)
+    measure_response_surfaces(args.out, settings, args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""edge.labels: oracle, import and teacher label sources over frames in a real local store."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.frame_index import FrameRecord
+from edge.labels import LabelContext, import_label_key, label_frames, stored_frames
+from edge.map_metric import MeanAveragePrecision
+from edge.store.local import LocalStore
+from endpoint.protocol import Detection, make_frame_header
+from endpoint.scenario import SyntheticScenario
+
+
+def put_frame(store, scenario, index, with_labels, endpoint_id="cam-1", round_index=2, domain="day"):
+    frame = scenario.frame(domain, index)
+    jpeg = cv2.imencode(".jpg", frame.image)[1].tobytes()
+    labels = ([Detection(cls=int(c), conf=1.0, box=tuple(float(v) for v in b))
+               for b, c in zip(frame.boxes, frame.classes)] if with_labels else None)
+    header = make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=f"f.{index:04d}", capture_time=float(index),
+                               round=round_index, model_version="v0", width=frame.image.shape[1],
+                               height=frame.image.shape[0], domain=domain, labels=labels)
+    record = FrameRecord.from_header(header, received_time=100.0 + index)
+    store.put(record.jpeg_key, jpeg)
+    store.put(record.meta_key, record.to_json_bytes())
+    return frame, jpeg
+
+
+@pytest.fixture
+def scenario():
+    return SyntheticScenario(seed=3)
+
+
+def test_oracle_then_import_in_order(tmp_path, scenario):
+    store = LocalStore(tmp_path)
+    with_gt, jpeg0 = put_frame(store, scenario, 0, with_labels=True)
+    put_frame(store, scenario, 1, with_labels=False)
+    put_frame(store, scenario, 2, with_labels=False)
+    # frame 1 gets an imported label file; frame 2 stays unlabelled
+    store.put(import_label_key("cam-1", 2, "f.0001"), b"1 0.5 0.5 0.2 0.4\n\n0 0.25 0.25 0.1 0.1\n")
+    records = stored_frames(store)
+    assert [r.frame_id for r in records] == ["f.0000", "f.0001", "f.0002"]
+
+    oracle_only = label_frames(store, records, ["oracle"])
+    assert [f.record.frame_id for f in oracle_only] == ["f.0000"]
+    item = oracle_only[0].item
+    assert item.image == jpeg0 and item.name.endswith("f.0000.jpg")
+    np.testing.assert_allclose(item.boxes, with_gt.boxes, atol=1e-6)
+    np.testing.assert_array_equal(item.classes, with_gt.classes)
+
+    both = label_frames(store, records, ["oracle", "import"])
+    assert [(f.record.frame_id, f.source) for f in both] == [("f.0000", "oracle"), ("f.0001", "import")]
+    np.testing.assert_allclose(both[1].item.boxes, [[0.4, 0.3, 0.6, 0.7], [0.2, 0.2, 0.3, 0.3]], atol=1e-6)
+    np.testing.assert_array_equal(both[1].item.classes, [1, 0])
+
+
+def test_import_first_overrides_oracle_and_empty_file_means_no_objects(tmp_path, scenario):
+    store = LocalStore(tmp_path)
+    put_frame(store, scenario, 0, with_labels=True)
+    store.put(import_label_key("cam-1", 2, "f.0000"), b"")
+    (frame,) = label_frames(store, stored_frames(store), ["import", "oracle"])
+    assert frame.source == "import" and frame.item.boxes.shape == (0, 4)
+
+
+def test_rounds_and_endpoints_are_selectable(tmp_path, scenario):
+    store = LocalStore(tmp_path)
+    put_frame(store, scenario, 0, True, endpoint_id="cam-1", round_index=1)
+    put_frame(store, scenario, 1, True, endpoint_id="cam-2", round_index=2)
+    assert [r.endpoint_id for r in stored_frames(store, rounds=[2])] == ["cam-2"]
+    assert [r.round for r in stored_frames(store, endpoints=["cam-1"])] == [1]
+
+
+def test_unknown_source_and_teacher_without_weights_are_refused(tmp_path, scenario):
+    store = LocalStore(tmp_path)
+    put_frame(store, scenario, 0, with_labels=False)
+    records = stored_frames(store)
+    with pytest.raises(KeyError, match="unknown label sources"):
+        label_frames(store, records, ["oracle", "humans"])
+    with pytest.raises(ValueError, match="teacher_weights"):
+        label_frames(store, records, ["teacher"])
+
+
+@pytest.mark.integration
+def test_teacher_pseudo_labels_match_ground_truth(tmp_path, scenario, tiny_yolo):
+    """The shared tiny detector (trained on "day") as the teacher: its labels must resemble the truth."""
+    store = LocalStore(tmp_path)
+    truths = [put_frame(store, scenario, i, with_labels=False)[0] for i in range(12)]
+    records = stored_frames(store)
+    ctx = LabelContext(teacher_weights=tiny_yolo.pt, teacher_conf=0.3, imgsz=tiny_yolo.imgsz)
+    labelled = label_frames(store, records, ["oracle", "teacher"], ctx)
+    assert [f.source for f in labelled] == ["teacher"] * 12
+    metric = MeanAveragePrecision()
+    for frame, truth in zip(labelled, truths):
+        assert ((frame.item.boxes >= 0) & (frame.item.boxes <= 1)).all()
+        metric.update(frame.item.boxes, np.ones(len(frame.item.boxes)), frame.item.classes, truth.boxes, truth.classes)
+    assert metric.compute().map50 > 0.3
+    strict = label_frames(store, records, ["teacher"], LabelContext(tiny_yolo.pt, 0.999, tiny_yolo.imgsz))
+    assert sum(len(f.item.classes) for f in strict) < sum(len(f.item.classes) for f in labelled)

@@ -1,0 +1,81 @@
+"""The feature codec: round trips within the quantization step, fewer bytes per bit, clear errors on bad blobs."""
+
+import struct
+
+import numpy as np
+import pytest
+
+from endpoint.feature_codec import CodecError, CodecSpec, decode_tensors, encode_tensors, pack_bits, unpack_bits
+
+
+def _features(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # SiLU-like activations: skewed, many near zero, a constant channel (step-0 edge case)
+    a = rng.gamma(1.5, 0.7, (1, 16, 12, 12)).astype(np.float32) - 0.28
+    a[0, 3] = 0.5
+    b = rng.normal(0, 2, (1, 8, 6, 6)).astype(np.float32)
+    return [a, b]
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16-zlib", "q8c-zlib", "q8t-none", "q6c-zlib", "q5c-lzma", "q4c-zlib",
+                                  "q4t-lzma", "q3c-none", "q2c-zlib"])
+def test_round_trip_error_within_half_a_step(name):
+    spec = CodecSpec.parse(name)
+    assert spec.name == name.replace("-none", "")
+    feats = _features()
+    decoded = decode_tensors(encode_tensors(feats, spec))
+    assert [d.shape for d in decoded] == [f.shape for f in feats]
+    for f, d in zip(feats, decoded):
+        span = f.max() - f.min()
+        bound = 0 if spec.bits == 32 else 2e-3 * np.abs(f).max() if spec.bits == 16 else \
+            span / ((1 << spec.bits) - 1) / 2 + 1e-6
+        assert np.abs(f - d).max() <= bound
+    if spec.granularity == "channel" and spec.bits not in (16,):
+        assert np.array_equal(decoded[0][0, 3], feats[0][0, 3])  # a constant channel decodes exactly
+
+
+def test_fewer_bits_give_fewer_bytes():
+    feats = _features()
+    sizes = {b: len(encode_tensors(feats, CodecSpec(b, "channel", "zlib"))) for b in (8, 6, 4, 2)}
+    raw = sum(f.nbytes for f in feats)
+    assert sizes[8] < raw / 3  # 8 bits + entropy coding: well under a quarter of float32
+    assert sizes[8] > sizes[6] > sizes[4] > sizes[2]
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 7, 8])
+def test_pack_bits_round_trip(bits):
+    symbols = np.random.default_rng(bits).integers(0, 1 << bits, 101).astype(np.uint8)
+    assert np.array_equal(unpack_bits(pack_bits(symbols, bits), bits, len(symbols)), symbols)
+
+
+def test_malformed_blobs_raise_codec_error():
+    blob = encode_tensors(_features(), CodecSpec.parse("q8c-zlib"))
+    with pytest.raises(CodecError, match="shorter than the codec header"):
+        decode_tensors(blob[:5])
+    with pytest.raises(CodecError, match="not a feature blob"):
+        decode_tensors(b"JUNK" + blob[4:])
+    with pytest.raises(CodecError, match="truncated"):
+        decode_tensors(blob[:-10])
+    with pytest.raises(CodecError, match="truncated header"):
+        decode_tensors(blob[:20])
+    bad_bits = bytearray(blob)
+    bad_bits[5] = 9  # the bits byte
+    with pytest.raises(CodecError, match="bits"):
+        decode_tensors(bytes(bad_bits))
+    corrupt = bytearray(blob)
+    corrupt[-20:] = b"\x00" * 20  # the zlib stream's tail
+    with pytest.raises(CodecError):
+        decode_tensors(bytes(corrupt))
+    # a header that claims a bigger tensor than the body holds
+    fixed = 4 + 5
+    bigger = bytearray(blob)
+    struct.pack_into(">I", bigger, fixed + 1 + 4, 999)
+    with pytest.raises(CodecError):
+        decode_tensors(bytes(bigger))
+
+
+def test_unknown_codec_name_is_refused():
+    with pytest.raises(ValueError, match="not a codec name"):
+        CodecSpec.parse("q9x-gzip")
+    with pytest.raises(ValueError, match="bits must be one of"):
+        CodecSpec(1)

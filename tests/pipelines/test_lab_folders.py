@@ -1,0 +1,101 @@
+"""``edgeloop lab --scenario DIR1,DIR2`` on YOLO-format folders made here, end to end with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from edge.yolo_dataset import LabelledImage, write_yolo_dataset
+from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+FIELDS = {"round", "endpoint", "domain", "policy", "budget_bytes", "upload_bytes", "push_bytes", "frames_uploaded",
+          "model_version", "map50", "map50_95", "static_map50_95", "teacher_map50_95", "wall_s"}
+
+
+def make_domain_folder(root, domain: str, n_train: int, n_val: int):
+    """A YOLO data set folder (images/, labels/, data.yaml) of one synthetic domain, as a user would bring it."""
+    scenario = SyntheticScenario(seed=7)
+
+    def items(start, n):
+        return [LabelledImage(f"{domain}-{i:04d}", f.image, f.boxes, f.classes)
+                for i in range(start, start + n) for f in [scenario.frame(domain, i)]]
+
+    write_yolo_dataset(root, {"train": items(0, n_train), "val": items(10_000, n_val)}, CLASS_NAMES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two domain folders, a small learning config, and one bootstrap cache shared by the tests here."""
+    root = tmp_path_factory.mktemp("lab-folders")
+    day = make_domain_folder(root / "day", "day", 40, 12)
+    dusk = make_domain_folder(root / "dusk", "dusk", 40, 12)
+    learning = root / "learning.yaml"
+    learning.write_text(yaml.safe_dump({
+        "imgsz": 64, "batch": 8, "bootstrap": {"epochs": 4}, "finetune": {"epochs": 2}, "distill": {"epochs": 2},
+        "calibration_frames": 8}))
+    return {"scenario": f"{day},{dusk}", "learning": learning, "cache": root / "cache"}
+
+
+def lab_command(folders, out, *flags) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "lab", "--scenario", folders["scenario"], "--endpoints", "1",
+            "--frames", "12", "--round-s", "3", "--budget-kbps", "2000", "--learning", str(folders["learning"]),
+            "--out", str(out), "--cache", str(folders["cache"]), *flags]
+
+
+def test_lab_runs_on_yolo_folders_and_report_rebuilds(tmp_path, folders):
+    out = tmp_path / "lab"
+    run = subprocess.run(lab_command(folders, out, "--rounds", "2", "--policy", "fixed-50-50"),
+                         capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [(r["round"], r["endpoint"], r["domain"]) for r in rows] == [(0, "cam-1", "day"), (1, "cam-1", "dusk")]
+    for r in rows:
+        assert FIELDS <= set(r)
+        assert r["policy"] == "fixed-50-50" and r["frames_uploaded"] > 0 and r["upload_bytes"] > 0
+        assert 0.0 <= r["map50_95"] <= r["map50"] <= 1.0
+    assert (out / "map_per_round.png").stat().st_size > 10_000
+    assert "round 1 (dusk)" in run.stdout
+
+    (out / "map_per_round.png").unlink()
+    report = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", str(out)], capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "dusk" in report.stdout and (out / "map_per_round.png").exists()
+
+
+def test_ctrl_c_stops_every_lab_process(tmp_path, folders):
+    out = tmp_path / "lab"
+    lab = subprocess.Popen(lab_command(folders, out, "--rounds", "5"), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    endpoint_log = out / "endpoints" / "cam-1" / "endpoint.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and lab.poll() is None:
+        if endpoint_log.exists() and "connected" in endpoint_log.read_text(errors="replace"):
+            break
+        time.sleep(0.5)
+    assert lab.poll() is None, lab.stdout.read()[-3000:]
+    os.kill(lab.pid, signal.SIGINT)
+    output, _ = lab.communicate(timeout=90)
+    assert lab.returncode == 130, output[-3000:]
+    assert "interrupted" in output
+    leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes still running for {out}: {leftovers}"
+
+
+def test_lab_refuses_a_folder_without_yolo_layout(tmp_path):
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "lab", "--scenario", str(tmp_path / "empty"),
+                          "--out", str(tmp_path / "lab")], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "lacks images/train" in run.stdout + run.stderr

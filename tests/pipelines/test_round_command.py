@@ -1,0 +1,73 @@
+"""``edgeloop round``: --init, then one round against a real broker, ingest and endpoint process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from edge.ingest import Ingest
+from edge.ingest_config import IngestConfig
+from edge.store.config import StoreConfig
+from pipelines.cli import main
+from tests.pipelines.test_lab_folders import make_domain_folder
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, broker):
+    day = make_domain_folder(tmp_path / "day", "day", 40, 12)
+    dusk = make_domain_folder(tmp_path / "dusk", "dusk", 40, 12)
+    store = StoreConfig(kind="local", path=str(tmp_path / "store"))
+    state_dir = tmp_path / "edge-state"
+    config = tmp_path / "round.yaml"
+    config.write_text(yaml.safe_dump({
+        "broker_port": broker.port, "store": store.model_dump(), "state_dir": str(state_dir),
+        "bootstrap_data": str(day), "endpoints": [{"id": "cam-1", "val": str(dusk)}], "policy": "fixed-50-50",
+        "budget_kbps": 8000, "round_s": 3, "frames": 12, "labels": ["oracle"],
+        "learning": {"imgsz": 64, "batch": 8, "bootstrap": {"epochs": 3}, "finetune": {"epochs": 2},
+                     "distill": {"epochs": 2}, "calibration_frames": 8}}))
+
+    assert main(["round", "--config", str(config)]) == 2  # not initialized yet: a clear refusal
+    assert main(["round", "--config", str(config), "--init"]) == 0
+    deploy = state_dir / "deploy"
+    assert (deploy / "v0001.onnx").exists() and (deploy / "model_signing.pub").exists()
+    assert main(["round", "--config", str(config), "--init"]) == 2  # never overwrites the key endpoints trust
+
+    ingest = Ingest(IngestConfig(broker_port=broker.port, store=store)).start()
+    endpoint_dir = tmp_path / "cam-1"
+    endpoint_config = endpoint_dir / "endpoint.yaml"
+    endpoint_dir.mkdir()
+    endpoint_config.write_text(yaml.safe_dump({
+        "endpoint_id": "cam-1", "broker": {"port": broker.port},
+        "source": {"kind": "images", "follow_plan": True, "domain": "day", "path": str(day / "images/train"),
+                   "domain_paths": {"day": str(day / "images/train"), "dusk": str(dusk / "images/train")},
+                   "fps": 10.0},
+        "uplink": {"spool_dir": str(endpoint_dir / "spool"), "ack_timeout_s": 5.0},
+        "model": {"path": str(deploy / "v0001.onnx"), "version": "v0001", "models_dir": str(endpoint_dir / "models"),
+                  "public_key": str(deploy / "model_signing.pub")},
+        "telemetry_interval_s": 0.5}))
+    log = open(endpoint_dir / "endpoint.log", "wb")
+    endpoint = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "endpoint", "--config", str(endpoint_config)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)
+        assert main(["round", "--config", str(config), "--domain", "dusk"]) == 0
+    finally:
+        endpoint.terminate()
+        endpoint.wait(timeout=30)
+        ingest.stop()
+
+    [result] = [json.loads(line) for line in (state_dir / "rounds.jsonl").read_text().splitlines()]
+    assert result["round"] == 0 and result["domain"] == "dusk" and result["frames_uploaded"] > 0
+    assert result["push_kind"] in ("full", "delta") and result["push_bytes"] > 0
+    assert result["model_version"] == "v0002"
+    assert "v0002" in (endpoint_dir / "endpoint.log").read_text()
+    state = json.loads((state_dir / "state.json").read_text())
+    assert state["next_round"] == 1 and state["deployed"] == {"cam-1": "v0002"}
+    assert (state_dir / "history.jsonl").read_text().count("\n") == 1
+    assert (state_dir / "replay" / "images").is_dir()
