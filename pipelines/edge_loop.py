@@ -169,6 +169,8 @@ class EdgeLoop:
                 model_version=track.deployed_version, map50=after.map50, map50_95=after.map50_95,
                 map50_95_before=before.map50_95, static_map50_95=static.map50_95,
                 teacher_map50_95=teacher_maps.get(track.endpoint_id, float("nan")),
+                agreement_map50_95=self._agreement(track, recs),
+                teacher_map50_95_by_domain=self._teacher_by_domain(track),
                 wall_s=time.perf_counter() - started))
         return results
 
@@ -286,12 +288,43 @@ class EdgeLoop:
 
     # --- evaluation of the exact deployed files ---------------------------------------------------
 
-    def _evaluate_version(self, track: EndpointTrack, version: str):
+    AGREEMENT_FRAMES = 16
+
+    def _agreement(self, track: EndpointTrack, records: list[FrameRecord]) -> float | None:
+        """Label-free: the deployed student against the teacher's pseudo-labels on this round's uploads."""
+        from edge.evaluate import agreement
+
+        if not records:
+            return None
+        images = [self.store.get(r.jpeg_key) for r in records[: self.AGREEMENT_FRAMES]]
+        path = self._deployed_file(track.deployed_version)
+        return agreement(path, self.state.teacher_pt, images, self.learning.imgsz,
+                         self.learning.teacher_label_conf).map50_95
+
+    def _teacher_by_domain(self, track: EndpointTrack) -> dict[str, float]:
+        """The current teacher on each domain this endpoint has held-out frames of (cached per teacher file)."""
+        from edge.evaluate import evaluate_pt
+
+        cache = self.__dict__.setdefault("_teacher_cache", {})
+        out = {}
+        for domain, items in track.val_sets.items():
+            key = (track.endpoint_id, domain, str(self.state.teacher_pt))
+            if key not in cache:
+                cache[key] = evaluate_pt(self.state.teacher_pt, items, self.learning.imgsz).map50_95
+            out[domain] = cache[key]
+        log.info("teacher %s on %s: %s", Path(self.state.teacher_pt).parent.name, track.endpoint_id,
+                 ", ".join(f"{d} {m:.3f}" for d, m in out.items()))
+        return out
+
+    def _deployed_file(self, version: str) -> Path:
         path = self.work_dir / "deployed" / f"{version}.onnx"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(self.registry.get(STUDENT_NAME, version).model_bytes)
-        return self._evaluate_file(track, path)
+        return path
+
+    def _evaluate_version(self, track: EndpointTrack, version: str):
+        return self._evaluate_file(track, self._deployed_file(version))
 
     def _evaluate_file(self, track: EndpointTrack, path: Path):
         from edge.evaluate import evaluate_onnx

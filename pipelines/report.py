@@ -15,7 +15,7 @@ def results_table(results: list[RoundResult], title: str = "mAP per round"):
     for col, justify in [("round", "right"), ("endpoint", "left"), ("domain", "left"), ("policy", "left"),
                          ("budget kB", "right"), ("up kB", "right"), ("push kB", "right"), ("push", "left"),
                          ("frames", "right"), ("model", "left"), ("mAP50", "right"), ("mAP50-95", "right"),
-                         ("static", "right"), ("teacher", "right"), ("wall s", "right")]:
+                         ("static", "right"), ("teacher", "right"), ("agree", "right"), ("wall s", "right")]:
         table.add_column(col, justify=justify)
     for r in results:
         gain = r.map50_95 - r.static_map50_95
@@ -23,7 +23,7 @@ def results_table(results: list[RoundResult], title: str = "mAP per round"):
                       f"{r.upload_bytes / 1e3:,.0f}", f"{r.push_bytes / 1e3:,.0f}", r.push_kind,
                       str(r.frames_uploaded), r.model_version, f"{r.map50:.3f}",
                       f"{r.map50_95:.3f} ({gain:+.3f})", f"{r.static_map50_95:.3f}", f"{r.teacher_map50_95:.3f}",
-                      f"{r.wall_s:.0f}")
+                      "-" if r.agreement_map50_95 is None else f"{r.agreement_map50_95:.3f}", f"{r.wall_s:.0f}")
     return table
 
 

@@ -29,7 +29,12 @@ class RoundResult(BaseModel):
     map50_95_before: float = Field(description="the student it ran at the start of the round, same val set")
     static_map50_95: float = Field(description="a student never updated, same val set")
     teacher_map50_95: float
-    agreement_map50_95: float | None = Field(None, description="label-free: student vs teacher pseudo-labels")
+    agreement_map50_95: float | None = Field(
+        None, description="label-free: the deployed student scored against the teacher's pseudo-labels on the "
+                          "frames this endpoint uploaded this round")
+    teacher_map50_95_by_domain: dict[str, float] = Field(
+        default_factory=dict, description="the teacher after this round on every domain's held-out frames "
+                                          "(does it forget the old ones?)")
     wall_s: float
 
 

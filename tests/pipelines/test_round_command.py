@@ -71,3 +71,12 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert state["next_round"] == 1 and state["deployed"] == {"cam-1": "v0002"}
     assert (state_dir / "history.jsonl").read_text().count("\n") == 1
     assert (state_dir / "replay" / "images").is_dir()
+
+
+def test_the_shipped_example_round_config_parses():
+    from pathlib import Path
+
+    from pipelines.round_config import load_round_config
+
+    config = load_round_config(Path(__file__).resolve().parents[2] / "deploy" / "config" / "round.yaml")
+    assert config.endpoints[0].id == "cam-1" and config.policy == "adaptive" and config.learning.imgsz == 160
