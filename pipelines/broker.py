@@ -35,6 +35,7 @@ class Broker:
     process: subprocess.Popen | None = None
 
     def __post_init__(self):
+        self.workdir = Path(self.workdir).resolve()  # the broker runs with it as cwd; relative paths would break
         if self.kind == "auto":
             self.kind = "mosquitto" if mosquitto_binary() else "amqtt"
         if not self.port:

@@ -41,6 +41,7 @@ class SeaweedS3:
         return f"{self.host}:{self.s3_port}"
 
     def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
+        self.workdir = Path(self.workdir).resolve()
         ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
                  for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance", "metrics")}
         self.s3_port = ports["s3"]

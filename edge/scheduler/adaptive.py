@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from edge.scheduler.lookahead import Situation
 from edge.scheduler.planning import plan_allocation
@@ -38,6 +38,7 @@ class AdaptivePolicy:
         self.optimism = optimism
         self.per_option = per_option  # False: the size curve alone (one carry scale per kind)
         self.last_fit: ResponseFit | None = None
+        self._offered: dict[str, list[PushOption]] = {}  # each endpoint's options at the last plan
 
     def fit(self, endpoints: Sequence[EndpointState], history: Sequence[RoundRecord],
             options: Sequence[PushOption]) -> ResponseFit:
@@ -67,9 +68,29 @@ class AdaptivePolicy:
         def after(sit, upload_bytes, option):
             return predict_map(params, sit, upload_bytes, option, student_carry)
 
+        self._offered = {s.endpoint_id: opts for s, opts in zip(endpoints, options)}
         situations = [Situation.from_state(s) for s in endpoints]
         return plan_allocation(self.name, budget, endpoints, options, situations, [after] * len(endpoints),
                                self.horizon, self.quanta, sampler=self.sampler)
+
+    def repick_push(self, state: EndpointState, planned: PushOption, candidates: Mapping[str, tuple[float, int]],
+                    deltas: Mapping[str, tuple[float, int]] | None = None) -> PushOption:
+        """After the edge trained this round's data and evaluated every student (``candidates``: student -> (mAP,
+        bytes)) and every delta on the deployed model (``deltas``: name -> (mAP, bytes)) on its held-out frames: a
+        planned push goes to the best evaluated option, full or delta, whose push fits the bytes reserved for it."""
+        deltas = deltas or {}
+
+        def evaluated(o: PushOption) -> float | None:
+            value = candidates.get(o.student) if o.kind == "full" else deltas.get(o.name) if o.kind == "delta" else None
+            return None if value is None else value[0]
+
+        mine = evaluated(planned)
+        if mine is None:
+            return planned
+        fits = [(o, evaluated(o)) for o in self._offered.get(state.endpoint_id, ()) if 0 < o.bytes <= planned.bytes]
+        fits = [(o, v) for o, v in fits if v is not None]
+        best, value = max(fits, key=lambda ov: (ov[1], ov[0] == planned), default=(planned, mine))
+        return best if value > mine else planned
 
 
 __all__ = ["AdaptivePolicy", "DEFAULT_HORIZON", "DEFAULT_OPTIMISM"]

@@ -92,12 +92,22 @@ class RoundRecord:
     map_after: float  # deployed mAP50-95 after the push
     candidate_map: float | None = None  # the edge's freshly trained full student, evaluated before the push
     candidate_bytes: int | None = None  # that student's full INT8 size
+    # every full push the edge could have made this round, evaluated on its held-out frames (no link bytes):
+    # student -> (mAP50-95, full INT8 bytes); empty when only ``candidate_map`` was measured
+    candidates: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    # every delta the edge could have pushed this round, applied to the model deployed when the round began and
+    # evaluated on its held-out frames (no link bytes): delta option name -> (mAP50-95, push bytes); empty when
+    # none was evaluated
+    delta_candidates: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> "RoundRecord":
+        raw = dict(raw)
+        for name in ("candidates", "delta_candidates"):  # absent from records written before the field existed
+            raw[name] = {k: (float(m), int(b)) for k, (m, b) in (raw.get(name) or {}).items()}
         return cls(**raw)
 
 

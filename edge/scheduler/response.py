@@ -1,8 +1,9 @@
 """The response model: deployed mAP as a saturating function of uploaded data and of the pushed model.
 
 Data uploaded so far (``X`` bytes of the current domain) lets the edge train a model worth
-``map_base + gain * h(X)``, ``h(X) = 1 - (1 + X / data_scale) ** -shape`` (learning curves follow
-power laws); the endpoint only sees it through a push:
+``map_base + gain * h(X)``, ``h(X) = 1 - (1 + (X / data_scale) ** hill) ** -shape`` (learning curves follow
+power laws; ``hill > 1`` lets the curve wait for enough data first, a threshold measured students show); the
+endpoint only sees it through a push:
 
 * skip: the deployed mAP stays;
 * full student of ``M`` bytes: ``map_base + carry(M) * gain * h(X)`` — a bigger student holds more of it;
@@ -44,10 +45,11 @@ class ResponseParams:
     full_scale_bytes: float = 5e5
     delta_scale_bytes: float = 5e4
     data_shape: float = 1.0  # power-law tail of the data curve: small is slow (log-like), large is exponential
+    data_hill: float = 1.0  # onset of the data curve: 1 rises at once, above 1 waits for data (a threshold)
 
     def as_vector(self) -> np.ndarray:
         return np.array([self.gain, np.log(self.data_scale_bytes), np.log(self.full_scale_bytes),
-                         np.log(self.delta_scale_bytes), np.log(self.data_shape)])
+                         np.log(self.delta_scale_bytes), np.log(self.data_shape), np.log(self.data_hill)])
 
     @classmethod
     def from_vector(cls, v: np.ndarray) -> "ResponseParams":
@@ -96,9 +98,11 @@ def _sigmoid(z):
 
 
 def data_response(params: ResponseParams, x_bytes) -> np.ndarray:
-    """Share of the data gain reached after ``x_bytes`` of the current domain (a saturating power law)."""
+    """Share of the data gain reached after ``x_bytes`` of the current domain: ``1 - (1 + (X/s)^k)^-shape``
+    (a Burr XII curve), a saturating power law for ``k = data_hill = 1``, an S-curve (a data threshold below
+    which training barely helps) for ``k > 1``."""
     x = np.maximum(np.asarray(x_bytes, dtype=np.float64), 0.0)
-    return 1.0 - (1.0 + x / params.data_scale_bytes) ** -params.data_shape
+    return 1.0 - (1.0 + (x / params.data_scale_bytes) ** params.data_hill) ** -params.data_shape
 
 
 def curve_carry(params: ResponseParams, kind: str, push_bytes):
@@ -152,7 +156,7 @@ def predict_map(params: ResponseParams, sit: Situation, upload_bytes, option: Pu
 
 _COLUMNS = ("base", "before", "x", "is_full", "bytes", "anchor_x", "anchor_map", "student_bytes", "observed", "key",
             "student_key")
-_N_CURVE = 5  # curve parameters ahead of the per-option carry offsets in the fitted vector
+_N_CURVE = 6  # curve parameters ahead of the per-option carry offsets in the fitted vector
 CANDIDATE_MATCH = 0.1  # a candidate of unknown student is the full option within 10% of its size, if one is
 
 
@@ -179,7 +183,8 @@ def _full_sizes(records: Sequence[RoundRecord], options: Sequence[PushOption]) -
 
 def _observations(records: Sequence[RoundRecord], fulls: Mapping[str, float], options: Sequence[PushOption] = ()
                   ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Columns of what the history says: pushes seen at the endpoints, and candidates evaluated at the edge;
+    """Columns of what the history says: pushes seen at the endpoints, and candidates (full students and deltas on
+    the deployed model) evaluated at the edge;
     and the option keys the ``key`` column indexes (-1: no option of its own), ``options`` first."""
     rows: list[tuple] = []
     keys = {option_key(o.kind, o.name, o.student): None for o in options if o.kind != "skip"}
@@ -188,6 +193,9 @@ def _observations(records: Sequence[RoundRecord], fulls: Mapping[str, float], op
     def index(key: str) -> int:
         return keys.setdefault(key, len(keys))
 
+    # the student each delta retunes (it can only be pushed onto that student): from the options, else the history
+    delta_students = {r.push: r.push_student for r in records if r.push_kind == "delta" and r.push_student}
+    delta_students.update({o.name: o.student for o in options if o.kind == "delta" and o.student})
     for r in records:
         x_after = r.uploaded_bytes_before + r.spent_upload_bytes
         anchor = (r.anchor_uploaded_bytes, r.anchor_map)
@@ -197,9 +205,20 @@ def _observations(records: Sequence[RoundRecord], fulls: Mapping[str, float], op
             key = index(option_key(r.push_kind, r.push, r.push_student))
             rows.append((r.map_base, r.map_before, x_after, r.push_kind == "full", r.spent_push_bytes, *anchor,
                          r.candidate_bytes or 0, r.map_after, key, student_key))
-        if r.candidate_map is not None and r.candidate_bytes:
+        if r.candidate_map is not None and r.candidate_bytes and not (student and student in r.candidates):
             rows.append((r.map_base, r.map_before, x_after, True, r.candidate_bytes, *anchor, r.candidate_bytes,
                          r.candidate_map, student_key, student_key))
+        for name, (value, size) in r.candidates.items():  # every full candidate the edge evaluated
+            if size:
+                key = index(option_key("full", "", name))
+                rows.append((r.map_base, r.map_before, x_after, True, size, *anchor, size, value, key, key))
+        for name, (value, size) in r.delta_candidates.items():  # every delta the edge evaluated on the deployed model
+            if size:
+                retuned = delta_students.get(name, "")
+                retuned_bytes = fulls.get(retuned, 0.0) if retuned else 0.0
+                retuned_key = index(option_key("full", "", retuned)) if retuned_bytes else -1
+                rows.append((r.map_base, r.map_before, x_after, False, size, *anchor, retuned_bytes, value,
+                             index(option_key("delta", name, retuned)), retuned_key))
     table = np.asarray(rows, dtype=np.float64).reshape(-1, len(_COLUMNS))
     return {name: table[:, i] for i, name in enumerate(_COLUMNS)}, list(keys)
 
@@ -261,6 +280,7 @@ def _jacobian(fun, v: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
 
 def fit_response(records: Sequence[RoundRecord], prior: ResponseParams, obs_sigma: float = 0.01,
                  gain_sigma: float = 0.25, log_scale_sigma: float = 1.5, shape_log_sigma: float = 1.0,
+                 hill_log_sigma: float = 1.0,
                  options: Sequence[PushOption] = (), carry_logit_sigma: float = 1.5,
                  per_option: bool = True) -> ResponseFit:
     """The parameters that best explain ``records`` (with ``prior`` as weak pseudo-observations).
@@ -277,7 +297,8 @@ def fit_response(records: Sequence[RoundRecord], prior: ResponseParams, obs_sigm
     if len(obs["observed"]) == 0:
         return ResponseFit(prior, 0, 0.0)
     prior_v = np.concatenate([prior.as_vector(), np.zeros(len(keys))])
-    prior_sigma = np.concatenate([[gain_sigma, log_scale_sigma, log_scale_sigma, log_scale_sigma, shape_log_sigma],
+    prior_sigma = np.concatenate([[gain_sigma, log_scale_sigma, log_scale_sigma, log_scale_sigma, shape_log_sigma,
+                                   hill_log_sigma],
                                   np.full(len(keys), carry_logit_sigma)])
 
     def fun(v):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,6 +20,11 @@ from edge.scheduler.registry import make_policy
 from edge.scheduler.surfaces import ScenarioSurface, TrueSurface
 
 log = logging.getLogger(__name__)
+
+# (endpoint state, planned push, the edge's fresh candidates: student -> (mAP, bytes), and its evaluated deltas:
+# delta name -> (mAP, bytes)) -> the push to make
+Repick = Callable[[EndpointState, PushOption, Mapping[str, tuple[float, int]], Mapping[str, tuple[float, int]]],
+                  PushOption]
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def simulate_policy(scenarios: Sequence[ScenarioSurface], policy_name: str, budg
             rng = np.random.default_rng([config.seed, stream, r, i, 2])
             share = plan.total_bytes if config.shared_link else budget_bytes
             history.append(_play_round(r, policy_name, plan.upload_bytes, plan.push, state, world[state.endpoint_id],
-                                       share, config, rng))
+                                       share, config, rng, getattr(policy, "repick_push", None)))
             map_sum += float(world[state.endpoint_id].sit.map_deployed)
     pushes: dict[str, int] = {}
     for rec in history:
@@ -130,14 +135,39 @@ def _state(endpoint_id: str, e: _Endpoint, config: SimConfig) -> EndpointState:
 
 
 def _play_round(r: int, policy: str, planned_upload: int, push: PushOption, state: EndpointState, e: _Endpoint,
-                budget_bytes: int, config: SimConfig, rng: np.random.Generator) -> RoundRecord:
-    """Upload whole frames within the plan, train on them, push, measure; updates ``e`` in place."""
+                budget_bytes: int, config: SimConfig, rng: np.random.Generator, repick: Repick | None = None
+                ) -> RoundRecord:
+    """Upload whole frames within the plan, train on them, evaluate the candidates, push, measure; updates ``e``
+    in place. ``repick`` (the policy's, if it has one) may change the push once the edge has evaluated what it
+    trained, within the push bytes the plan reserved."""
     # all draws up front and in a fixed order, so every policy meets the same luck
     sizes = e.surface.scenario.bytes_per_frame * rng.lognormal(
         -config.frame_size_jitter**2 / 2, config.frame_size_jitter, size=config.frames_per_round)
-    push_jitter, map_noise, candidate_noise = rng.normal(0.0, 1.0, size=3)
+    push_jitter, map_noise, _ = rng.normal(0.0, 1.0, size=3)
+    candidate_noise = rng.normal(0.0, 1.0, size=len(e.surface.full_by_student))
+    deltas = [o for o in e.surface.scenario.options if o.kind == "delta"]
+    delta_noise = rng.normal(0.0, 1.0, size=len(deltas))  # drawn for every delta, pushable now or not
     frames = int(np.searchsorted(np.cumsum(sizes), planned_upload, side="right"))
     spent_upload = int(sizes[:frames].sum())
+    # the edge trains every student it could push and evaluates each on its held-out frames (no link bytes):
+    # what a full push of it would deploy now
+    x_after = e.sit.x_bytes + spent_upload
+    candidates = {}
+    for (student, full), noise in zip(e.surface.full_by_student.items(), candidate_noise):
+        value = float(e.surface.option_map(full.name, x_after)) + config.map_noise * noise
+        candidates[student] = (float(np.clip(value, 0.0, 1.0)), full.bytes)
+    # and every delta it could push now (onto the deployed student), applied to the deployed model
+    offered = {o.name: o for o in e.surface.push_options(e.sit.student) if o.kind == "delta"}
+    delta_candidates = {}
+    for delta, noise in zip(deltas, delta_noise):
+        if delta.name in offered:
+            value = float(e.surface.after(e.sit, spent_upload, offered[delta.name])) + config.map_noise * noise
+            delta_candidates[delta.name] = (float(np.clip(value, 0.0, 1.0)), offered[delta.name].bytes)
+    planned_push = push
+    if repick is not None:
+        push = repick(state, push, candidates, delta_candidates)
+        if push.bytes > planned_push.bytes:
+            raise ValueError(f"repick chose {push.name!r}, larger than the {planned_push.bytes} push bytes planned")
     spent_push = push.bytes
     if push.kind == "delta":
         spent_push = max(1, int(round(push.bytes * (1 + config.push_size_jitter * push_jitter))))
@@ -146,17 +176,15 @@ def _play_round(r: int, policy: str, planned_upload: int, push: PushOption, stat
     e.map_seen = float(np.clip(map_after + config.map_noise * map_noise, 0.0, 1.0))
     if push.kind == "full":
         e.anchor_map_seen = e.map_seen
-    candidate = e.surface.full_by_student[e.sit.student]
-    candidate_true = float(e.surface.option_map(candidate.name, e.sit.x_bytes))
+    candidate_map, candidate_bytes = candidates[e.sit.student]
     return RoundRecord(
         round=r, endpoint_id=state.endpoint_id, policy=policy, budget_bytes=budget_bytes,
-        planned_upload_bytes=planned_upload, spent_upload_bytes=spent_upload, planned_push_bytes=push.bytes,
+        planned_upload_bytes=planned_upload, spent_upload_bytes=spent_upload, planned_push_bytes=planned_push.bytes,
         spent_push_bytes=spent_push, frames_uploaded=frames, push=push.name, push_kind=push.kind,
         push_student=push.student, uploaded_bytes_before=state.uploaded_bytes, map_base=state.map_base,
         anchor_uploaded_bytes=state.anchor_uploaded_bytes, anchor_map=float(state.anchor_map),
-        map_before=state.map_deployed, map_after=e.map_seen,
-        candidate_map=float(np.clip(candidate_true + config.map_noise * candidate_noise, 0.0, 1.0)),
-        candidate_bytes=candidate.bytes)
+        map_before=state.map_deployed, map_after=e.map_seen, candidate_map=candidate_map,
+        candidate_bytes=candidate_bytes, candidates=candidates, delta_candidates=delta_candidates)
 
 
 def budget_grid(scenarios: Sequence[ScenarioSurface], config: SimConfig, points: int = 9) -> list[int]:

@@ -99,3 +99,13 @@ def test_lab_refuses_a_folder_without_yolo_layout(tmp_path):
                           "--out", str(tmp_path / "lab")], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert "lacks images/train" in run.stdout + run.stderr
+
+
+def test_broker_starts_from_a_relative_workdir(tmp_path, monkeypatch):
+    """``make lab`` passes a relative --out; the broker runs in its workdir and must still find its config."""
+    from pipelines.broker import Broker
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel" / "broker").mkdir(parents=True)
+    with Broker(workdir="rel/broker") as broker:
+        assert broker.port and broker.process.poll() is None
