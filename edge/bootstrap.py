@@ -79,7 +79,7 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
     model = YOLO(source)
     model.train(data=str(data_yaml), epochs=stage.epochs_for(n_images), imgsz=config.imgsz, batch=config.batch,
                 optimizer="AdamW", lr0=stage.lr0, warmup_epochs=stage.warmup_epochs, seed=config.seed,
-                device="cpu", workers=0, amp=False, plots=False, verbose=False, val=False,
+                device=config.device, workers=0, amp=False, plots=False, verbose=False, val=False,
                 project=str(run_dir.parent), name=run_dir.name, exist_ok=True, **extra)
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.
     return run_dir / "weights" / "last.pt"

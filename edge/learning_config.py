@@ -48,9 +48,9 @@ class LearningConfig(BaseModel):
     batch: int = Field(16, ge=1, description="training batch size")
     bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
                                  description="from-scratch training on the first domain")
-    finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=15, lr0=0.01, target_images=1500),
+    finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=10, lr0=0.01, target_images=1000),
                                 description="teacher fine-tuning on new labelled frames plus replay")
-    distill: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=30, lr0=0.01, target_images=2500),
+    distill: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=20, lr0=0.01, target_images=1600),
                                description="student training with the teacher's feature distillation")
     distill_loss_weight: float = Field(
         1.0, ge=0, description="ultralytics 'dis': weight of the feature distillation loss; higher only pays "
@@ -63,6 +63,8 @@ class LearningConfig(BaseModel):
     eval_conf: float = Field(0.001, gt=0, lt=1, description="detector threshold when measuring mAP")
     calibration_frames: int = Field(32, ge=1, description="uploaded frames used to calibrate INT8 quantization")
     seed: int = Field(0, description="seed of training, replay sampling and data order")
+    device: str = Field("cpu", description="torch device that trains: 'cpu', or 'cuda:0' on an edge server with "
+                                          "a GPU (evaluation and export stay on the CPU, as on the endpoint)")
     cache_dir: Path = Field(Path("edgeloop-data/cache"), description="bootstrapped weights and generated model YAMLs")
     work_dir: Path = Field(Path("edgeloop-data/work"), description="training runs and data sets of each round")
 

@@ -60,10 +60,11 @@ def plot_results(results: list[RoundResult], out_png: str | Path) -> Path:
     ax_bytes.bar(rounds, up, label="data up", color="#4c72b0")
     ax_bytes.bar(rounds, push, bottom=up, label="model push", color="#dd8452")
     ax_bytes.plot(rounds, budget, "k_", markersize=30, label="budget")
+    ax_bytes.set_ylim(0, 1.3 * max([*budget, *(u + q for u, q in zip(up, push)), 1]))
     ax_bytes.set_ylabel("kB per round (all endpoints)")
     ax_bytes.set_xlabel("round")
     ax_bytes.set_xticks(rounds)
-    ax_bytes.legend(fontsize=8)
+    ax_bytes.legend(fontsize=8, ncol=3, loc="upper center")
     ax_bytes.grid(alpha=0.3, axis="y")
     policy = results[0].policy if results else ""
     fig.suptitle(f"edgeloop: deployed student vs static baseline (policy {policy})")

@@ -52,9 +52,11 @@ def lab_command(folders, out, *flags) -> list[str]:
             "--out", str(out), "--cache", str(folders["cache"]), *flags]
 
 
-def test_lab_runs_on_yolo_folders_and_report_rebuilds(tmp_path, folders):
+def test_lab_runs_on_yolo_folders_into_s3_and_report_rebuilds(tmp_path, folders, s3_server):
     out = tmp_path / "lab"
-    run = subprocess.run(lab_command(folders, out, "--rounds", "2", "--policy", "fixed-50-50"),
+    run = subprocess.run(lab_command(folders, out, "--rounds", "2", "--policy", "fixed-50-50",
+                                     "--store", s3_server.endpoint, "--s3-access-key", s3_server.access_key,
+                                     "--s3-secret-key", s3_server.secret_key),
                          capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -66,6 +68,13 @@ def test_lab_runs_on_yolo_folders_and_report_rebuilds(tmp_path, folders):
         assert 0.0 <= r["map50_95"] <= r["map50"] <= 1.0
     assert (out / "map_per_round.png").stat().st_size > 10_000
     assert "round 1 (dusk)" in run.stdout
+    assert f"store s3://{s3_server.endpoint}/edgeloop-lab" in run.stdout
+    from edge.store.s3 import S3Store
+
+    stored = S3Store(s3_server.endpoint, "edgeloop-lab", s3_server.access_key, s3_server.secret_key)
+    jpegs = [k for k in stored.list("frames/") if k.endswith(".jpg")]
+    assert len(jpegs) == sum(r["frames_uploaded"] for r in rows)
+    assert any(k.startswith("models/student/") for k in stored.list("models/"))
 
     (out / "map_per_round.png").unlink()
     report = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", str(out)], capture_output=True,
