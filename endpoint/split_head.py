@@ -76,15 +76,21 @@ def read_whole_metadata(path: str | Path, session: ort.InferenceSession) -> tupl
     return (int(imgsz[0]), int(imgsz[1])), tuple(str(names[i]) for i in range(len(names)))
 
 
+def open_split_half(path: Path, role: str, threads: int = 0):
+    """An onnxruntime session of one half of a split model and its metadata; refuses the other half."""
+    session = open_session(path, threads)
+    meta = read_split_metadata(path, session)
+    if meta.role != role:
+        raise SplitModelError(f"{path} is a split {meta.role}, not a {role}")
+    return session, meta
+
+
 class SplitHeadRunner:
     """The endpoint half: a BGR frame in, the tensors that cross the cut out (float32, NCHW)."""
 
     def __init__(self, path: str | Path, threads: int = 0):
         self.path = Path(path)
-        self._session = open_session(self.path, threads)
-        self.meta = read_split_metadata(self.path, self._session)
-        if self.meta.role != "head":
-            raise SplitModelError(f"{self.path} is a split {self.meta.role}, not a head")
+        self._session, self.meta = open_split_half(self.path, "head", threads)
         self._input_name = self._session.get_inputs()[0].name
         self.output_names = [o.name for o in self._session.get_outputs()]
         log.info("split head %s (pair %s, after layer %d, %d crossing tensors)", self.path.name, self.meta.pair_id,

@@ -10,12 +10,11 @@ worthless for live detection, so nothing is re-sent; the endpoint times a reques
 from __future__ import annotations
 
 import json
-import struct
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from endpoint.protocol import (ENDPOINT_ID_PATTERN, pack_binary, unpack_binary, FRAME_ID_PATTERN, MAX_HEADER_BYTES, MAX_JSON_PAYLOAD_BYTES,
+from endpoint.protocol import (ENDPOINT_ID_PATTERN, pack_binary, unpack_binary, FRAME_ID_PATTERN, MAX_JSON_PAYLOAD_BYTES,
                                PROTOCOL_VERSION, Detection, ProtocolError)
 
 FEATURE_SPLIT_REQUEST = "split_request"

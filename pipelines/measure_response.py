@@ -121,7 +121,7 @@ def measure_response_surfaces(out_path: str | Path = DEFAULT_SURFACES_PATH, sett
     from edge.distill import distill_student
     from edge.learning_config import LearningConfig
     from edge.replay import ReplayBuffer
-    from edge.scheduler.surfaces import (ScenarioSurface, SurfaceFile, SurfaceOption, SurfacePoint,
+    from edge.scheduler.surfaces import (ScenarioSurface, SurfaceFile, SurfacePoint,
                                          save_surfaces)
     from edge.teacher import finetune_teacher
     from edge.yolo_dataset import write_yolo_dataset

@@ -12,7 +12,7 @@ import numpy as np
 from endpoint.detections import Detections
 from endpoint.letterbox import boxes_to_source, letterbox_geometry, to_model_input
 from endpoint.nms import non_max_suppression
-from endpoint.split_head import SplitModelError, open_session, read_split_metadata, read_whole_metadata
+from endpoint.split_head import open_session, open_split_half, read_whole_metadata
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,7 @@ class SplitTailRunner:
 
     def __init__(self, path: str | Path, threads: int = 0):
         self.path = Path(path)
-        self._session = open_session(self.path, threads)
-        self.meta = read_split_metadata(self.path, self._session)
-        if self.meta.role != "tail":
-            raise SplitModelError(f"{self.path} is a split {self.meta.role}, not a tail")
+        self._session, self.meta = open_split_half(self.path, "tail", threads)
         self._inputs = self._session.get_inputs()
 
     def run(self, tensors: Sequence[np.ndarray]) -> np.ndarray:

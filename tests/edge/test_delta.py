@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edge.delta_encode import encode_delta, encode_delta_with_stats, tensor_spans

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from endpoint.model_slot import ModelSlot

@@ -10,7 +10,7 @@ import pytest
 
 from edge.scheduler.lookahead import Situation, horizon_value
 from edge.scheduler.optimizer import allocate_link, best_split
-from edge.scheduler.policy import SKIP, PushOption
+from edge.scheduler.policy import SKIP
 from edge.scheduler.response import ResponseParams, predict_map
 from tests.edge.scheduler.fakes import BYTES_PER_FRAME, DELTA, NANO, OPTIONS, PICO
 
