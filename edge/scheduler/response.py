@@ -157,6 +157,7 @@ def predict_map(params: ResponseParams, sit: Situation, upload_bytes, option: Pu
 _COLUMNS = ("base", "before", "x", "is_full", "bytes", "anchor_x", "anchor_map", "student_bytes", "observed", "key",
             "student_key")
 _N_CURVE = 6  # curve parameters ahead of the per-option carry offsets in the fitted vector
+CARRY_PSEUDO_COUNT = 10.0  # observations after which an option's own record and the curves speak alike for its carry
 CANDIDATE_MATCH = 0.1  # a candidate of unknown student is the full option within 10% of its size, if one is
 
 
@@ -282,12 +283,16 @@ def fit_response(records: Sequence[RoundRecord], prior: ResponseParams, obs_sigm
                  gain_sigma: float = 0.25, log_scale_sigma: float = 1.5, shape_log_sigma: float = 1.0,
                  hill_log_sigma: float = 1.0,
                  options: Sequence[PushOption] = (), carry_logit_sigma: float = 1.5,
-                 per_option: bool = True) -> ResponseFit:
+                 per_option: bool = True, carry_pseudo_count: float = CARRY_PSEUDO_COUNT) -> ResponseFit:
     """The parameters that best explain ``records`` (with ``prior`` as weak pseudo-observations).
 
     Every option seen in ``records`` gets its own carry, its logit offset from the size curve's with prior
     ``N(0, carry_logit_sigma)``; ``options`` (what can be pushed now) name the students' full sizes, so a
     candidate of unrecorded student is matched by size, and the sizes the per-option carries are reported at.
+    An option's offset is credited with its own record only as that record grows: its prior sd is
+    ``carry_logit_sigma * sqrt(n / (n + carry_pseudo_count))`` after ``n`` observations (a few noisy ones, early
+    in a domain, are mostly explained by the shared curves, which every option's observations inform; an option
+    never observed keeps the full spread, so the optimism about it stays).
     ``per_option=False`` fits the size curves alone (then their scales are identified by the history; with
     per-option carries only the options' own carries are, the scales speak for options never seen).
     """
@@ -299,7 +304,7 @@ def fit_response(records: Sequence[RoundRecord], prior: ResponseParams, obs_sigm
     prior_v = np.concatenate([prior.as_vector(), np.zeros(len(keys))])
     prior_sigma = np.concatenate([[gain_sigma, log_scale_sigma, log_scale_sigma, log_scale_sigma, shape_log_sigma,
                                    hill_log_sigma],
-                                  np.full(len(keys), carry_logit_sigma)])
+                                  carry_logit_sigma * _offset_spread(obs["key"], len(keys), carry_pseudo_count)])
 
     def fun(v):
         return _residuals(v, obs, prior_v, prior_sigma, obs_sigma)
@@ -319,6 +324,15 @@ def fit_response(records: Sequence[RoundRecord], prior: ResponseParams, obs_sigm
     log.debug("response fit on %d observations: %s, carries %s (rmse %.4f)", fit.observations, fit.params,
               {k: round(c, 3) for k, c in carry.items()}, fit.rmse)
     return fit
+
+
+def _offset_spread(key: np.ndarray, count: int, pseudo_count: float) -> np.ndarray:
+    """Each option's share of ``carry_logit_sigma``: ``sqrt(n / (n + pseudo_count))`` after ``n`` observations of
+    it, 1 for one never observed (nothing to shrink; its spread is the prior's uncertainty about it)."""
+    n = np.array([np.sum(key == i) for i in range(count)], dtype=np.float64)
+    if pseudo_count <= 0:
+        return np.ones(count)
+    return np.where(n > 0, np.sqrt(n / (n + pseudo_count)), 1.0)
 
 
 def _option_carries(fun, v: np.ndarray, obs: dict[str, np.ndarray], keys: Sequence[str],

@@ -57,3 +57,16 @@ def test_an_untried_option_is_judged_optimistically():
     assert fit.counts["full:big"] == 0
     assert fit.option_carry(BIG, optimism=1.0) > fit.option_carry(BIG)  # untried: the benefit of the doubt
     assert fit.option_carry(SMALL, optimism=1.0) == fit.option_carry(SMALL)  # tried: its record
+
+
+def test_offset_spread_shrinks_an_option_with_few_observations():
+    import numpy as np
+
+    from edge.scheduler.response import _offset_spread
+
+    keys = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1], dtype=float)
+    spread = _offset_spread(keys, 3, 10.0)
+    assert spread[0] < spread[1] < 1.0  # one observation is credited less than ten
+    assert spread[1] == np.sqrt(10 / 20)
+    assert spread[2] == 1.0  # never observed: the prior's full spread (its optimism stays)
+    assert np.all(_offset_spread(keys, 3, 0.0) == 1.0)
