@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge.mqtt_connection import MqttConnection
 from edge.split.selection import SplitController, load_options
+from edge.split.server_args import add_split_server_arguments
 from edge.split.split_set import load_split_set, pair_of
 from edge.split.tail_runner import SplitTailRunner, WholeModelRunner
 from endpoint import protocol
@@ -178,18 +179,8 @@ class SplitServer:
                  controller.bandwidth_bytes_per_s, choice.total_ms)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="serve split-detector tails over MQTT")
-    parser.add_argument("--set-dir", required=True, help="split set folder (python -m edge.split build)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
-    parser.add_argument("--share-group", default="", help="MQTT shared-subscription group (several servers)")
-    parser.add_argument("--options", default=None, help="measured options.json: re-decide splits per endpoint")
-    parser.add_argument("--device-speed", type=float, default=0.2, help="device speed vs this CPU, for decisions")
-    parser.add_argument("--accuracy-floor", type=float, default=0.0, help="lowest mAP50-95 a decision may pick")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def run_split_server(args) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
     server = SplitServer(args.set_dir, args.host, args.port, args.threads, share_group=args.share_group,
                          options_path=args.options,
                          controller=ControllerSettings(args.device_speed, 1.0, args.accuracy_floor)).start()
@@ -201,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve split-detector tails over MQTT")
+    add_split_server_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    return run_split_server(args)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ def _bench(args) -> int:
     return run_bench_split(args)
 
 
+def _split_server(args) -> int:
+    from edge.split_server import run_split_server
+
+    return run_split_server(args)
+
+
 def _round(args) -> int:
     from pipelines.edge_round import run_round_command
 
@@ -98,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split",
-                       add_help=False)
-    p.add_argument("options", nargs="*", help="see edgeloop split-server --help")
+    p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")
+    from edge.split.server_args import add_split_server_arguments
+
+    add_split_server_arguments(p)
+    p.set_defaults(func=_split_server)
 
     p = sub.add_parser("report", help="the per-round table and map_per_round.png of a lab run")
     p.add_argument("dir", help="a lab --out directory holding rounds.jsonl")
@@ -112,12 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["split-server"]:  # its own parser, options passed through as they are
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        from edge.split_server import main as split_server_main
-
-        return int(split_server_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -17,6 +17,7 @@ from typing import Callable
 
 from edge.frame_index import FrameIndex, FrameRecord
 from edge.learning_config import LearningConfig
+from edge.map_metric import MapResult
 from edge.mqtt_connection import MqttConnection
 from edge.publisher import ModelPublisher
 from edge.registry import ModelRegistry
@@ -81,7 +82,9 @@ class EdgeLoop:
         self.learning, self.state, self.class_names = learning, state, class_names
         self.tracks = {t.endpoint_id: t for t in tracks}
         self.work_dir = work_dir
-        self._stage = on_stage or (lambda text: log.info("%s", text))
+        self.on_stage = on_stage or (lambda text: log.info("%s", text))  # progress lines; the lab shows them
+        self._eval_cache: dict[tuple[str, str, str], MapResult] = {}  # (endpoint, domain, file) -> MapResult
+        self._teacher_cache: dict[tuple[str, str, str], float] = {}  # (endpoint, domain, teacher) -> mAP50-95
         self.publisher = ModelPublisher(mqtt)
         self._telemetry: dict[str, Telemetry] = {}
         self._model_acks: queue.Queue[Ack] = queue.Queue()
@@ -129,17 +132,16 @@ class EdgeLoop:
         log.info("round %d (%s): plans sent, %s", round_index, domain,
                  ", ".join(f"{p.endpoint_id} up {p.upload_bytes / 1e3:.0f} kB + push {p.push.name}"
                            for p in allocation.endpoints))
-        self._stage(f"round {round_index}: endpoints stream {settings.frames_per_round} frames of {domain}")
+        self.on_stage(f"round {round_index}: endpoints stream {settings.frames_per_round} frames of {domain}")
         spent_up = self._wait_uploads(round_index, settings)
         frames = {ep: FrameIndex(self.store).frames(ep, round_index) for ep in self.tracks}
-        self._stage(f"round {round_index}: learning from {sum(map(len, frames.values()))} frames")
-        candidate, teacher_maps = self._learn(round_index, domain, [r for rs in frames.values() for r in rs],
-                                              settings.labels)
+        self.on_stage(f"round {round_index}: learning from {sum(map(len, frames.values()))} frames")
+        candidate = self._learn(round_index, domain, [r for rs in frames.values() for r in rs], settings.labels)
         results = []
         for plan in allocation.endpoints:
             track = self.tracks[plan.endpoint_id]
             before = self._evaluate_version(track, track.deployed_version)
-            self._stage(f"round {round_index}: pushing to {track.endpoint_id}")
+            self.on_stage(f"round {round_index}: pushing to {track.endpoint_id}")
             push_kind, push_bytes = self._push(track, plan.push, candidate, settings)
             after = self._evaluate_version(track, track.deployed_version)
             static = self._evaluate_file(track, self.state.static_onnx)
@@ -159,8 +161,9 @@ class EdgeLoop:
                 map_base=track.map_base, anchor_uploaded_bytes=track.anchor_uploaded_bytes,
                 anchor_map=track.anchor_map if track.anchor_map is not None else track.map_base,
                 map_before=before.map50_95, map_after=after.map50_95,
-                candidate_map=self._evaluate_file(track, candidate[1]).map50_95 if candidate else None,
+                candidate_map=self._evaluate_version(track, candidate[0]).map50_95 if candidate else None,
                 candidate_bytes=candidate[1].stat().st_size if candidate else None))
+            teacher_by_domain = self._teacher_by_domain(track)
             results.append(RoundResult(
                 round=round_index, endpoint=track.endpoint_id, domain=domain, policy=self.policy.name,
                 budget_bytes=settings.budget_bytes, planned_upload_bytes=plan.upload_bytes,
@@ -168,9 +171,8 @@ class EdgeLoop:
                 push_bytes=push_bytes, push_kind=push_kind, frames_uploaded=len(recs),
                 model_version=track.deployed_version, map50=after.map50, map50_95=after.map50_95,
                 map50_95_before=before.map50_95, static_map50_95=static.map50_95,
-                teacher_map50_95=teacher_maps.get(track.endpoint_id, float("nan")),
-                agreement_map50_95=self._agreement(track, recs),
-                teacher_map50_95_by_domain=self._teacher_by_domain(track),
+                teacher_map50_95=teacher_by_domain[domain], agreement_map50_95=self._agreement(track, recs),
+                teacher_map50_95_by_domain=teacher_by_domain,
                 wall_s=time.perf_counter() - started))
         return results
 
@@ -212,20 +214,19 @@ class EdgeLoop:
         return spent
 
     def _learn(self, round_index: int, domain: str, records: list[FrameRecord], label_sources: tuple[str, ...]):
-        """Label the round's frames, fine-tune the teacher with replay, distill, export, quantize, register."""
+        """Label the round's frames, fine-tune the teacher with replay, distill, export, quantize, register.
+
+        Returns the registered candidate as (version, INT8 file), or None when there was nothing to learn from.
+        """
         from edge.distill import distill_student
-        from edge.evaluate import evaluate_pt
         from edge.export import export_onnx, quantize_student
         from edge.labels import LabelContext, label_frames
         from edge.teacher import finetune_teacher
 
         cfg = self.learning
-        teacher_maps = {}
         if not records:
             log.info("round %d: no frames uploaded; nothing to learn", round_index)
-            for ep, track in self.tracks.items():
-                teacher_maps[ep] = evaluate_pt(self.state.teacher_pt, track.val_sets[domain], cfg.imgsz).map50_95
-            return None, teacher_maps
+            return None
         run_dir = self.work_dir / f"round-{round_index:03d}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -235,30 +236,28 @@ class EdgeLoop:
         items = [f.item for f in labelled]
         if not items:
             log.warning("round %d: none of %d frames could be labelled", round_index, len(records))
-            return None, teacher_maps
+            return None
         # The domain's frames accumulate over its rounds (bounded by the replay reservoir); other domains replay.
         self.state.replay.add(items, domain)
         domain_items = self.state.replay.items(domain)
-        self._stage(f"round {round_index}: fine-tuning the teacher on {len(domain_items)} {domain} frames "
+        self.on_stage(f"round {round_index}: fine-tuning the teacher on {len(domain_items)} {domain} frames "
                     f"({len(items)} new) + replay")
         teacher = finetune_teacher(self.state.teacher_pt, domain_items, cfg, run_dir, self.class_names,
                                    replay=self.state.replay, exclude_domain=domain)
         self.state.teacher_pt = teacher.weights
-        self._stage(f"round {round_index}: distilling the student")
+        self.on_stage(f"round {round_index}: distilling the student")
         student = distill_student(self.state.student_pt, teacher.weights, domain_items, cfg, run_dir,
                                   self.class_names, replay=self.state.replay, exclude_domain=domain)
         self.state.student_pt = student.weights
-        self._stage(f"round {round_index}: exporting and quantizing the student to INT8")
+        self.on_stage(f"round {round_index}: exporting and quantizing the student to INT8")
         fp32 = export_onnx(student.weights, run_dir / "student.onnx", cfg.imgsz)
         int8 = quantize_student(fp32, run_dir / "student-int8.onnx",
                                 [i.image for i in items[: cfg.calibration_frames]], cfg.imgsz)
-        for ep, track in self.tracks.items():
-            teacher_maps[ep] = evaluate_pt(teacher.weights, track.val_sets[domain], cfg.imgsz).map50_95
         manifest = self.registry.publish(STUDENT_NAME, int8, format="onnx-int8", input_size=(cfg.imgsz, cfg.imgsz),
                                          class_names=self.class_names,
                                          metrics={"round": float(round_index), "frames": float(len(items))})
         log.info("round %d: student %s registered (%d bytes)", round_index, manifest.version, manifest.size_bytes)
-        return (manifest.version, int8), teacher_maps
+        return manifest.version, int8
 
     def _push(self, track: EndpointTrack, option: PushOption, candidate, settings: RoundSettings) -> tuple[str, int]:
         """Push the candidate as the plan says (delta when it is smaller); wait for the endpoint's ack."""
@@ -305,7 +304,7 @@ class EdgeLoop:
         """The current teacher on each domain this endpoint has held-out frames of (cached per teacher file)."""
         from edge.evaluate import evaluate_pt
 
-        cache = self.__dict__.setdefault("_teacher_cache", {})
+        cache = self._teacher_cache
         out = {}
         for domain, items in track.val_sets.items():
             key = (track.endpoint_id, domain, str(self.state.teacher_pt))
@@ -330,7 +329,7 @@ class EdgeLoop:
         from edge.evaluate import evaluate_onnx
 
         key = (track.endpoint_id, track.domain, str(path))
-        cache = self.__dict__.setdefault("_eval_cache", {})
+        cache = self._eval_cache
         if key not in cache:
             cache[key] = evaluate_onnx(path, track.val_sets[track.domain])
         return cache[key]

@@ -53,7 +53,7 @@ def init_edge(config: RoundConfig, console: Console) -> int:
     from edge.registry import ModelRegistry
     from edge.signing import generate_keypair, load_private_key
     from edge.store import open_store
-    from pipelines.scenarios import folder_scenario, _folder_items
+    from pipelines.scenarios import folder_items, folder_scenario
     from pipelines.edge_loop import STUDENT_NAME
 
     state_dir = config.state_dir
@@ -65,8 +65,8 @@ def init_edge(config: RoundConfig, console: Console) -> int:
         return 2
     scenario = folder_scenario([config.bootstrap_data])
     learning = _learning(config)
-    train = _folder_items(config.bootstrap_data, "train")
-    val = _folder_items(config.bootstrap_data, "val")
+    train = folder_items(config.bootstrap_data, "train")
+    val = folder_items(config.bootstrap_data, "val")
     keys = state_dir / "keys"
     private_path, public_path = generate_keypair(keys)
     with console.status("bootstrap: training the first teacher and student"):
@@ -99,24 +99,24 @@ def run_one_round(config: RoundConfig, state: dict, domain: str, console: Consol
     from edge.scheduler.registry import make_policy
     from edge.signing import PRIVATE_KEY_FILE, load_private_key
     from edge.store import open_store
-    from pipelines.edge_loop import EdgeLoop, EndpointTrack, LearningState, RoundSettings
+    from pipelines.edge_loop import STUDENT_NAME, EdgeLoop, EndpointTrack, LearningState, RoundSettings
     from pipelines.report import results_table
     from pipelines.results import append_result
-    from pipelines.scenarios import _folder_items
+    from pipelines.scenarios import folder_items
 
     state_dir, learning = config.state_dir, _learning(config)
     store = open_store(config.store)
     registry = ModelRegistry(store, load_private_key(state_dir / "keys" / PRIVATE_KEY_FILE))
     replay = ReplayBuffer.load(state_dir / "replay", learning.replay_capacity_per_domain, seed=learning.seed)
     if not len(replay) and config.bootstrap_data is not None:
-        replay.add(_folder_items(config.bootstrap_data, "train"), state["first_domain"])
+        replay.add(folder_items(config.bootstrap_data, "train"), state["first_domain"])
     history_path = state_dir / "history.jsonl"
     history = [RoundRecord.from_dict(json.loads(line)) for line in history_path.read_text().splitlines()] \
         if history_path.exists() else []
     learning_state = LearningState(teacher_pt=state_dir / "teacher.pt", student_pt=state_dir / "student.pt",
                                    static_onnx=state_dir / "static.onnx", replay=replay, history=history)
-    tracks = [EndpointTrack(ep.id, {domain: _folder_items(ep.val, "val")},
-                            state["deployed"].get(ep.id) or registry.versions("student")[0],
+    tracks = [EndpointTrack(ep.id, {domain: folder_items(ep.val, "val")},
+                            state["deployed"].get(ep.id) or registry.versions(STUDENT_NAME)[0],
                             bytes_sent_total=state.get("bytes_sent", {}).get(ep.id, 0))
               for ep in config.endpoints]
     round_index = state["next_round"]
@@ -131,7 +131,7 @@ def run_one_round(config: RoundConfig, state: dict, domain: str, console: Consol
         loop = EdgeLoop(store, mqtt, registry, make_policy(config.policy), learning, learning_state, tracks,
                         state["class_names"], state_dir / "work")
         with console.status(f"round {round_index}: {domain}") as status:
-            loop._stage = lambda text: (status.update(text), log.info("%s", text))
+            loop.on_stage = lambda text: (status.update(text), log.info("%s", text))
             results = loop.run_round(round_index, domain, settings)
     finally:
         mqtt.stop()

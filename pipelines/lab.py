@@ -53,7 +53,7 @@ def _run_rounds(args, out: Path, console: Console) -> int:
         for round_index in range(args.rounds):
             domain = lab.scenario.domain_for_round(round_index, args.rounds)
             with console.status(f"round {round_index}: {domain}") as status:
-                lab.loop._stage = lambda text: (status.update(text), log.info("%s", text))
+                lab.loop.on_stage = lambda text: (status.update(text), log.info("%s", text))
                 lab.endpoints.check_alive()
                 round_results = lab.loop.run_round(round_index, domain, lab.settings)
             for r in round_results:

@@ -115,11 +115,11 @@ class LabSession:
     def _bootstrap_items(self, split: str):
         from edge.bootstrap import scenario_items
         from endpoint.scenario import SyntheticScenario
-        from pipelines.scenarios import _folder_items
+        from pipelines.scenarios import folder_items
 
         first = self.scenario.domains[0]
         if self.scenario.folders:
-            return _folder_items(self.scenario.folders[first], split)
+            return folder_items(self.scenario.folders[first], split)
         synthetic = SyntheticScenario(seed=self.scenario.seed + 1000)
         if split == "train":
             return scenario_items(synthetic, first, 0, self.learning.bootstrap_train_frames, "train-")

@@ -54,7 +54,7 @@ class LabScenario:
                 f = sc.frame(domain, i)
                 items.append(LabelledImage(f"{domain}-val-{i}", f.image, f.boxes, f.classes))
             return items
-        return _folder_items(self.folders[domain], "val")[:n]
+        return folder_items(self.folders[domain], "val")[:n]
 
     def bootstrap_dataset(self, root: Path, n_train: int, n_val: int) -> Path:
         """A data set of the first domain for training the first teacher and student."""
@@ -96,7 +96,7 @@ def open_scenario(spec: str, seed: int = 0) -> LabScenario:
     return folder_scenario([s for s in spec.split(",") if s.strip()])
 
 
-def _folder_items(root: Path, split: str) -> list[LabelledImage]:
+def folder_items(root: Path, split: str) -> list[LabelledImage]:
     items = []
     for path in sorted((root / "images" / split).iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
