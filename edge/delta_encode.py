@@ -33,7 +33,7 @@ def tensor_spans(model_bytes: bytes, min_bytes: int = MIN_COPY_BYTES) -> list[tu
     spans, cursor = [], 0
     for tensor in model.graph.initializer:
         raw = tensor.raw_data
-        if len(raw) < min_bytes:
+        if len(raw) < max(1, min_bytes):  # a zero-length copy is refused by every endpoint
             continue
         # Protobuf writes initializers in order, so searching on from the last hit finds each one.
         pos = model_bytes.find(raw, cursor)
@@ -72,7 +72,7 @@ def encode_delta_with_stats(parent_bytes: bytes, new_bytes: bytes,
     insert(len(new_bytes))
     delta = pack_delta(hashlib.sha256(parent_bytes).digest(), len(new_bytes), ops, bytes(inserts))
     # Cheap next to training, and a bad delta would be refused by every endpoint.
-    if apply_delta(parent_bytes, delta) != new_bytes:
+    if apply_delta(parent_bytes, delta, len(new_bytes)) != new_bytes:
         raise AssertionError("delta does not rebuild the new model")
     stats = DeltaStats(len(new_bytes), len(delta), copied, len(inserts),
                        sum(1 for op in ops if op[0] == OP_COPY))

@@ -9,10 +9,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+import onnx
 
+from edge.dfl_rewrite import rewrite_dfl_softmax
 from edge.evaluate import decode_image, evaluate_onnx
 from edge.map_metric import MapResult
 from edge.yolo_dataset import LabelledImage
@@ -35,6 +37,9 @@ def export_onnx(student_pt: str | Path, out_path: str | Path, imgsz: int) -> Pat
         written = model.export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, half=False, nms=False,
                                device="cpu", verbose=False)
         shutil.move(str(written), out_path)
+    model = onnx.load(str(out_path))
+    if rewrite_dfl_softmax(model):  # exact, and faster on onnxruntime; see edge.dfl_rewrite
+        onnx.save(model, str(out_path))
     log.info("exported %s -> %s (%d bytes)", Path(student_pt).name, out_path, out_path.stat().st_size)
     return out_path
 
@@ -46,6 +51,18 @@ def quantize_student(fp32_onnx: str | Path, out_path: str | Path, calibration_im
 
     images = [decode_image(im) for im in calibration_images]
     return quantize_int8(fp32_onnx, out_path, images, imgsz)
+
+
+def student_for_endpoint(fp32_onnx: str | Path, out_path: str | Path, calibration_images: Sequence[np.ndarray | bytes],
+                         imgsz: int, precision: str = "int8") -> tuple[Path, Literal["onnx-int8", "onnx-fp32"]]:
+    """Write what an endpoint runs to ``out_path`` (the INT8 copy, or the FP32 export for 'fp32'); return it and its
+    registry format."""
+    if precision == "fp32":
+        shutil.copyfile(fp32_onnx, out_path)
+        return Path(out_path), "onnx-fp32"
+    if precision != "int8":
+        raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
+    return quantize_student(fp32_onnx, out_path, calibration_images, imgsz), "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -108,4 +125,4 @@ def compare_fp32_int8(fp32_onnx: str | Path, int8_onnx: str | Path, items: Seque
 
 
 __all__ = ["Fp32Int8Comparison", "ModelMeasurement", "compare_fp32_int8", "export_onnx", "measure",
-           "measure_latency_ms", "quantize_student"]
+           "measure_latency_ms", "quantize_student", "student_for_endpoint"]

@@ -1,8 +1,10 @@
-"""Checks on an uploaded frame message: topic, protocol decoding, endpoint id, a JPEG that decodes."""
+"""Checks on an uploaded frame message: topic, protocol decoding, identity, a JPEG that decodes to its stated size."""
 
 from __future__ import annotations
 
 import io
+import json
+import struct
 
 from PIL import Image
 
@@ -10,11 +12,12 @@ from endpoint import protocol
 from endpoint.protocol import FEATURE_FRAME, Frame, ProtocolError
 
 MAX_JPEG_PIXELS = 40_000_000  # far above any camera frame; refuses decompression bombs before decoding
+MAX_ECHOED_ID_CHARS = 1024  # a refusal names the frame id it refuses; longer ids are not echoed back
+# Stable reason codes, documented in docs/protocol.md; acks and the rejected-frames counter carry them.
 REJECT_REASONS = ("malformed", "wrong_version", "oversized", "truncated", "checksum_mismatch", "corrupt_jpeg",
-                  "endpoint_mismatch", "bad_topic", "queue_full", "internal_error")
-# decode_frame() says why in its message; these prefixes map it to a reason code.
-_PROTOCOL_REASONS = (("oversized", "oversized"), ("unsupported protocol version", "wrong_version"),
-                     ("truncated", "truncated"), ("corrupt", "checksum_mismatch"))
+                  "size_mismatch", "bad_id", "identity", "conflict", "bad_topic", "queue_full", "internal_error")
+# Refusals that get no ok=false ack: the topic names nobody to answer, or the frame is worth re-sending later.
+UNANSWERED_REASONS = frozenset({"bad_topic", "queue_full", "internal_error"})
 
 
 class FrameRejected(Exception):
@@ -27,54 +30,64 @@ class FrameRejected(Exception):
 
 def check_frame_message(topic: str, payload: bytes) -> Frame:
     """Decode and check one frame upload; raise FrameRejected with the reason."""
+    topic_endpoint = topic_endpoint_level(topic)
     try:
-        topic_endpoint, feature = protocol.parse_topic(topic)
+        frame = protocol.decode_frame(payload)
+    except ProtocolError as exc:
+        raise FrameRejected(exc.reason, str(exc)) from None
+    if frame.header.endpoint_id != topic_endpoint:
+        # The broker's ACL ties the topic to the client's credentials; the header is only a claim.
+        raise FrameRejected("identity", f"header says {frame.header.endpoint_id!r}, topic says {topic_endpoint!r}")
+    width, height = check_jpeg(frame.jpeg)
+    if (width, height) != (frame.header.width, frame.header.height):
+        raise FrameRejected("size_mismatch", f"JPEG is {width}x{height}, header says "
+                                             f"{frame.header.width}x{frame.header.height}")
+    return frame
+
+
+def topic_endpoint_level(topic: str) -> str:
+    """The endpoint level of a frame topic; FrameRejected("bad_topic") when it is not one."""
+    try:
+        endpoint_level, feature = protocol.parse_topic(topic)
     except ProtocolError as exc:
         raise FrameRejected("bad_topic", str(exc)) from None
     if feature != FEATURE_FRAME:
         raise FrameRejected("bad_topic", f"feature {feature!r} is not {FEATURE_FRAME!r}")
-    try:
-        frame = protocol.decode_frame(payload)
-    except ProtocolError as exc:
-        text = str(exc)
-        reason = next((code for prefix, code in _PROTOCOL_REASONS if text.startswith(prefix)), "malformed")
-        raise FrameRejected(reason, text) from None
-    if frame.header.endpoint_id != topic_endpoint:
-        raise FrameRejected("endpoint_mismatch",
-                            f"header says {frame.header.endpoint_id!r}, topic says {topic_endpoint!r}")
-    check_jpeg(frame.jpeg)
-    return frame
+    return endpoint_level
 
 
-def check_jpeg(jpeg: bytes) -> None:
-    """Raise FrameRejected unless ``jpeg`` is a complete JPEG that decodes (a matching sha proves nothing)."""
+def check_jpeg(jpeg: bytes) -> tuple[int, int]:
+    """Width and height of ``jpeg``; FrameRejected unless it is a complete JPEG that decodes."""
     if not (jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")):
         raise FrameRejected("corrupt_jpeg", "missing JPEG start or end marker")
     try:
         with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as image:
-            if image.width * image.height > MAX_JPEG_PIXELS:
-                raise FrameRejected("corrupt_jpeg", f"{image.width}x{image.height} exceeds {MAX_JPEG_PIXELS} pixels")
+            width, height = image.size
+            if width * height > MAX_JPEG_PIXELS:
+                raise FrameRejected("corrupt_jpeg", f"{width}x{height} exceeds {MAX_JPEG_PIXELS} pixels")
+            # Scaled-down decoding still entropy-decodes every block (so it finds corrupt scan data) but
+            # skips most of the IDCT and colour work: the check costs less than a full decode.
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
     except FrameRejected:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise FrameRejected("corrupt_jpeg", f"does not decode: {exc}") from None
+    return width, height
 
 
 def peek_frame_id(payload: bytes) -> str | None:
-    """The frame id of a rejected upload, when its header is readable enough to name one."""
-    import json
-    import re
-    import struct
-
+    """The frame id a refused upload claims, valid or not, so a refusal can name it; None when none is readable."""
     if len(payload) < 8 or payload[:4] != protocol.FRAME_MAGIC:
         return None
     (head_len,) = struct.unpack(">I", payload[4:8])
+    if head_len > protocol.MAX_HEADER_BYTES:
+        return None
     try:
         raw = json.loads(payload[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     frame_id = raw.get("frame_id") if isinstance(raw, dict) else None
-    if isinstance(frame_id, str) and re.fullmatch(protocol.FRAME_ID_PATTERN, frame_id):
+    if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ECHOED_ID_CHARS:
         return frame_id
     return None

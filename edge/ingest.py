@@ -1,14 +1,14 @@
 """Edge ingest: MQTT frame uploads → checked → object store (idempotent keys) → ack to the endpoint.
 
-Messages are queued by paho's thread and stored by one worker thread, so a slow or
-unreachable store never stalls the MQTT loop. A frame is acked only after its
-``.json`` commit marker is written; anything unacked is re-sent by the endpoint.
+paho's thread only hands messages to a bounded inbox (waiting for room, so a slow store slows the
+broker down instead of filling memory). A pool of store workers checks and writes frames
+concurrently, so one frame's HEAD and two PUTs never hold up the next. A frame is acked only
+after its ``.json`` commit marker is written; anything unacked is re-sent by the endpoint.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -16,16 +16,22 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from edge.frame_checks import (REJECT_REASONS, FrameRejected, check_frame_message, check_jpeg,  # noqa: F401
-                               peek_frame_id)
+from edge.frame_checks import (REJECT_REASONS, UNANSWERED_REASONS, FrameRejected,  # noqa: F401
+                               check_frame_message, check_jpeg, peek_frame_id, topic_endpoint_level)
 from edge.frame_index import FrameRecord
+from edge.ingest_acks import AckBatcher, refusal_payload
 from edge.ingest_config import IngestConfig
+from edge.ingest_inbox import Inbox, Incoming
+from edge.ingest_writer import FrameWriter, Outcome
 from edge.mqtt_connection import MqttConnection
 from edge.store import ObjectStore, StoreError, open_store
 from endpoint import protocol
-from endpoint.protocol import FEATURE_ACK, FEATURE_FRAME
+from endpoint.protocol import FEATURE_FRAME
 
 log = logging.getLogger(__name__)
+
+_POLL_S = 0.2  # how often an idle worker looks at the stop flag
+
 
 @dataclass(frozen=True)
 class IngestStats:
@@ -46,13 +52,6 @@ class IngestStats:
         return sum(self.rejected.values())
 
 
-@dataclass(frozen=True)
-class _Incoming:
-    topic: str
-    payload: bytes
-    received_time: float
-
-
 class Ingest:
     """Subscribe to frame uploads, store them idempotently, ack them; ``start()`` / ``stop()``."""
 
@@ -66,20 +65,26 @@ class Ingest:
         self._m_duplicate = Counter("edgeloop_ingest_frames_duplicate", "Redelivered frames already stored",
                                     registry=reg)
         self._m_rejected = Counter("edgeloop_ingest_frames_rejected", "Refused messages", ["reason"], registry=reg)
+        for reason in REJECT_REASONS:  # every series exists from the start, at 0, for rate() and the dashboard
+            self._m_rejected.labels(reason=reason)
         self._m_bytes = Counter("edgeloop_ingest_bytes_stored", "JPEG bytes written to the store", registry=reg)
         self._m_store_errors = Counter("edgeloop_ingest_store_errors", "Failed store writes (retried)", registry=reg)
         self._counts = {"received": 0, "stored": 0, "duplicates": 0, "bytes_stored": 0, "acked_frames": 0,
                         "store_errors": 0}
         self._rejected: dict[str, int] = {}
         self._changed = threading.Condition()
-        self._queue: queue.Queue[_Incoming] = queue.Queue(maxsize=config.queue_max_messages)
+        self._inbox = Inbox(config.queue_max_messages, config.queue_max_bytes)
         self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._pending_acks: dict[str, list[str]] = {}
-        self._oldest_pending_s = 0.0
+        self._threads: list[threading.Thread] = []
         self.connection = MqttConnection(config.broker_host, config.broker_port, config.client_id,
-                                         username=config.username, password=config.password,
-                                         keepalive_s=config.keepalive_s)
+                                         username=config.username, password=config.mqtt_password(),
+                                         keepalive_s=config.keepalive_s, tls_ca_file=config.tls_ca_file,
+                                         tls_cert_file=config.tls_cert_file, tls_key_file=config.tls_key_file)
+        self._writer = FrameWriter(self.store, self._stopping, config.store_retry_initial_s,
+                                   config.store_retry_max_s, self._store_failed)
+        self._acks = AckBatcher(lambda topic, payload: self.connection.publish(topic, payload, qos=1),
+                                config.ack_batch_max_ids, config.ack_flush_interval_s,
+                                lambda n: self._count(acked_frames=n))
 
     @property
     def topic_filter(self) -> str:
@@ -88,30 +93,37 @@ class Ingest:
         return protocol.topic("+", FEATURE_FRAME)
 
     def start(self, timeout_s: float | None = 10.0) -> "Ingest":
-        """Start the worker and subscribe; wait up to ``timeout_s`` for the subscription (None: don't wait)."""
+        """Start the store workers and subscribe; wait up to ``timeout_s`` for the subscription (None: don't wait)."""
         self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name="ingest-store", daemon=True)
-        self._worker.start()
+        self._inbox.open()
+        self._threads = [threading.Thread(target=self._work, name=f"ingest-store-{i}", daemon=True)
+                         for i in range(self.config.store_concurrency)]
+        self._threads.append(threading.Thread(target=self._flush_acks, name="ingest-acks", daemon=True))
+        for thread in self._threads:
+            thread.start()
         self.connection.subscribe(self.topic_filter, self._on_message, qos=1)
         if not self.connection.start(timeout_s) and timeout_s is not None:
             self.stop()
             raise TimeoutError(f"ingest not subscribed on {self.config.broker_host}:{self.config.broker_port} "
                                f"within {timeout_s} s")
-        log.info("ingest %s listening on %s, storing to %s", self.connection.client_id, self.topic_filter,
-                 self.store.describe())
+        log.info("ingest %s listening on %s with %d store workers, storing to %s", self.connection.client_id,
+                 self.topic_filter, self.config.store_concurrency, self.store.describe())
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the frame in hand, flush acks, disconnect; queued frames stay unacked (the endpoint re-sends)."""
+        """Finish the frames in hand, flush acks, disconnect; queued frames stay unacked (the endpoint re-sends)."""
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout_s)
-            self._worker = None
+        self._inbox.close()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        self._acks.flush(due_only=False)
         self.connection.stop()
 
     def stats(self) -> IngestStats:
         with self._changed:
-            return IngestStats(**self._counts, rejected=dict(self._rejected), queue_depth=self._queue.qsize(),
+            return IngestStats(**self._counts, rejected=dict(self._rejected), queue_depth=self._inbox.depth()[0],
                                connected=self.connection.connected.is_set())
 
     def wait_until(self, predicate: Callable[[IngestStats], bool], timeout_s: float) -> bool:
@@ -137,103 +149,71 @@ class Ingest:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         self._count(received=1)
-        try:
-            self._queue.put_nowait(_Incoming(topic, payload, time.time()))
-        except queue.Full:
-            self._reject("queue_full", f"{self._queue.maxsize} frames wait for the store", topic)
+        # Waiting here stops paho reading the socket, so the broker holds further messages: back-pressure.
+        if not self._inbox.put(Incoming(topic, payload, time.time()), self.config.queue_wait_s):
+            if not self._stopping.is_set():  # at shutdown the frame just stays unacked
+                self._reject("queue_full", f"{self.config.queue_max_messages} frames or "
+                             f"{self.config.queue_max_bytes} bytes wait for the store", topic)
 
-    # --- the worker thread ---------------------------------------------------------------------
+    # --- the store workers ---------------------------------------------------------------------
 
     def _work(self) -> None:
         while not self._stopping.is_set():
-            try:
-                item = self._queue.get(timeout=self.config.ack_flush_interval_s)
-            except queue.Empty:
-                self._flush_acks(due_only=True)
+            item = self._inbox.get(_POLL_S)
+            if item is None:
                 continue
             try:
                 self._handle(item)
             except Exception as exc:  # a bug in one message must not end ingest
                 log.exception("ingest failed on a message from %s", item.topic)
                 self._reject("internal_error", repr(exc), item.topic, warn=False)
-            self._flush_acks(due_only=True)
-        self._flush_acks(due_only=False)
 
-    def _handle(self, item: _Incoming) -> None:
+    def _flush_acks(self) -> None:
+        while not self._stopping.wait(self.config.ack_flush_interval_s / 2):
+            self._acks.flush(due_only=True)
+
+    def _handle(self, item: Incoming) -> None:
         try:
             frame = check_frame_message(item.topic, item.payload)
         except FrameRejected as exc:
             self._reject(exc.reason, exc.detail, item.topic)
-            self._refuse(item, exc)
+            self._refuse(item, exc.reason)
             return
         record = FrameRecord.from_header(frame.header, item.received_time)
-        if self._store_with_retry(record, frame.jpeg):
-            self._queue_ack(record.endpoint_id, record.frame_id)
-
-    def _store_with_retry(self, record: FrameRecord, jpeg: bytes) -> bool:
-        """Store until it works; False only when ingest stops first (the frame then stays unacked)."""
-        delay_s = self.config.store_retry_initial_s
-        while True:
-            try:
-                self._store(record, jpeg)
-                return True
-            except StoreError as exc:
-                self._count(store_errors=1)
-                self._m_store_errors.inc()
-                log.warning("storing frame %s/%s failed, retry in %.2f s: %s", record.endpoint_id, record.frame_id,
-                            delay_s, exc)
-            self._flush_acks(due_only=True)  # frames stored before the outage still get their acks
-            if self._stopping.wait(delay_s):
-                return False
-            delay_s = min(delay_s * 2, self.config.store_retry_max_s)
-
-    def _store(self, record: FrameRecord, jpeg: bytes) -> None:
-        if self.store.exists(record.meta_key):
-            self._count(duplicates=1)
+        outcome = self._writer.write(record, frame.jpeg)
+        if outcome is Outcome.STORED:
+            self._m_stored.labels(endpoint=record.endpoint_id).inc()
+            self._m_bytes.inc(len(frame.jpeg))
+            self._count(stored=1, bytes_stored=len(frame.jpeg))
+        elif outcome is Outcome.DUPLICATE:
             self._m_duplicate.inc()
+            self._count(duplicates=1)
             log.debug("frame %s already stored; acking the redelivery", record.meta_key)
+        elif outcome is Outcome.CONFLICT:
+            self._reject("conflict", f"frame id {record.frame_id!r} is stored with other JPEG bytes", item.topic)
+            self._refuse(item, "conflict")
             return
-        # The JPEG first, the .json last: a .json means the frame is complete.
-        self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
-        self.store.put(record.meta_key, record.to_json_bytes(), content_type="application/json")
-        self._m_stored.labels(endpoint=record.endpoint_id).inc()
-        self._m_bytes.inc(len(jpeg))
-        self._count(stored=1, bytes_stored=len(jpeg))
+        if outcome is not Outcome.ABORTED:
+            self._acks.add(record.endpoint_id, record.frame_id)
 
-    def _queue_ack(self, endpoint_id: str, frame_id: str) -> None:
-        if not self._pending_acks:
-            self._oldest_pending_s = time.monotonic()
-        ids = self._pending_acks.setdefault(endpoint_id, [])
-        ids.append(frame_id)
-        if len(ids) >= self.config.ack_batch_max_ids:
-            self._publish_ack(endpoint_id, self._pending_acks.pop(endpoint_id))
-
-    def _flush_acks(self, due_only: bool) -> None:
-        if not self._pending_acks:
-            return
-        if due_only and time.monotonic() - self._oldest_pending_s < self.config.ack_flush_interval_s:
-            return
-        pending, self._pending_acks = self._pending_acks, {}
-        for endpoint_id, frame_ids in pending.items():
-            self._publish_ack(endpoint_id, frame_ids)
-
-    def _publish_ack(self, endpoint_id: str, frame_ids: list[str]) -> None:
-        ack = protocol.Ack(endpoint_id=endpoint_id, frame_ids=frame_ids)
-        if self.connection.publish(protocol.topic(endpoint_id, FEATURE_ACK), protocol.encode(ack), qos=1):
-            self._count(acked_frames=len(frame_ids))
-        else:  # harmless: the endpoint re-sends, ingest sees a duplicate and acks again
-            log.warning("ack of %d frames to %s not sent", len(frame_ids), endpoint_id)
-
-    def _refuse(self, item: _Incoming, exc: FrameRejected) -> None:
+    def _refuse(self, item: Incoming, reason: str) -> None:
         """Tell the endpoint a frame it sent can never be stored, so it stops re-sending it."""
-        if exc.reason in ("bad_topic", "endpoint_mismatch", "queue_full", "internal_error"):
-            return  # not this endpoint's fault, or worth another try
-        frame_id = peek_frame_id(item.payload)
-        if frame_id is None:
+        if reason in UNANSWERED_REASONS:
             return
-        endpoint_id, _ = protocol.parse_topic(item.topic)
-        nack = protocol.Ack(endpoint_id=endpoint_id, frame_ids=[frame_id], ok=False, reason=exc.reason)
-        self.connection.publish(protocol.topic(endpoint_id, FEATURE_ACK), protocol.encode(nack), qos=1)
+        frame_id = peek_frame_id(item.payload)
+        if frame_id is None:  # nothing to name: the endpoint cannot tell which frame we mean
+            return
+        try:
+            endpoint_level = topic_endpoint_level(item.topic)
+            payload = refusal_payload(endpoint_level, frame_id, reason)
+        except (FrameRejected, ValueError) as exc:  # already counted once as the frame's refusal
+            log.warning("cannot answer the refusal on %s: %s", item.topic, exc)
+            return
+        self.connection.publish(protocol.topic(endpoint_level, protocol.FEATURE_ACK), payload, qos=1)
+
+    def _store_failed(self) -> None:
+        self._count(store_errors=1)
+        self._m_store_errors.inc()
 
     # --- counters ------------------------------------------------------------------------------
 
@@ -278,7 +258,7 @@ def _open_store_patiently(config: IngestConfig, stop_event: threading.Event) -> 
     while True:
         try:
             return open_store(config.store)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             log.warning("object store not reachable, retry in %.1f s: %s", delay_s, exc)
         if stop_event.wait(delay_s):
             return None

@@ -1,4 +1,4 @@
-"""``edgeloop edge --config FILE``: run the edge's ingest service until a signal stops it."""
+"""``edgeloop edge --config FILE``: run the edge's roles (ingest, learner) until a signal stops them."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import logging
 import signal
 import threading
 
-from edge.ingest import run_ingest
-from edge.ingest_config import load_ingest_config
+from pydantic import ValidationError
+
+from edge.service_config import load_service_config
 
 log = logging.getLogger(__name__)
 
 
 def run_edge(config_path: str) -> int:
-    config = load_ingest_config(config_path)
+    try:
+        config = load_service_config(config_path)
+    except (OSError, ValueError, ValidationError) as exc:
+        log.error("edgeloop edge: bad config %s: %s", config_path, exc)
+        return 2
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -22,7 +27,36 @@ def run_edge(config_path: str) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    stats = run_ingest(config, stop)
-    log.info("edge stopped: %d stored, %d duplicates, %d rejected", stats.stored, stats.duplicates,
-             stats.rejected_total)
+    threads = []
+    if "learner" in config.roles:
+        threads.append(threading.Thread(target=_run_learner, args=(config.learner, stop), name="learner",
+                                        daemon=True))
+    for thread in threads:
+        thread.start()
+    if "ingest" in config.roles:
+        from edge.ingest import run_ingest
+
+        stats = run_ingest(config.ingest, stop)
+        log.info("ingest stopped: %d stored, %d duplicates, %d rejected", stats.stored, stats.duplicates,
+                 stats.rejected_total)
+    else:
+        stop.wait()
+    # The learner saves its state after every stage: a stop mid-training resumes that stage on the next start.
     return 0
+
+
+def _run_learner(config, stop: threading.Event) -> None:
+    from edge.learner.service import Learner
+
+    learner = None
+    while not stop.is_set():
+        try:
+            learner = Learner(config).start()
+            threading.Thread(target=lambda: (stop.wait(), learner.stop()), daemon=True).start()
+            learner.serve()
+            return
+        except Exception:
+            log.exception("the learner failed; restarting it in 10 s (its state resumes the round)")
+            if learner is not None:
+                learner.stop()
+            stop.wait(10.0)

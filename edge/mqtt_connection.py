@@ -40,7 +40,8 @@ class MqttConnection:
 
     def __init__(self, host: str, port: int, client_id: str = "", *, username: str | None = None,
                  password: str | None = None, keepalive_s: int = 30, clean_session: bool = True,
-                 will: LastWill | None = None, reconnect_min_delay_s: int = 1, reconnect_max_delay_s: int = 30):
+                 will: LastWill | None = None, reconnect_min_delay_s: int = 1, reconnect_max_delay_s: int = 30,
+                 tls_ca_file: str = "", tls_cert_file: str = "", tls_key_file: str = ""):
         self.host, self.port = host, port
         self.client_id = client_id or f"edgeloop-{uuid.uuid4().hex[:12]}"
         self.keepalive_s = keepalive_s
@@ -48,6 +49,8 @@ class MqttConnection:
                                   clean_session=clean_session, protocol=mqtt.MQTTv311)
         if username:
             self.client.username_pw_set(username, password)
+        if tls_ca_file:  # TLS to the broker's 8883 listener; the CA file is what proves the broker is ours
+            self.client.tls_set(ca_certs=tls_ca_file, certfile=tls_cert_file or None, keyfile=tls_key_file or None)
         if will:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.reconnect_delay_set(reconnect_min_delay_s, reconnect_max_delay_s)

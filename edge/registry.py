@@ -72,15 +72,19 @@ class ModelRegistry:
 
     def publish(self, name: str, model_path: str | Path, *, format: Literal["onnx-int8", "onnx-fp32"],
                 input_size: tuple[int, int], class_names: list[str], metrics: dict[str, float] | None = None,
-                parent_version: str | None = None, created: float | None = None) -> Manifest:
-        """Store the file as the next version of ``name``, signed; parent defaults to the latest version."""
+                parent_version: str | None = None, created: float | None = None, fleet: str = "default") -> Manifest:
+        """Store the file as the next version of ``name``, signed for ``fleet`` (a group or one endpoint id).
+
+        The version number is also the manifest's serial, so endpoints can refuse anything not newer;
+        the parent defaults to the latest version.
+        """
         if "/" in name or not name.strip():
             raise ValueError(f"invalid model name {name!r}")
         model_bytes = Path(model_path).read_bytes()
         existing = self.versions(name)
         number = int(VERSION_RE.match(existing[-1]).group(1)) + 1 if existing else 1
         manifest = Manifest(
-            name=name, version=version_name(number),
+            name=name, version=version_name(number), target=fleet, serial=number,
             parent_version=(existing[-1] if existing else "") if parent_version is None else parent_version,
             format=format, sha256=hashlib.sha256(model_bytes).hexdigest(), size_bytes=len(model_bytes),
             input_size=input_size, class_names=class_names, metrics=metrics or {},
@@ -92,6 +96,6 @@ class ModelRegistry:
         # Written last: a crash before this leaves an incomplete version that versions() skips.
         self.store.put(self._key(name, manifest.version, "manifest.sig"), signature.encode("ascii"),
                        content_type="text/plain")
-        log.info("published %s %s (%d bytes, parent %s)", name, manifest.version, len(model_bytes),
+        log.info("published %s %s for %s (%d bytes, parent %s)", name, manifest.version, fleet, len(model_bytes),
                  manifest.parent_version or "-")
         return manifest

@@ -1,7 +1,8 @@
-"""Write labelled images as a YOLO-format data set folder that ultralytics trains on."""
+"""YOLO-format data set folders: write labelled images that ultralytics trains on, and read them back."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -9,6 +10,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,29 @@ def scenario_dataset(root: str | Path, scenario, domain: str, n_train: int, n_va
 
     return write_yolo_dataset(root, {"train": items(0, n_train, "train"),
                                      "val": items(val_offset, n_val, "val")}, CLASS_NAMES)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def folder_items(root: str | Path, split: str) -> list[LabelledImage]:
+    """The labelled images of one split of a YOLO folder (``images/<split>`` beside ``labels/<split>``)."""
+    root = Path(root)
+    items = []
+    for path in sorted((root / "images" / split).iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.warning("skipping unreadable image %s", path)
+            continue
+        boxes, classes = read_yolo_labels(root / "labels" / split / f"{path.stem}.txt")
+        items.append(LabelledImage(path.stem, image, boxes, classes))
+    return items
+
+
+def folder_class_names(root: str | Path) -> list[str]:
+    """The class names of a YOLO folder's ``data.yaml`` (a list, or a dict keyed by class id)."""
+    raw = yaml.safe_load((Path(root) / "data.yaml").read_text()) or {}
+    names = raw.get("names")
+    return [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names or [])

@@ -20,7 +20,17 @@ class BrokerConfig(_Strict):
     port: int = Field(1883, description="MQTT broker port")
     username: str = Field("", description="MQTT user (the endpoint id under the compose ACL)")
     password: str = Field("", description="MQTT password")
+    password_file: str = Field("", description="read the MQTT password from this file instead (a Docker secret, "
+                               "made by deploy/make-secrets.sh), so no password sits in the config")
     keepalive_s: int = Field(15, description="MQTT keepalive")
+    tls_ca_file: str = Field("", description="CA certificate that signed the broker's: set, the link uses TLS "
+                             "(port 8883) and checks the broker's name against it; empty: plain MQTT")
+    tls_cert_file: str = Field("", description="client certificate, only if the broker asks for one")
+    tls_key_file: str = Field("", description="key of tls_cert_file")
+
+    def mqtt_password(self) -> str:
+        """The password: ``password_file``'s content when set, else ``password`` (read at connect time)."""
+        return Path(self.password_file).read_text().strip() if self.password_file else self.password
 
 
 class SamplerConfig(_Strict):
@@ -47,6 +57,8 @@ class ModelConfig(_Strict):
     iou_threshold: float = Field(0.7, description="NMS IoU threshold")
     models_dir: str = Field("edgeloop-data/models", description="where pushed models are kept")
     public_key: str = Field("", description="Ed25519 public key that signs pushed models (empty: refuse pushes)")
+    fleet: str = Field("default", pattern=ENDPOINT_ID_PATTERN,
+                       description="fleet group this endpoint belongs to: it takes models signed for it or its id")
 
 
 class EndpointConfig(_Strict):
@@ -62,6 +74,8 @@ class EndpointConfig(_Strict):
     drain_timeout_s: float = Field(300.0, description="the longest to wait for the spool to drain at the end")
     summary_path: str = Field("", description="write a JSON summary of the run here at exit")
     metrics_port: int = Field(0, description="serve Prometheus metrics on this port (0: off)")
+    detections_rate_hz: float = Field(2.0, ge=0, le=100, description="publish the detector's boxes on the "
+                                      "`detections` topic at most this often (QoS 0, outside the upload budget; 0: off)")
 
 
 def load_endpoint_config(path: str | Path) -> EndpointConfig:

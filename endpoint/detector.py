@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from endpoint.detections import Detections
-from endpoint.letterbox import boxes_to_source, to_model_input
+from endpoint.letterbox import ModelInputBuffer, boxes_to_source
 from endpoint.nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONF_THRESHOLD = 0.25
 DEFAULT_IOU_THRESHOLD = 0.7
 DEFAULT_MAX_DET = 300
-_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_FLOAT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_MAX_BOUND_OUTPUT_ELEMENTS = 1 << 26  # a larger declared output is left to onnxruntime to allocate, if it can
 
 
 class ModelLoadError(ValueError):
@@ -29,11 +31,14 @@ class ModelLoadError(ValueError):
 
 
 class OnnxDetector:
-    """Letterbox, run the ONNX graph, NMS, map boxes back: the same steps as ``YOLO(onnx).predict``."""
+    """Letterbox, run the ONNX graph, NMS, map boxes back: the same steps as ``YOLO(onnx).predict``.
+
+    ``threads`` caps onnxruntime's intra-op threads (None: its default, one per physical core).
+    """
 
     def __init__(self, path: str | Path, conf_threshold: float = DEFAULT_CONF_THRESHOLD,
                  iou_threshold: float = DEFAULT_IOU_THRESHOLD, max_det: int = DEFAULT_MAX_DET,
-                 providers: Sequence[str] | None = None):
+                 providers: Sequence[str] | None = None, threads: int | None = None):
         self._path = Path(path)
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
@@ -44,7 +49,7 @@ class OnnxDetector:
             raise ModelLoadError(f"cannot read model file {self._path}: {exc}") from None
         # hash the very bytes the session is built from, so the hash names what runs
         self._sha256 = hashlib.sha256(model_bytes).hexdigest()
-        self._session = _open_session(self._path, model_bytes, providers)
+        self._session = _open_session(self._path, model_bytes, providers, threads)
         meta = _read_metadata(self._path, self._session)
         self._class_names: tuple[str, ...] = meta["names"]
         self._input_hw: tuple[int, int] = meta["imgsz"]
@@ -52,6 +57,10 @@ class OnnxDetector:
         self._end2end: bool = meta["end2end"]
         self._input_name, self._input_dtype = _check_input(self._path, self._session, self._input_hw)
         self._output_name = _check_output(self._path, self._session, len(self._class_names), self._end2end)
+        self._input = ModelInputBuffer(self._input_hw, self._input_dtype)
+        self._output, self._binding = _bind_buffers(self._session, self._input_name, self._input.tensor,
+                                                    self._output_name)
+        self._lock = threading.Lock()  # input and output tensors are reused: one frame in them at a time
         log.info("loaded %s (sha256 %s…, input %s, %d classes, end2end=%s)", self._path.name, self._sha256[:12],
                  self._input_hw, len(self._class_names), self._end2end)
 
@@ -62,6 +71,15 @@ class OnnxDetector:
     @property
     def sha256(self) -> str:
         return self._sha256
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session detect() runs (benchmarks time it bare)."""
+        return self._session
+
+    @property
+    def input_name(self) -> str:
+        return self._input_name
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -83,22 +101,60 @@ class OnnxDetector:
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         """Detections in ``image_bgr`` (HxWx3 uint8), boxes in its pixels."""
-        tensor, geo = to_model_input(image_bgr, self._input_hw)
-        (raw,) = self._session.run([self._output_name], {self._input_name: tensor.astype(self._input_dtype)})
-        raw = np.asarray(raw, dtype=np.float32)
-        if self._end2end:
-            xyxy, conf, cls = end2end_filter(raw[0], self.conf_threshold, self.max_det)
-        else:
-            xyxy, conf, cls = non_max_suppression(raw[0], self.conf_threshold, self.iou_threshold, self.max_det,
-                                                  nc=len(self._class_names))
+        with self._lock:
+            tensor, geo = self._input.write(image_bgr)
+            if self._binding is not None:
+                self._session.run_with_iobinding(self._binding)
+                raw = self._output
+            else:
+                (raw,) = self._session.run([self._output_name], {self._input_name: tensor})
+            raw = np.asarray(raw, dtype=np.float32)
+            # both filters copy what they keep, so the reused output may be overwritten by the next frame
+            if self._end2end:
+                xyxy, conf, cls = end2end_filter(raw[0], self.conf_threshold, self.max_det)
+            else:
+                xyxy, conf, cls = non_max_suppression(raw[0], self.conf_threshold, self.iou_threshold, self.max_det,
+                                                      nc=len(self._class_names))
         if not len(conf):
             return Detections.empty()
         return Detections(boxes_to_source(xyxy, geo), conf, cls)
 
 
-def _open_session(path: Path, model_bytes: bytes, providers: Sequence[str] | None) -> ort.InferenceSession:
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """CPU session options: every graph optimization (it fuses INT8 QDQ pairs into QLinear kernels)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime warns about QDQ fusions on every load; keep our logs readable
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+def _bind_buffers(session: ort.InferenceSession, input_name: str, tensor: np.ndarray,
+                  output_name: str) -> tuple[np.ndarray | None, ort.IOBinding | None]:
+    """Bind the reused input tensor and a preallocated output, so a frame allocates nothing in onnxruntime.
+
+    (None, None) when the output shape is not fixed; detect() then lets session.run allocate it.
+    """
+    out = next(o for o in session.get_outputs() if o.name == output_name)
+    dtype = _FLOAT_DTYPES.get(out.type)
+    if dtype is None or not all(isinstance(d, int) and d > 0 for d in out.shape):
+        return None, None
+    if int(np.prod(out.shape, dtype=np.int64)) > _MAX_BOUND_OUTPUT_ELEMENTS:
+        return None, None
+    output = np.empty(out.shape, dtype=dtype)
+    binding = session.io_binding()
+    binding.bind_cpu_input(input_name, tensor)
+    binding.bind_output(output_name, "cpu", 0, dtype, list(out.shape), output.ctypes.data)
+    return output, binding
+
+
+def _open_session(path: Path, model_bytes: bytes, providers: Sequence[str] | None,
+                  threads: int | None) -> ort.InferenceSession:
+    options = session_options(threads)
     try:
         return ort.InferenceSession(model_bytes, sess_options=options,
                                     providers=list(providers or ["CPUExecutionProvider"]))
@@ -141,7 +197,7 @@ def _check_input(path: Path, session: ort.InferenceSession, input_hw: tuple[int,
     if len(inputs) != 1:
         raise ModelLoadError(f"{path}: expected one image input, found {[i.name for i in inputs]}")
     inp = inputs[0]
-    if inp.type not in _INPUT_DTYPES:
+    if inp.type not in _FLOAT_DTYPES:
         raise ModelLoadError(f"{path}: input {inp.name!r} is {inp.type}; a float image tensor was expected")
     shape = inp.shape
     if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
@@ -149,7 +205,7 @@ def _check_input(path: Path, session: ort.InferenceSession, input_hw: tuple[int,
     fixed_hw = [d for d in shape[2:] if isinstance(d, int)]
     if len(fixed_hw) == 2 and tuple(fixed_hw) != input_hw:
         raise ModelLoadError(f"{path}: input is {tuple(fixed_hw)} but metadata imgsz says {input_hw}")
-    return inp.name, _INPUT_DTYPES[inp.type]
+    return inp.name, _FLOAT_DTYPES[inp.type]
 
 
 def _check_output(path: Path, session: ort.InferenceSession, nc: int, end2end: bool) -> str:

@@ -8,6 +8,7 @@ tensor its shape and quantization parameters, then the entropy-coded symbols.
 from __future__ import annotations
 
 import lzma
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ Entropy = Literal["none", "zlib", "lzma"]
 _GRANULARITY_IDS = {"channel": 0, "tensor": 1}
 _ENTROPY_IDS = {"none": 0, "zlib": 1, "lzma": 2}
 _FIXED = struct.Struct(">4sBBBBB")  # magic, version, bits, granularity, entropy, tensor count
-MAX_DECODED_BYTES = 256 * 1024 * 1024  # refuse blobs that claim more (a corrupt or hostile header)
+MAX_DECODED_BYTES = 64 * 1024 * 1024  # symbols + float32 output a blob may claim when no shapes are expected
 
 
 class CodecError(ValueError):
@@ -91,8 +92,13 @@ def encode_tensors(tensors: Sequence[np.ndarray], spec: CodecSpec) -> bytes:
     return b"".join(parts)
 
 
-def decode_tensors(blob: bytes) -> list[np.ndarray]:
-    """The tensors of a blob made by ``encode_tensors`` (float32, dequantized)."""
+def decode_tensors(blob: bytes, expected_shapes: Sequence[Sequence[int]] | None = None,
+                   max_decoded_bytes: int = MAX_DECODED_BYTES) -> list[np.ndarray]:
+    """The tensors of a blob made by ``encode_tensors`` (float32, dequantized).
+
+    ``expected_shapes`` (the split set's crossing shapes) are checked against the header before anything is
+    inflated, and inflation stops at the size those shapes need: a hostile blob costs no more than a good one.
+    """
     if len(blob) < _FIXED.size:
         raise CodecError(f"blob of {len(blob)} bytes is shorter than the codec header")
     magic, version, bits, gran_id, ent_id, count = _FIXED.unpack_from(blob, 0)
@@ -102,16 +108,23 @@ def decode_tensors(blob: bytes) -> list[np.ndarray]:
         spec = CodecSpec(bits, _name_of(_GRANULARITY_IDS, gran_id), _name_of(_ENTROPY_IDS, ent_id))
     except ValueError as exc:
         raise CodecError(str(exc)) from None
+    if expected_shapes is not None and count != len(expected_shapes):
+        raise CodecError(f"blob holds {count} tensors, the split expects {len(expected_shapes)}")
     pos = _FIXED.size
     layouts = []
     try:
-        for _ in range(count):
+        for i in range(count):
             (ndim,) = struct.unpack_from(">B", blob, pos)
             shape = struct.unpack_from(f">{ndim}I", blob, pos + 1)
             pos += 1 + 4 * ndim
+            if expected_shapes is not None and tuple(shape) != tuple(int(d) for d in expected_shapes[i]):
+                raise CodecError(f"tensor {i} has shape {tuple(shape)}, the split expects "
+                                 f"{tuple(expected_shapes[i])}")
             params = None
             if bits not in FLOAT_BITS:
                 n = _param_count(shape, spec.granularity)
+                if pos + 8 * n > len(blob):  # checked before numpy sizes anything by a hostile count
+                    raise CodecError(f"truncated header: {n} quantization groups do not fit the blob")
                 low = np.frombuffer(blob, "<f4", n, pos)
                 step = np.frombuffer(blob, "<f4", n, pos + 4 * n)
                 params, pos = (low, step), pos + 8 * n
@@ -122,7 +135,12 @@ def decode_tensors(blob: bytes) -> list[np.ndarray]:
     body = blob[pos + 4 : pos + 4 + body_len]
     if len(body) != body_len:
         raise CodecError(f"truncated body: {len(body)} of {body_len} bytes")
-    return _split_symbols(_decompress(body, spec.entropy), layouts, spec)
+    raw_bytes = sum(_symbol_bytes(shape, spec) for shape, _ in layouts)
+    # float32 out: what decoding allocates beyond the symbols
+    out_bytes = 4 * sum(math.prod(shape) for shape, _ in layouts)
+    if raw_bytes + out_bytes > max_decoded_bytes:
+        raise CodecError(f"blob declares {raw_bytes + out_bytes} decoded bytes, more than {max_decoded_bytes}")
+    return _split_symbols(_decompress(body, spec.entropy, raw_bytes), layouts, spec)
 
 
 def quantize(tensor: np.ndarray, bits: int, granularity: Granularity) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,10 +196,18 @@ def _param_count(shape: tuple[int, ...], granularity: Granularity) -> int:
     return shape[1] if granularity == "channel" and len(shape) >= 2 else 1
 
 
+def _symbol_bytes(shape: tuple[int, ...], spec: CodecSpec) -> int:
+    """Bytes the entropy-decoded symbols of one tensor take: the exact size a valid body inflates to."""
+    count = math.prod(shape)
+    if spec.bits in FLOAT_BITS:
+        return count * spec.bits // 8
+    return (count * spec.bits + 7) // 8 if _dense(spec) else count
+
+
 def _split_symbols(raw: bytes, layouts, spec: CodecSpec) -> list[np.ndarray]:
     out, pos = [], 0
     for shape, params in layouts:
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         if spec.bits == 32 or spec.bits == 16:
             width = spec.bits // 8
             chunk = raw[pos : pos + count * width]
@@ -214,18 +240,21 @@ def _compress(data: bytes, entropy: Entropy) -> bytes:
     return data
 
 
-def _decompress(data: bytes, entropy: Entropy) -> bytes:
+def _decompress(data: bytes, entropy: Entropy, expected_bytes: int) -> bytes:
+    """Inflate at most ``expected_bytes`` + 1: one byte more than declared shows stray data without inflating it."""
+    limit = expected_bytes + 1
     try:
         if entropy == "zlib":
-            out = zlib.decompressobj()
-            raw = out.decompress(data, MAX_DECODED_BYTES)
+            raw = zlib.decompressobj().decompress(data, limit)
         elif entropy == "lzma":
             raw = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}]).decompress(
-                data, MAX_DECODED_BYTES)
+                data, limit)
         else:
             raw = data
     except (zlib.error, lzma.LZMAError) as exc:
         raise CodecError(f"{entropy} body does not decompress: {exc}") from None
+    if len(raw) > expected_bytes:
+        raise CodecError(f"body inflates past the {expected_bytes} bytes its shapes declare")
     return raw
 
 

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 
 PADDING_VALUE = 114  # ultralytics pads with this grey; a different value shifts the model's outputs
+MAX_INPUT_SIDE_PX = 4096  # bounds the preallocated input tensor; detectors run far below this
+_PIXEL_MAX = np.float32(255.0)
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,49 @@ def letterbox(image: np.ndarray, input_hw: int | tuple[int, int], padding_value:
 
 
 def to_model_input(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxGeometry]:
-    """A BGR uint8 image as the 1x3xHxW float32 RGB 0..1 tensor an ultralytics export expects."""
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
-    padded, geo = letterbox(image_bgr, input_hw)
-    chw = padded[:, :, ::-1].transpose(2, 0, 1)
-    tensor = np.ascontiguousarray(chw, dtype=np.float32)[None] / np.float32(255.0)
-    return tensor, geo
+    """A BGR uint8 image as a new 1x3xHxW float32 RGB 0..1 tensor, as an ultralytics export expects."""
+    return ModelInputBuffer(input_hw).write(image_bgr)
+
+
+class ModelInputBuffer:
+    """One reused input tensor: frames are letterboxed straight into it, one pass per channel.
+
+    ``write`` returns the same array every call, so a caller must finish with it (``session.run``) before the
+    next ``write``; the padding is written only when the letterbox geometry changes.
+    """
+
+    def __init__(self, input_hw: int | tuple[int, int], dtype: type = np.float32):
+        h, w = (input_hw, input_hw) if isinstance(input_hw, int) else input_hw
+        if not (0 < h <= MAX_INPUT_SIDE_PX and 0 < w <= MAX_INPUT_SIDE_PX):
+            raise ValueError(f"model input must be 1..{MAX_INPUT_SIDE_PX} px a side, got {h}x{w}")
+        self.input_hw = (int(h), int(w))
+        self.tensor = np.empty((1, 3, h, w), dtype=dtype)
+        self._geometry: LetterboxGeometry | None = None
+        # resize and split write into these, so a frame allocates nothing (fresh pages fault, and cost)
+        self._resized = np.empty((0, 0, 3), np.uint8)
+        self._planes: list[np.ndarray] = []
+
+    def write(self, image_bgr: np.ndarray) -> tuple[np.ndarray, LetterboxGeometry]:
+        """Letterbox ``image_bgr`` (HxWx3 uint8 BGR) into the tensor as RGB 0..1; return it and the geometry."""
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
+                             f"dtype {image_bgr.dtype}")
+        geo = letterbox_geometry(image_bgr.shape[:2], self.input_hw)
+        w, h = geo.resized_wh
+        if geo != self._geometry:
+            # the same float32 arithmetic as ultralytics (pad with 114, then divide by 255)
+            self.tensor[...] = np.float32(PADDING_VALUE) / _PIXEL_MAX
+            self._resized = np.empty((h, w, 3), np.uint8)
+            self._planes = [np.empty((h, w), np.uint8) for _ in range(3)]
+            self._geometry = geo
+        image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
+        if (image.shape[1], image.shape[0]) != geo.resized_wh:
+            image = cv2.resize(image, geo.resized_wh, dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        cv2.split(image, self._planes)
+        region = self.tensor[0, :, geo.pad_top:geo.pad_top + h, geo.pad_left:geo.pad_left + w]
+        for channel, plane in enumerate(reversed(self._planes)):  # BGR planes into RGB channels
+            np.divide(plane, _PIXEL_MAX, out=region[channel])
+        return self.tensor, geo
 
 
 def boxes_to_source(xyxy: np.ndarray, geo: LetterboxGeometry) -> np.ndarray:

@@ -22,6 +22,7 @@ def run_endpoint(config_path: str) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stats = runtime.run()
-    log.info("endpoint %s done: %d frames seen, %d sampled, %d still spooled", config.endpoint_id,
-             stats.frames_seen, stats.frames_sampled, runtime.spool.depth())
+    log.info("endpoint %s done: %d frames seen, %d dropped while the detector was behind, %d sampled, "
+             "%d still spooled", config.endpoint_id, stats.frames_seen, stats.frames_dropped, stats.frames_sampled,
+             runtime.spool.depth())
     return 0

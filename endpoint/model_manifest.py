@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from endpoint.protocol import ENDPOINT_ID_PATTERN
+
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # NaN has no JSON form, so a metric that is NaN could never be signed.
@@ -19,6 +21,9 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, max_length=128, description="student name, e.g. 'yolo11n-student'")
     version: str = Field(pattern=VERSION_PATTERN, description="registry version, e.g. 'v0004'")
+    # Signed, so a captured push can be neither re-addressed nor replayed over a newer install.
+    target: str = Field(pattern=ENDPOINT_ID_PATTERN, description="fleet group name or one endpoint id it is for")
+    serial: int = Field(ge=1, description="strictly increasing per student name; endpoints refuse any not newer")
     parent_version: str = Field("", description="version this one was trained from; '' for the first")
     format: Literal["onnx-int8", "onnx-fp32"] = Field(description="file format of the model bytes")
     sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 of the model file, hex")

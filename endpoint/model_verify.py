@@ -1,4 +1,4 @@
-"""Check a pushed model on the endpoint: Ed25519 signature of the manifest, then size and sha256."""
+"""Check a model on the endpoint: Ed25519 signature of the manifest, its target, then size and sha256."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from endpoint.model_manifest import Manifest, parse_manifest
 
 SIGNATURE_HEX_CHARS = 128
+MAX_MANIFEST_BYTES = 64 * 1024  # a stored sidecar is read whole; a real one is under 2 KiB
+MANIFEST_SUFFIX, SIGNATURE_SUFFIX = ".manifest.json", ".manifest.sig"
 
 
 class ModelRejected(ValueError):
@@ -69,3 +71,42 @@ def verify_model(manifest_bytes: bytes, signature_hex: str, model_bytes: bytes,
     manifest = verify_manifest(manifest_bytes, signature_hex, public_key)
     check_model_bytes(manifest, model_bytes)
     return manifest
+
+
+def check_target(manifest: Manifest, endpoint_id: str, fleet: str) -> None:
+    """Refuse a manifest signed for another endpoint or fleet."""
+    if manifest.target not in (endpoint_id, fleet):
+        raise ModelRejected(f"wrong target: signed for {manifest.target!r}, this is {endpoint_id!r} "
+                            f"in fleet {fleet!r}")
+
+
+def sidecar_paths(model_path: Path) -> tuple[Path, Path]:
+    """``<stem>.manifest.json`` and ``<stem>.manifest.sig`` beside ``<stem>.onnx``."""
+    return model_path.with_suffix(MANIFEST_SUFFIX), model_path.with_suffix(SIGNATURE_SUFFIX)
+
+
+def verify_stored(model_path: str | Path, public_key: Ed25519PublicKey, endpoint_id: str, fleet: str) -> Manifest:
+    """Re-check a stored model against its signed sidecar as at install: signature, target, size, sha256."""
+    model_path = Path(model_path)
+    manifest_path, signature_path = sidecar_paths(model_path)
+    try:
+        manifest_bytes = _read_bounded(manifest_path, MAX_MANIFEST_BYTES)
+        signature = _read_bounded(signature_path, SIGNATURE_HEX_CHARS + 2).decode("ascii", "replace").strip()
+        manifest = verify_manifest(manifest_bytes, signature, public_key)
+        check_target(manifest, endpoint_id, fleet)
+        size_bytes = model_path.stat().st_size
+        if size_bytes != manifest.size_bytes:  # before reading: the file may be anything
+            kind = "truncated" if size_bytes < manifest.size_bytes else "size mismatch"
+            raise ModelRejected(f"{kind}: {size_bytes} bytes, manifest says {manifest.size_bytes}")
+        check_model_bytes(manifest, model_path.read_bytes())
+    except OSError as exc:
+        raise ModelRejected(f"unreadable: {exc}") from None
+    return manifest
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ModelRejected(f"{path.name} is over {max_bytes} bytes")
+    return data

@@ -22,7 +22,8 @@ class MqttLink:
     """One MQTT 3.1.1 session for one endpoint; handlers get raw payloads of ``<prefix>/<id>/<feature>``."""
 
     def __init__(self, endpoint_id: str, host: str, port: int, username: str = "", password: str = "",
-                 keepalive_s: int = 15, model_version: Callable[[], str] = lambda: ""):
+                 keepalive_s: int = 15, model_version: Callable[[], str] = lambda: "", tls_ca_file: str = "",
+                 tls_cert_file: str = "", tls_key_file: str = ""):
         self.endpoint_id = endpoint_id
         self.host, self.port = host, port
         self._model_version = model_version
@@ -32,6 +33,8 @@ class MqttLink:
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if username:
             self.client.username_pw_set(username, password or None)
+        if tls_ca_file:  # TLS (8883): the CA proves the broker is ours before the password is sent
+            self.client.tls_set(ca_certs=tls_ca_file, certfile=tls_cert_file or None, keyfile=tls_key_file or None)
         offline = Status(endpoint_id=endpoint_id, state="offline")
         self.client.will_set(protocol.topic(endpoint_id, protocol.FEATURE_STATUS), protocol.encode(offline),
                              qos=1, retain=True)

@@ -22,14 +22,20 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0).astype(boxes.dtype)
 
 
-def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS like torchvision.ops.nms: indices kept, highest score first; drops IoU > threshold."""
+def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
+                max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS like torchvision.ops.nms: indices kept, highest score first; drops IoU > threshold.
+
+    ``max_keep`` stops after that many boxes: greedy NMS keeps in score order, so the first ones do not change.
+    """
+    if max_keep is not None and max_keep <= 0:
+        return np.zeros((0,), np.int64)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size:
         best = order[0]
         keep.append(int(best))
-        if order.size == 1:
+        if order.size == 1 or len(keep) == max_keep:
             break
         rest = order[1:]
         order = rest[box_iou(xyxy[best], xyxy[rest]) <= iou_threshold]
@@ -60,21 +66,21 @@ def non_max_suppression(prediction: np.ndarray, conf_threshold: float = 0.25, io
     if pred.ndim != 2 or pred.shape[0] < 5:
         raise ValueError(f"expected a (4 + nc, N) prediction, got shape {pred.shape}")
     nc = nc or pred.shape[0] - 4
-    scores_all = pred[4 : 4 + nc].T  # N x nc
-    class_id = scores_all.argmax(axis=1)
-    conf = scores_all[np.arange(len(class_id)), class_id]
+    scores_all = pred[4 : 4 + nc]  # nc x N: reduce along rows, in memory order
     # strict '>' as in ultralytics, so a threshold equal to a score drops it
-    keep = conf > conf_threshold
-    if not keep.any():
+    keep = np.flatnonzero(scores_all.max(axis=0) > conf_threshold)
+    if not keep.size:
         return _empty()
+    scores_kept = scores_all[:, keep]
+    class_id = scores_kept.argmax(axis=0)
+    conf = scores_kept[class_id, np.arange(keep.size)]
     xyxy = xywh_to_xyxy(pred[:4, keep].T)
-    conf, class_id = conf[keep], class_id[keep]
     if len(conf) > MAX_NMS_BOXES:
         top = np.argsort(-conf, kind="stable")[:MAX_NMS_BOXES]
         xyxy, conf, class_id = xyxy[top], conf[top], class_id[top]
     # offsetting boxes by class keeps classes apart in one pass, the same float32 arithmetic as ultralytics
     offset = np.float32(0 if agnostic else MAX_WH_PX) * class_id.astype(np.float32)[:, None]
-    kept = nms_indices(xyxy + offset, conf, iou_threshold)[:max_det]
+    kept = nms_indices(xyxy + offset, conf, iou_threshold, max_keep=max_det)
     return xyxy[kept], conf[kept], class_id[kept].astype(np.int64)
 
 

@@ -23,6 +23,8 @@ MAX_HEADER_BYTES = 256 * 1024
 MAX_JSON_PAYLOAD_BYTES = 1024 * 1024
 ENDPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 FRAME_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MAX_CLASS_ID = 65535  # far above any detector's class count; bounds what a header can claim
+MAX_BOXES_PER_FRAME = 10_000
 
 FEATURE_FRAME = "frame"
 FEATURE_STATUS = "status"
@@ -30,10 +32,16 @@ FEATURE_TELEMETRY = "telemetry"
 FEATURE_PLAN = "plan"
 FEATURE_MODEL = "model"
 FEATURE_ACK = "ack"
+FEATURE_DETECTIONS = "detections"
+MAX_DETECTIONS_PER_MESSAGE = 300  # the detector keeps at most 300 boxes (ultralytics max_det)
 
 
 class ProtocolError(ValueError):
-    """A payload that is not a valid edgeloop message; the text says why."""
+    """A payload that is not a valid edgeloop message; the text says why, ``reason`` is a stable code."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason  # receivers answer with it and count by it; never parse the text
 
 
 def topic(endpoint_id: str, feature: str) -> str:
@@ -59,13 +67,17 @@ class _Message(BaseModel):
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol version")
 
 
+_Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
 class Detection(BaseModel):
     """One box in normalized image coordinates (0..1), with class id and confidence."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    cls: int = Field(ge=0, description="class id")
-    conf: float = Field(ge=0.0, le=1.0, description="confidence; 1.0 for ground truth")
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 normalized to 0..1")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    cls: int = Field(ge=0, le=MAX_CLASS_ID, description="class id")
+    # A default, so ground-truth labels may leave it out; payloads that send it stay valid.
+    conf: float = Field(1.0, ge=0.0, le=1.0, description="confidence; 1.0 (the default) for ground truth")
+    box: tuple[_Unit, _Unit, _Unit, _Unit] = Field(description="x1, y1, x2, y2 normalized to 0..1")
 
 
 class FrameHeader(_Message):
@@ -74,7 +86,7 @@ class FrameHeader(_Message):
     kind: Literal["frame"] = "frame"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     frame_id: str = Field(pattern=FRAME_ID_PATTERN, description="unique per endpoint, stable across restarts")
-    capture_time: float = Field(description="unix seconds when the frame was captured")
+    capture_time: float = Field(allow_inf_nan=False, description="unix seconds when the frame was captured")
     round: int = Field(ge=0, description="learning round the frame was sampled in")
     model_version: str = Field(description="student version that ran on the frame")
     width: int = Field(gt=0)
@@ -82,8 +94,10 @@ class FrameHeader(_Message):
     jpeg_bytes: int = Field(gt=0)
     jpeg_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     domain: str = Field("", description="scenario domain the frame came from, if known")
-    detections: list[Detection] = Field(default_factory=list, description="the student's detections")
-    labels: list[Detection] | None = Field(None, description="ground truth carried by a scenario (oracle)")
+    detections: list[Detection] = Field(default_factory=list, max_length=MAX_BOXES_PER_FRAME,
+                                        description="the student's detections")
+    labels: list[Detection] | None = Field(None, max_length=MAX_BOXES_PER_FRAME,
+                                           description="ground truth carried by a scenario (oracle)")
 
 
 class Frame(BaseModel):
@@ -120,6 +134,7 @@ class Telemetry(_Message):
     inference_ms: float = Field(ge=0.0)
     round_frames_sampled: int = Field(0, ge=0, description="frames sampled in the current round")
     round_done: bool = Field(False, description="the round's frames are streamed and every sampled one is acked")
+    frames_dropped: int = Field(0, ge=0, description="frames a live camera dropped while the detector was behind")
 
 
 class Plan(_Message):
@@ -162,7 +177,21 @@ class Ack(_Message):
     reason: str = ""
 
 
-JsonMessage = Annotated[Union[Status, Telemetry, Plan, ModelAnnouncement, Ack], Field(discriminator="kind")]
+class FrameDetections(_Message):
+    """What the student saw in one frame, for applications (endpoint → anyone); QoS 0, rate-limited."""
+
+    kind: Literal["detections"] = "detections"
+    endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
+    frame_time: float = Field(gt=0, allow_inf_nan=False, description="unix seconds when the frame was captured")
+    model_version: str = Field(description="student version that ran on the frame ('' before the first model)")
+    width: int = Field(gt=0, description="image width in pixels; boxes are normalized by it")
+    height: int = Field(gt=0, description="image height in pixels; boxes are normalized by it")
+    detections: list[Detection] = Field(default_factory=list, max_length=MAX_DETECTIONS_PER_MESSAGE,
+                                        description="boxes above the detector's threshold, best first")
+
+
+JsonMessage = Annotated[Union[Status, Telemetry, Plan, ModelAnnouncement, Ack, FrameDetections],
+                        Field(discriminator="kind")]
 _json_adapter: TypeAdapter[JsonMessage] = TypeAdapter(JsonMessage)
 
 
@@ -173,7 +202,7 @@ def encode(message: _Message) -> bytes:
     return message.model_dump_json().encode("utf-8")
 
 
-def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ack:
+def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ack | FrameDetections:
     """Parse a JSON message; raise ProtocolError with the reason when it is malformed."""
     if len(payload) > MAX_JSON_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
@@ -199,7 +228,7 @@ def pack_binary(magic: bytes, head: bytes, body: bytes, limit: int, what: str) -
 def unpack_binary(message: bytes, magic: bytes, limit: int, what: str) -> tuple[dict, bytes]:
     """The versioned JSON header (a dict) and the body of a binary message, after checking its framing."""
     if len(message) > limit:
-        raise ProtocolError(f"oversized: {len(message)} bytes exceeds {limit}")
+        raise ProtocolError(f"oversized: {len(message)} bytes exceeds {limit}", "oversized")
     if len(message) < 8 or message[:4] != magic:
         raise ProtocolError(f"not a {what}: bad magic")
     (head_len,) = struct.unpack(">I", message[4:8])
@@ -227,11 +256,12 @@ def decode_frame(payload: bytes) -> Frame:
     try:
         header = FrameHeader.model_validate(raw)
     except ValidationError as exc:
-        raise ProtocolError(f"invalid frame header: {_first_error(exc)}") from None
+        bad_id = any(e["loc"][:1] in (("endpoint_id",), ("frame_id",)) and e["type"] != "missing" for e in exc.errors())
+        raise ProtocolError(f"invalid frame header: {_first_error(exc)}", "bad_id" if bad_id else "malformed") from None
     if len(jpeg) != header.jpeg_bytes:
-        raise ProtocolError(f"truncated: JPEG has {len(jpeg)} bytes, header says {header.jpeg_bytes}")
+        raise ProtocolError(f"truncated: JPEG has {len(jpeg)} bytes, header says {header.jpeg_bytes}", "truncated")
     if hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
-        raise ProtocolError("corrupt: JPEG sha256 does not match the header")
+        raise ProtocolError("corrupt: JPEG sha256 does not match the header", "checksum_mismatch")
     return Frame(header=header, jpeg=jpeg)
 
 
@@ -244,7 +274,8 @@ def _check_version(raw: object) -> None:
     if not isinstance(raw, dict):
         raise ProtocolError("message is not a JSON object")
     if raw.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r}; this side speaks {PROTOCOL_VERSION}")
+        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r}; this side speaks {PROTOCOL_VERSION}",
+                            "wrong_version")
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -1,4 +1,8 @@
-"""The endpoint process: source → detector → sampler → spool → uplink, with plans, telemetry and model swaps."""
+"""The endpoint process: source → detector → sampler → spool → uplink, with plans, telemetry and model swaps.
+
+Capture, detection and spooling overlap (``FrameLoop``): a capture thread reads ahead, the detector runs on
+the calling thread, a writer thread encodes and spools, and the uplink thread sends.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,26 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-
-import cv2
 
 from endpoint import protocol
 from endpoint.config import EndpointConfig
+from endpoint.detections_publisher import DetectionsPublisher
+from endpoint.frame_loop import FrameLoop
+from endpoint.frame_writer import FrameWriter, WriteJob
 from endpoint.mqtt_link import MqttLink
-from endpoint.protocol import Plan, ProtocolError, Telemetry
-from endpoint.sampler import Candidate, Sampler, SamplerParams
-from endpoint.sources import SourceFrame, open_source
-from endpoint.spool import Spool, SpoolFull
+from endpoint.protocol import Detection, Plan, ProtocolError, Telemetry
+from endpoint.run_stats import RunStats
+from endpoint.sampler import Sampler, SamplerParams
+from endpoint.sources import SourceFrame, drops_when_behind, open_source
+from endpoint.spool import Spool
 from endpoint.token_bucket import TokenBucket
 from endpoint.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunStats:
-    frames_seen: int = 0
-    frames_sampled: int = 0
-    frames_skipped_spool_full: int = 0
-    inference_ms_total: float = 0.0
-    sampled_ids: list[str] | None = None
+__all__ = ["EndpointRuntime", "RunStats"]
 
 
 class EndpointRuntime:
@@ -45,10 +44,11 @@ class EndpointRuntime:
         self.stop_event = threading.Event()
         self._plans: queue.Queue[Plan | None] = queue.Queue()
         self._last_plan: Plan | None = None
-        self.stats = RunStats(sampled_ids=[])
+        self.stats = RunStats()
         self.models = _open_models(config)
-        self.link = MqttLink(config.endpoint_id, config.broker.host, config.broker.port, config.broker.username,
-                             config.broker.password, config.broker.keepalive_s, self.models.version)
+        b = config.broker
+        self.link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
+                             self.models.version, b.tls_ca_file, b.tls_cert_file, b.tls_key_file)
         self.spool = Spool(config.uplink.spool_dir, config.uplink.spool_max_frames)
         self.bucket = TokenBucket(config.uplink.rate_bytes_per_s, config.uplink.burst_bytes)
         self.uplink = Uplink(self.link, self.spool, self.bucket, config.uplink.window, config.uplink.ack_timeout_s)
@@ -59,10 +59,17 @@ class EndpointRuntime:
         self.link.on(protocol.FEATURE_PLAN, self._on_plan)
         self.models.attach(self.link)
         self.metrics = _open_metrics(config)
+        self.detections = DetectionsPublisher(self.link, config.endpoint_id, config.detections_rate_hz)
+        self.writer = FrameWriter(config.endpoint_id, self.spool, self.sampler, self.stats,
+                                  config.uplink.jpeg_quality, on_spooled=self._on_spooled)
+        self.loop = FrameLoop(self.models.detect, self.models.version, self.sampler, self.writer, self.stats,
+                              round_now=lambda: self.round, on_frame=self._on_frame)
+        self._last_telemetry = 0.0
 
     def run(self) -> RunStats:
         self.link.start()
         self.uplink.start()
+        self.writer.start()
         try:
             if self.config.source.follow_plan:
                 self._follow_plans()
@@ -75,6 +82,7 @@ class EndpointRuntime:
                 log.info("source ended; serving until stopped")
                 self.stop_event.wait()
         finally:
+            self.writer.stop()  # frames handed to the writer are spooled before the process ends
             self._publish_telemetry()
             self.uplink.stop()
             self.link.stop()
@@ -86,14 +94,15 @@ class EndpointRuntime:
         self._plans.put(None)
 
     def _stream(self, source_config) -> None:
-        last_telemetry = 0.0
-        for frame in open_source(source_config):
-            if self.stop_event.is_set():
-                break
-            self._handle(frame)
-            if time.monotonic() - last_telemetry >= self.config.telemetry_interval_s:
-                self._publish_telemetry()
-                last_telemetry = time.monotonic()
+        """Stream one source to its end (or ``stop()``); every frame it sampled is spooled on return."""
+        self._last_telemetry = 0.0
+        self.loop.run(open_source(source_config), source_config.queue_frames, drops_when_behind(source_config),
+                      self.stop_event, tick=self._tick)
+
+    def _tick(self) -> None:
+        if time.monotonic() - self._last_telemetry >= self.config.telemetry_interval_s:
+            self._publish_telemetry()
+            self._last_telemetry = time.monotonic()
 
     def _follow_plans(self) -> None:
         """Lab testbed: each plan names a domain and a frame count; stream them, drain, report, wait."""
@@ -126,38 +135,15 @@ class EndpointRuntime:
                 return
         log.warning("stopping with %d frames still spooled (they are sent on the next start)", self.spool.depth())
 
-    def _handle(self, frame: SourceFrame) -> None:
-        index = self.stats.frames_seen
-        self.stats.frames_seen += 1
-        started = time.perf_counter()
-        detections = self.models.detect(frame.image)
-        self.stats.inference_ms_total += (time.perf_counter() - started) * 1000
+    def _on_frame(self, frame: SourceFrame, detections: list[Detection], version: str, inference_ms: float) -> None:
         if self.metrics:
-            self.metrics.observe_frame((time.perf_counter() - started) * 1000)
-        if not self.sampler.wants(Candidate(index, [float(d.conf) for d in detections])):
-            return
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.config.uplink.jpeg_quality])
-        if not ok:
-            log.warning("could not encode frame %d as JPEG; skipped", index)
-            return
-        jpeg = jpeg.tobytes()
+            self.metrics.observe_frame(inference_ms)
         h, w = frame.image.shape[:2]
-        seq, frame_id = self.spool.next_frame_id() if self.sampler.admit(len(jpeg)) else (None, None)
-        if frame_id is None:
-            return
-        header = protocol.make_frame_header(
-            jpeg, endpoint_id=self.config.endpoint_id, frame_id=frame_id, capture_time=frame.capture_time,
-            round=self.round, model_version=self.models.version(), width=w, height=h, domain=frame.domain,
-            detections=detections, labels=frame.labels)
-        try:
-            self.spool.put(seq, protocol.encode_frame(header, jpeg))
-        except SpoolFull as exc:
-            self.stats.frames_skipped_spool_full += 1
-            log.warning("%s; frame skipped", exc)
-            return
-        self.stats.frames_sampled += 1
-        self.round_frames_sampled += 1
-        self.stats.sampled_ids.append(frame_id)
+        self.detections.offer(frame.capture_time, version, w, h, detections)
+
+    def _on_spooled(self, job: WriteJob, frame_id: str) -> None:
+        if job.round == self.round:  # a frame of the last round spooled just after a new plan counts there
+            self.round_frames_sampled += 1
         self.uplink.notify()
 
     def _on_plan(self, payload: bytes) -> None:
@@ -193,7 +179,8 @@ class EndpointRuntime:
                       frames_sampled=self.stats.frames_sampled, frames_acked=self.uplink.stats.frames_acked,
                       spool_depth=self.spool.depth(), bytes_sent=self.uplink.stats.bytes_sent,
                       inference_ms=self.stats.inference_ms_total / seen,
-                      round_frames_sampled=self.round_frames_sampled, round_done=self.round_done)
+                      round_frames_sampled=self.round_frames_sampled, round_done=self.round_done,
+                      frames_dropped=self.stats.frames_dropped)
         if self.link.connected.is_set():
             self.link.publish(protocol.FEATURE_TELEMETRY, protocol.encode(t), qos=0)
         if self.metrics:
@@ -202,7 +189,7 @@ class EndpointRuntime:
     def _write_summary(self) -> None:
         if not self.config.summary_path:
             return
-        summary = {"endpoint_id": self.config.endpoint_id, **asdict(self.stats), **asdict(self.uplink.stats),
+        summary = {"endpoint_id": self.config.endpoint_id, **self.stats.as_dict(), **asdict(self.uplink.stats),
                    "spool_depth": self.spool.depth(), "model_version": self.models.version()}
         Path(self.config.summary_path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.config.summary_path).write_text(json.dumps(summary, indent=1))

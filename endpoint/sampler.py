@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -65,7 +66,7 @@ def strategy(name: str) -> Strategy:
 
 
 class Sampler:
-    """A named strategy plus a cap in bytes per round (None = no cap)."""
+    """A named strategy plus a cap in bytes per round (None = no cap); safe to share between threads."""
 
     def __init__(self, name: str = "uniform", params: SamplerParams = SamplerParams(),
                  round_budget_bytes: int | None = None, seed: int = 0):
@@ -74,23 +75,29 @@ class Sampler:
         self.round_budget_bytes = round_budget_bytes
         self.round_spent_bytes = 0
         self._rng = random.Random(seed)
+        # the detector asks, the frame writer charges and a plan reconfigures, each on its own thread
+        self._lock = threading.Lock()
 
     def configure(self, name: str, params: SamplerParams, round_budget_bytes: int | None) -> None:
         """Apply a new round's plan; the byte count starts over."""
-        self.name, self._strategy = name, strategy(name)
-        self.params = params
-        self.round_budget_bytes = round_budget_bytes
-        self.round_spent_bytes = 0
+        chosen = strategy(name)
+        with self._lock:
+            self.name, self._strategy = name, chosen
+            self.params = params
+            self.round_budget_bytes = round_budget_bytes
+            self.round_spent_bytes = 0
 
     def wants(self, candidate: Candidate) -> bool:
         """Would the strategy take this frame (before its size is known)?"""
-        if self.round_budget_bytes is not None and self.round_spent_bytes >= self.round_budget_bytes:
-            return False
-        return self._strategy(candidate, self.params, self._rng)
+        with self._lock:
+            if self.round_budget_bytes is not None and self.round_spent_bytes >= self.round_budget_bytes:
+                return False
+            return self._strategy(candidate, self.params, self._rng)
 
     def admit(self, size_bytes: int) -> bool:
         """Charge an encoded frame against the round's cap; False if it does not fit."""
-        if self.round_budget_bytes is not None and self.round_spent_bytes + size_bytes > self.round_budget_bytes:
-            return False
-        self.round_spent_bytes += size_bytes
-        return True
+        with self._lock:
+            if self.round_budget_bytes is not None and self.round_spent_bytes + size_bytes > self.round_budget_bytes:
+                return False
+            self.round_spent_bytes += size_bytes
+            return True

@@ -46,6 +46,18 @@ class SourceConfig(BaseModel):
     follow_plan: bool = Field(False, description="lab testbed: stream each plan's `frames` from its `domain`, then idle")
     domain_paths: dict[str, str] = Field(default_factory=dict,
                                          description="image folder per domain name, for folder scenarios")
+    queue_frames: int = Field(2, ge=1, le=64, description="captured frames waiting for the detector, at most")
+    drop_when_behind: bool | None = Field(
+        None, description="when the detector falls behind, drop the oldest waiting frame instead of pausing capture "
+                          "(None: drop for live cameras only; files and scenarios never lose a frame)")
+
+
+LIVE_KINDS = {"camera", "picamera2"}
+
+
+def drops_when_behind(config: SourceConfig) -> bool:
+    """A live camera cannot wait for the detector, so it drops; files and scenarios pause instead."""
+    return config.kind in LIVE_KINDS if config.drop_when_behind is None else config.drop_when_behind
 
 
 def open_source(config: SourceConfig) -> Iterator[SourceFrame]:

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def run_split_endpoint(config_path: str) -> int:
     config = load_split_endpoint_config(config_path)
     b, s = config.broker, config.split
-    link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.password, b.keepalive_s)
+    link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
+                    tls_ca_file=b.tls_ca_file, tls_cert_file=b.tls_cert_file, tls_key_file=b.tls_key_file)
     client = SplitClient(link, config.endpoint_id, s.set_dir, s.split_key, s.codec, s.timeout_s, s.jpeg_quality,
                          s.threads, s.conf_threshold, s.follow_directives)
     stop = threading.Event()

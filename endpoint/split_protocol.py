@@ -25,6 +25,7 @@ MAX_SPLIT_PAYLOAD_BYTES = 8 * 1024 * 1024 - 64 * 1024  # inside Mosquitto's 8 Mi
 JPEG_PAIR_ID = "jpeg"  # pair_id of a request that carries the whole frame as JPEG (edge-only)
 SPLIT_KEY_DEVICE = "device"  # directive: run the whole detector on the endpoint
 SPLIT_KEY_EDGE = "edge"  # directive: send JPEG frames, the edge runs the whole detector
+MAX_SOURCE_SIDE = 65_535  # pixels; boxes are mapped back to the source frame, no camera is larger
 
 
 class _SplitMessage(BaseModel):
@@ -40,11 +41,13 @@ class SplitRequestHeader(_SplitMessage):
     request_id: str = Field(pattern=FRAME_ID_PATTERN, description="correlation id, echoed in the result")
     pair_id: str = Field(pattern=r"^[0-9a-z]{1,32}$", description="which head made the features ('jpeg': none)")
     codec: str = Field(max_length=32, description="feature codec name, e.g. q8c-zlib; 'jpeg' for a frame")
-    source_width: int = Field(gt=0, description="frame width in pixels, to map boxes back")
-    source_height: int = Field(gt=0, description="frame height in pixels")
-    sent_time: float = Field(description="unix seconds when the endpoint sent the request")
+    source_width: int = Field(gt=0, le=MAX_SOURCE_SIDE, description="frame width in pixels, to map boxes back")
+    source_height: int = Field(gt=0, le=MAX_SOURCE_SIDE, description="frame height in pixels")
+    sent_time: float = Field(allow_inf_nan=False, description="unix seconds when the endpoint sent the request")
     payload_bytes: int = Field(ge=0)
-    link_bytes_per_s: float = Field(0.0, ge=0, description="the endpoint's latest uplink estimate (0: none yet)")
+    # NaN or Infinity here would poison the edge's bandwidth estimate of this endpoint for good
+    link_bytes_per_s: float = Field(0.0, ge=0, allow_inf_nan=False,
+                                    description="the endpoint's latest uplink estimate (0: none yet)")
 
 
 class SplitRequest(BaseModel):
@@ -62,9 +65,10 @@ class SplitResult(_SplitMessage):
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     request_id: str = Field(pattern=FRAME_ID_PATTERN)
     ok: bool = True
-    reason: str = Field("", description="why the edge could not answer, when not ok")
+    reason: str = Field("", max_length=512, description="why the edge could not answer, when not ok")
     detections: list[Detection] = Field(default_factory=list)
-    edge_ms: float = Field(0.0, ge=0, description="from the request's arrival to the reply, on the edge")
+    edge_ms: float = Field(0.0, ge=0, allow_inf_nan=False,
+                           description="from the request's arrival to the reply, on the edge")
 
 
 class SplitDirective(_SplitMessage):
@@ -74,9 +78,10 @@ class SplitDirective(_SplitMessage):
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     split_key: str = Field(min_length=1, max_length=64, description="a pair key, 'device' or 'edge'")
     codec: str = Field("", max_length=32, description="feature codec for a pair key; '' otherwise")
-    bandwidth_bytes_per_s: float = Field(0.0, ge=0, description="the uplink estimate the choice was made for")
-    expected_latency_ms: float = Field(0.0, ge=0)
-    reason: str = ""
+    bandwidth_bytes_per_s: float = Field(0.0, ge=0, allow_inf_nan=False,
+                                         description="the uplink estimate the choice was made for")
+    expected_latency_ms: float = Field(0.0, ge=0, allow_inf_nan=False)
+    reason: str = Field("", max_length=512, description="why the edge chose this split")
 
 
 def encode_split_request(header: SplitRequestHeader, payload: bytes) -> bytes:

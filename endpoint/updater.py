@@ -1,9 +1,10 @@
-"""Install pushed students: pair announcement and bytes, verify, rebuild deltas, write, trial-load, ack."""
+"""Install pushed students: pair announcement and bytes, verify, rebuild deltas, write, trial-load, ack, prune."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -14,32 +15,38 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from endpoint import protocol
 from endpoint.delta_apply import DeltaError, apply_delta
-from endpoint.model_manifest import Manifest
+from endpoint.model_manifest import VERSION_PATTERN, Manifest
 from endpoint.model_slot import ModelSlot
-from endpoint.model_verify import ModelRejected, check_model_bytes, verify_manifest
+from endpoint.model_verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
+                                   check_target, sidecar_paths, verify_manifest)
 from endpoint.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 300
+TMP_PREFIX = ".tmp-"
+STORED_SUFFIXES = (".onnx", MANIFEST_SUFFIX, SIGNATURE_SUFFIX)
 
 
 class ModelUpdater:
     """Handlers for the ``model`` and ``model_data`` topics; a refused push never touches the running model."""
 
     def __init__(self, slot: ModelSlot, models_dir: str | Path, public_key: Ed25519PublicKey,
-                 send_ack: Callable[[Ack], None], endpoint_id: str, max_pending: int = 2, keep_files: int = 2):
+                 send_ack: Callable[[Ack], None], endpoint_id: str, max_pending: int = 2, fleet: str = "default",
+                 fallback_path: str | Path | None = None, on_swap: Callable[[], None] | None = None):
         self.slot = slot
         self.models_dir = Path(models_dir)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.public_key = public_key
         self.send_ack = send_ack
         self.endpoint_id = endpoint_id
+        self.fleet = fleet
         self.max_pending = max_pending  # model bytes wait in memory for their announcement, so few
-        self.keep_files = keep_files
+        # The configured model: boot falls back to it when a stored one fails its check, so never pruned.
+        self.fallback_path = Path(fallback_path) if fallback_path else None
+        self.on_swap = on_swap
         self._announcements: OrderedDict[str, ModelAnnouncement] = OrderedDict()
         self._data: OrderedDict[str, ModelData] = OrderedDict()
-        self._installed: list[Path] = []
         self._lock = threading.Lock()
 
     def on_announcement(self, payload: bytes | ModelAnnouncement) -> None:
@@ -92,31 +99,40 @@ class ModelUpdater:
         manifest = verify_manifest(manifest_bytes, announcement.signature, self.public_key)
         if manifest.version != announcement.version:
             raise ModelRejected(f"manifest is for {manifest.version}, announced as {announcement.version}")
-        running = self.slot.version
+        check_target(manifest, self.endpoint_id, self.fleet)
+        running, running_serial, previous = self.slot.version, self.slot.serial, self.slot.model_path
         if manifest.version == running:
             log.info("model %s already runs; acking the repeated push", running)
             self._ack(Ack(endpoint_id=self.endpoint_id, model_version=running, ok=True, reason="already running"))
             return
-        model_bytes = self._rebuild(header, data.payload, running)
+        if manifest.serial <= running_serial:  # a replayed old push; a deliberate rollback has a newer serial
+            raise ModelRejected(f"not newer: serial {manifest.serial} ({manifest.version}) is not above the "
+                                f"running serial {running_serial} ({running})")
+        model_bytes = self._rebuild(header, data.payload, running, manifest.size_bytes)
         check_model_bytes(manifest, model_bytes)
         path = self._write(manifest, manifest_bytes, announcement.signature, model_bytes)
         try:
-            self.slot.swap(path, manifest.version)
+            self.slot.swap(path, manifest.version, manifest.serial)
         except Exception as exc:
             _unlink_version(path)
             raise ModelRejected(f"load failed: {type(exc).__name__}: {exc}") from None
-        self._prune(path)
+        self._prune(keep={path, previous})
         log.info("model %s (%s, %d bytes) verified and running", manifest.version, header.encoding,
                  len(model_bytes))
         self._ack(Ack(endpoint_id=self.endpoint_id, model_version=manifest.version, ok=True))
+        if self.on_swap is not None:
+            try:
+                self.on_swap()
+            except Exception:
+                log.exception("could not report the swap to %s", manifest.version)
 
-    def _rebuild(self, header: protocol.ModelDataHeader, payload: bytes, running: str) -> bytes:
+    def _rebuild(self, header: protocol.ModelDataHeader, payload: bytes, running: str, size_bytes: int) -> bytes:
         if header.encoding == "full":
             return payload
         if header.parent_version != running:
             raise ModelRejected(f"delta is against {header.parent_version}, this endpoint runs {running}")
         try:
-            return apply_delta(self.slot.model_path.read_bytes(), payload)
+            return apply_delta(self.slot.model_path.read_bytes(), payload, size_bytes)
         except (DeltaError, OSError) as exc:
             raise ModelRejected(f"delta does not apply: {exc}") from None
 
@@ -124,17 +140,23 @@ class ModelUpdater:
         path = self.models_dir / f"{manifest.version}.onnx"
         _atomic_write(path, model_bytes)
         # The signed sidecar lets a restarted endpoint re-verify the file it boots from.
-        _atomic_write(path.with_suffix(".manifest.json"), manifest_bytes)
-        _atomic_write(path.with_suffix(".manifest.sig"), signature.encode("ascii"))
+        manifest_path, signature_path = sidecar_paths(path)
+        _atomic_write(manifest_path, manifest_bytes)
+        _atomic_write(signature_path, signature.encode("ascii"))
         return path
 
-    def _prune(self, installed: Path) -> None:
-        # Keep the newest few files this updater wrote (for rollback); never touch files it did not write.
-        self._installed = [p for p in self._installed if p != installed] + [installed]
-        while len(self._installed) > self.keep_files:
-            old = self._installed.pop(0)
-            if old != self.slot.model_path:
-                _unlink_version(old)
+    def _prune(self, keep: set[Path]) -> None:
+        """Keep the running model, the one before it and the configured one; delete every other stored file."""
+        keep = {p.resolve() for p in keep | {self.slot.model_path, self.fallback_path} if p and p != Path("")}
+        here = self.models_dir.resolve()
+        kept_stems = {p.stem for p in keep if p.parent == here}
+        for path in self.models_dir.iterdir():
+            # Includes files of earlier runs and leftovers of a write cut short (kill -9, power loss).
+            stem = stored_stem(path.name)
+            doomed = path.name.startswith(TMP_PREFIX) or (stem is not None and stem not in kept_stems)
+            if doomed and path.is_file() and path.resolve() not in keep:
+                log.info("pruning %s", path.name)
+                path.unlink(missing_ok=True)
 
     def _reject(self, version: str, reason: str) -> None:
         log.warning("refused model push %s: %s", version or "(unknown version)", reason)
@@ -157,7 +179,7 @@ def _remember(pending: OrderedDict, version: str, item, max_items: int) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -169,6 +191,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def stored_stem(name: str) -> str | None:
+    """``v0003`` for ``v0003.onnx`` and its sidecars; None for names the updater never writes."""
+    for suffix in STORED_SUFFIXES:
+        stem = name[: -len(suffix)]
+        if name.endswith(suffix) and re.match(VERSION_PATTERN, stem):
+            return stem
+    return None
+
+
 def _unlink_version(path: Path) -> None:
-    for p in (path, path.with_suffix(".manifest.json"), path.with_suffix(".manifest.sig")):
+    for p in (path, *sidecar_paths(path)):
         p.unlink(missing_ok=True)

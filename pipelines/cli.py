@@ -34,6 +34,14 @@ def _bench(args) -> int:
         from pipelines.bench_ingest import run_bench_ingest
 
         return run_bench_ingest(args)
+    if args.what == "spool":
+        from pipelines.bench_spool import run_bench_spool
+
+        return run_bench_spool(args)
+    if args.what == "endpoint":
+        from pipelines.bench_endpoint import run_bench_endpoint
+
+        return run_bench_endpoint(args)
     if args.what == "scheduler":
         from pipelines.bench_scheduler import run_bench_scheduler
 
@@ -95,9 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split"], help="which benchmark")
-    p.add_argument("--frames", type=int, default=300, help="ingest: frames per stream")
-    p.add_argument("--video", default="../shared/data/vtest.avi", help="ingest: real video for the second stream")
+    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint"], help="which benchmark")
+    p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
+    p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
+    p.add_argument("--endpoints", type=int, default=8, help="ingest: endpoint identities publishing at once")
+    p.add_argument("--window", type=int, default=8, help="ingest: unacked frames each endpoint keeps in flight")
+    p.add_argument("--workers", type=int, default=1, help="ingest: ingest instances on one shared subscription")
+    p.add_argument("--pool-size", type=int, default=16, help="ingest: store threads per instance (1: the old design)")
+    p.add_argument("--store-latency-ms", type=float, default=0.0, help="ingest: delay added to every store call")
+    p.add_argument("--video", default="../shared/data/vtest.avi",
+                   help="ingest: real video for the second stream; endpoint: the frames every model runs on")
+    p.add_argument("--models", default="student,yolo11n-320,yolo11n-640", help="endpoint: models to measure")
+    p.add_argument("--iterations", type=int, default=100, help="endpoint: timed calls per measurement (medians)")
+    p.add_argument("--threads", type=int, default=1, help="endpoint: onnxruntime intra-op threads")
+    p.add_argument("--student-onnx", default=None, help="endpoint: a trained FP32 student (default: built from YAML)")
     p.add_argument("--out", default="edgeloop-data/bench", help="where plots are written")
     p.add_argument("--surfaces", default=None, help="scheduler: measured response surfaces (default: shipped set)")
     p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")

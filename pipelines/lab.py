@@ -11,7 +11,9 @@ from rich.console import Console
 
 log = logging.getLogger(__name__)
 
-STALE = ("rounds.jsonl", "lab.log", "map_per_round.png", "store", "endpoints", "work", "keys", "broker")
+# A lab run starts afresh: the learner's state from an earlier run in --out is not resumed.
+STALE = ("rounds.jsonl", "history.jsonl", "state.json", "lab.log", "map_per_round.png", "static.onnx", "store",
+         "endpoints", "work", "keys", "broker", "models", "replay")
 
 
 def run_lab(args) -> int:
@@ -44,21 +46,24 @@ def run_lab(args) -> int:
 
 
 def _run_rounds(args, out: Path, console: Console) -> int:
+    from edge.learner.collect import NoFramesError
     from pipelines.lab_session import LabSession
     from pipelines.report import plot_results, results_table
-    from pipelines.results import append_result
 
     results = []
     with LabSession(args, out, console) as lab:
         for round_index in range(args.rounds):
             domain = lab.scenario.domain_for_round(round_index, args.rounds)
             with console.status(f"round {round_index}: {domain}") as status:
-                lab.loop.on_stage = lambda text: (status.update(text), log.info("%s", text))
+                lab.learner.on_stage = lambda text: (status.update(text), log.info("%s", text))
                 lab.endpoints.check_alive()
-                round_results = lab.loop.run_round(round_index, domain, lab.settings)
-            for r in round_results:
-                append_result(out / "rounds.jsonl", r)
-                lab.metrics.record(r)
+                try:
+                    round_results = lab.learner.run_round(domain, lab.settings())
+                except NoFramesError as exc:
+                    console.print(f"[red]edgeloop lab: {exc}[/]")
+                    for ep in lab.endpoints.endpoints:
+                        console.print(f"[dim]{ep.endpoint_id} log tail:[/]\n{ep.log_tail(1500)}")
+                    return 1
             results.extend(round_results)
             console.print(results_table(round_results, title=f"round {round_index} ({domain})"))
     if not results:

@@ -1,4 +1,4 @@
-"""Everything a lab run holds open: broker, store, ingest, keys, bootstrap models, endpoints, the edge loop."""
+"""Everything a lab run holds open: broker, store, ingest, endpoint processes, and the learner they serve."""
 
 from __future__ import annotations
 
@@ -9,26 +9,23 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edge.bootstrap import bootstrap_models
-from edge.export import export_onnx, quantize_student
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
+from edge.learner.config import LearnerConfig, LearnerEndpoint
+from edge.learner.metrics import LearnerMetrics
+from edge.learner.round_driver import RoundSettings
+from edge.learner.service import Learner
+from edge.learner.setup import FirstModels
 from edge.learning_config import LearningConfig, load_learning_config
-from edge.mqtt_connection import MqttConnection
-from edge.registry import ModelRegistry
-from edge.replay import ReplayBuffer
-from edge.scheduler.registry import make_policy
-from edge.signing import generate_keypair, load_private_key
 from edge.store import StoreConfig, open_store
 from pipelines.broker import Broker
-from pipelines.edge_loop import STUDENT_NAME, EdgeLoop, EndpointTrack, LearningState, RoundSettings
 from pipelines.lab_endpoints import LabEndpoints
-from pipelines.lab_metrics import LabMetrics
 from pipelines.scenarios import open_scenario
 
 log = logging.getLogger(__name__)
 
 VAL_FRAMES = 40
+UPLOAD_TIMEOUT_S = 180.0
 
 
 class LabSession:
@@ -37,9 +34,6 @@ class LabSession:
     def __init__(self, args, out: Path, console: Console):
         self.args, self.out, self.console = args, out, console
         self.scenario = open_scenario(args.scenario, args.seed)
-        kbytes_per_s = args.budget_kbps * 1000 / 8
-        self.settings = RoundSettings(budget_bytes=int(kbytes_per_s * args.round_s), round_s=args.round_s,
-                                      frames_per_round=args.frames, labels=tuple(args.labels.split(",")))
         self._stack = ExitStack()
 
     def __enter__(self) -> "LabSession":
@@ -56,66 +50,63 @@ class LabSession:
     def _start(self) -> None:
         args, out, say = self.args, self.out, self.console.print
         self.learning = lab_learning_config(args, out)
-        policy = make_policy(args.policy)
-        broker = self._stack.enter_context(Broker(workdir=_dir(out / "broker")))
+        broker = self._stack.enter_context(Broker(kind=args.broker, workdir=_dir(out / "broker")))
         store = open_store(self._store_config())
         say(f"broker [bold]{broker.kind}[/] on {broker.url}; store {store.describe()}")
-        ingest = Ingest(IngestConfig(broker_port=broker.port), store).start()
+        # amqtt has no shared subscriptions: there ingest subscribes plainly (one ingest, so nothing is split).
+        shared_group = "ingest" if broker.kind == "mosquitto" else None
+        ingest = Ingest(IngestConfig(broker_port=broker.port, shared_group=shared_group), store).start()
         self._stack.callback(ingest.stop)
-        private_path, public_path = generate_keypair(_dir(out / "keys"))
-        registry = ModelRegistry(store, load_private_key(private_path))
 
+        endpoint_ids = [f"cam-{i + 1}" for i in range(args.endpoints)]
+        config = LearnerConfig(
+            broker_port=broker.port, client_id="edgeloop-lab-learner", state_dir=out,
+            endpoints=[LearnerEndpoint(id=ep) for ep in endpoint_ids], domain=self.scenario.domains[0],
+            policy=args.policy, budget_kbps=args.budget_kbps, round_s=args.round_s, frames=args.frames,
+            labels=args.labels.split(","), metrics_port=0)
+        first = FirstModels(self._bootstrap_items("train"), self._bootstrap_items("val"),
+                            self.scenario.class_names, self.scenario.domains[0])
+        val_sets = {ep: {d: self.scenario.val_set(d, i, VAL_FRAMES) for d in self.scenario.domains}
+                    for i, ep in enumerate(endpoint_ids)}
+        self.learner = Learner(config, learning=self.learning, store=store, first=first, val_sets=val_sets,
+                               metrics=LearnerMetrics(args.metrics_port))
         with self.console.status("bootstrap: training the first teacher and student (cached after the first run)"):
-            train = self._bootstrap_items("train")
-            val = self._bootstrap_items("val")
-            boot = bootstrap_models(self.learning, train, val, self.scenario.class_names)
-            fp32 = export_onnx(boot.student, out / "work" / "bootstrap" / "student.onnx", self.learning.imgsz)
-            int8 = quantize_student(fp32, out / "work" / "bootstrap" / "student-int8.onnx",
-                                    [i.image for i in train[: self.learning.calibration_frames]], self.learning.imgsz)
-        first_manifest = registry.publish(STUDENT_NAME, int8, format="onnx-int8",
-                                          input_size=(self.learning.imgsz, self.learning.imgsz),
-                                          class_names=self.scenario.class_names, metrics={"round": -1.0})
-        say(f"bootstrap {'(cached) ' if boot.cached else ''}student {first_manifest.version}: "
-            f"{first_manifest.size_bytes / 1e3:.0f} kB INT8")
+            self.learner.start()
+        self._stack.callback(self.learner.stop)
+        first_version = self.learner.first_version
+        static = self.learner.state.static_onnx
+        say(f"bootstrap {'(cached) ' if self.learner.bootstrap_cached else ''}student {first_version}: "
+            f"{static.stat().st_size / 1e3:.0f} kB INT8")
 
         endpoints = LabEndpoints(_dir(out / "endpoints"))
         self._stack.callback(endpoints.stop)
-        tracks = []
-        for i in range(args.endpoints):
-            endpoint_id = f"cam-{i + 1}"
+        for i, endpoint_id in enumerate(endpoint_ids):
             models_dir = _dir(out / "endpoints" / endpoint_id / "models")
-            model_path = models_dir / f"{first_manifest.version}.onnx"
-            shutil.copyfile(int8, model_path)
+            model_path = models_dir / f"{first_version}.onnx"
+            shutil.copyfile(static, model_path)  # the factory image: every endpoint starts on the first student
             endpoints.add(endpoint_id, {
                 "broker": {"port": broker.port},
                 "source": {**self.scenario.endpoint_source(i),
                            "fps": max(1.0, args.frames / max(1.0, args.round_s * 0.8))},
                 "sampler": {"name": "uniform", "sample_rate": 1.0, "seed": args.seed + i},
                 "uplink": {"spool_dir": str(out / "endpoints" / endpoint_id / "spool"), "ack_timeout_s": 5.0},
-                "model": {"path": str(model_path), "version": first_manifest.version, "models_dir": str(models_dir),
-                          "public_key": str(public_path)},
+                "model": {"path": str(model_path), "version": first_version, "models_dir": str(models_dir),
+                          "public_key": str(self.learner.public_key)},
                 "telemetry_interval_s": 1.0,
                 "metrics_port": (args.metrics_port + 1 + i) if args.metrics_port else 0,
             })
-            val_sets = {d: self.scenario.val_set(d, i, VAL_FRAMES) for d in self.scenario.domains}
-            tracks.append(EndpointTrack(endpoint_id, val_sets, first_manifest.version))
         endpoints.start()
         self.endpoints = endpoints
 
-        mqtt = MqttConnection("127.0.0.1", broker.port, client_id="edgeloop-lab-edge")
-        mqtt.start()
-        self._stack.callback(mqtt.stop)
-        state = LearningState(teacher_pt=boot.teacher, student_pt=boot.student, static_onnx=int8,
-                              replay=ReplayBuffer(self.learning.replay_capacity_per_domain, seed=args.seed))
-        state.replay.add(train, self.scenario.domains[0])
-        self.loop = EdgeLoop(store, mqtt, registry, policy, self.learning, state, tracks,
-                             self.scenario.class_names, _dir(out / "work"))
-        self.metrics = LabMetrics(args.metrics_port)
+    def settings(self) -> RoundSettings:
+        """Lab rounds end when every endpoint streamed its frames and saw them acked; no frames is an error."""
+        return self.learner.settings(collect_s=None, wait_for_frames=False, upload_timeout_s=UPLOAD_TIMEOUT_S,
+                                     min_frames=0)
 
     def _bootstrap_items(self, split: str):
         from edge.bootstrap import scenario_items
         from endpoint.scenario import SyntheticScenario
-        from pipelines.scenarios import folder_items
+        from edge.yolo_dataset import folder_items
 
         first = self.scenario.domains[0]
         if self.scenario.folders:

@@ -83,7 +83,8 @@ class _WireMeter:
         from endpoint.model_manifest import Manifest
         from endpoint.scenario import CLASS_NAMES
 
-        manifest = Manifest(name="student", version="v0002", parent_version="v0001", format="onnx-int8",
+        manifest = Manifest(name="student", version="v0002", target="measure", serial=2, parent_version="v0001",
+                            format="onnx-int8",
                             sha256=hashlib.sha256(model_bytes).hexdigest(), size_bytes=len(model_bytes),
                             input_size=(self.imgsz, self.imgsz), class_names=list(CLASS_NAMES), created=time.time())
         sent: list[int] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from pipelines.results import RoundResult, read_results
+from edge.learner.round_result import RoundResult, read_results
 
 
 def results_table(results: list[RoundResult], title: str = "mAP per round"):

@@ -6,12 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import yaml
-
-from edge.yolo_dataset import LabelledImage, read_yolo_labels, scenario_dataset
+from edge.yolo_dataset import LabelledImage, folder_class_names, folder_items, scenario_dataset
 from endpoint.scenario import CLASS_NAMES, SyntheticScenario
-from endpoint.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +72,7 @@ def folder_scenario(paths: list[str | Path]) -> LabScenario:
         for need in ("images/train", "images/val", "labels/train", "labels/val", "data.yaml"):
             if not (p / need).exists():
                 raise FileNotFoundError(f"domain folder {p} lacks {need} (YOLO layout expected)")
-        raw = yaml.safe_load((p / "data.yaml").read_text()) or {}
-        these = raw.get("names")
-        these = [these[k] for k in sorted(these)] if isinstance(these, dict) else list(these or [])
+        these = folder_class_names(p)
         if names is not None and these != names:
             raise ValueError(f"{p}/data.yaml names {these} differ from the first domain's {names}")
         names = these
@@ -94,17 +88,3 @@ def open_scenario(spec: str, seed: int = 0) -> LabScenario:
     if spec == "synthetic":
         return synthetic_scenario(seed)
     return folder_scenario([s for s in spec.split(",") if s.strip()])
-
-
-def folder_items(root: Path, split: str) -> list[LabelledImage]:
-    items = []
-    for path in sorted((root / "images" / split).iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("skipping unreadable image %s", path)
-            continue
-        boxes, classes = read_yolo_labels(root / "labels" / split / f"{path.stem}.txt")
-        items.append(LabelledImage(path.stem, image, boxes, classes))
-    return items

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from endpoint.detections import Detections
 from endpoint.letterbox import boxes_to_source, letterbox_geometry, to_model_input
@@ -15,6 +17,9 @@ from endpoint.nms import non_max_suppression
 from endpoint.split_head import open_session, open_split_half, read_whole_metadata
 
 log = logging.getLogger(__name__)
+
+# An edge-only upload is shrunk to the model input; a 4096 x 4096 cap still leaves room for a whole camera frame.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def raw_to_detections(raw: np.ndarray, source_hw: tuple[int, int], input_hw: tuple[int, int], nc: int,
@@ -76,11 +81,9 @@ class WholeModelRunner:
         return detect_jpeg(lambda image: self.detect(image, conf_threshold, iou_threshold), jpeg, source_hw)
 
 
-def detect_jpeg(detector, jpeg: bytes, source_hw: tuple[int, int]) -> Detections:
+def detect_jpeg(detector, jpeg: bytes, source_hw: tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> Detections:
     """Edge-only: run the whole detector (an ``OnnxDetector`` or a callable) on a JPEG; boxes in source pixels."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("the JPEG does not decode")
+    image = decode_image(jpeg, max_pixels)
     dets = detector(image) if callable(detector) else detector.detect(image)
     if not len(dets):
         return dets
@@ -89,4 +92,25 @@ def detect_jpeg(detector, jpeg: bytes, source_hw: tuple[int, int]) -> Detections
     return Detections(dets.xyxy * np.array([sx, sy, sx, sy], np.float32), dets.confidence, dets.class_id)
 
 
-__all__ = ["SplitTailRunner", "WholeModelRunner", "detect_jpeg", "raw_to_detections"]
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A BGR image from JPEG or PNG bytes; the header's size is checked before a pixel is allocated.
+
+    OpenCV allocates what the header claims (a 835-byte JPEG can claim 60000 x 60000), so Pillow reads
+    only the header first, and anything but JPEG or PNG is refused rather than handed to every OpenCV codec.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as exc:  # Pillow's own cap, far above ours, fires on open
+        raise ValueError(f"image exceeds {max_pixels} pixels: {str(exc)[:200]}") from None
+    except Exception as exc:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... on junk
+        raise ValueError(f"not a JPEG or PNG image: {str(exc)[:200]}") from None
+    if width * height > max_pixels:
+        raise ValueError(f"image of {width}x{height} exceeds {max_pixels} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (height, width):
+        raise ValueError("the image does not decode")
+    return image
+
+
+__all__ = ["MAX_IMAGE_PIXELS", "SplitTailRunner", "WholeModelRunner", "decode_image", "detect_jpeg", "raw_to_detections"]

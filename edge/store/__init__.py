@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge.store.base import ObjectStore, StoreError
 from edge.store.config import StoreConfig
 
@@ -14,8 +16,9 @@ def open_store(config: StoreConfig) -> ObjectStore:
         return LocalStore(config.path)
     from edge.store.s3 import S3Store
 
-    return S3Store(config.endpoint, config.bucket, config.access_key, config.secret_key,
-                   prefix=config.prefix, secure=config.secure)
+    secret_key = Path(config.secret_key_file).read_text().strip() if config.secret_key_file else config.secret_key
+    return S3Store(config.endpoint, config.bucket, config.access_key, secret_key, prefix=config.prefix,
+                   secure=config.secure)
 
 
 __all__ = ["ObjectStore", "StoreConfig", "StoreError", "open_store"]

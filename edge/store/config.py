@@ -18,4 +18,6 @@ class StoreConfig(BaseModel):
     prefix: str = Field("", description="key prefix inside the bucket, e.g. one per edge site")
     access_key: str = Field("minioadmin", description="S3 access key")
     secret_key: str = Field("minioadmin", description="S3 secret key")
+    secret_key_file: str = Field("", description="read the S3 secret key from this file instead (a Docker "
+                                 "secret, made by deploy/make-secrets.sh)")
     secure: bool = Field(False, description="use HTTPS")

@@ -11,7 +11,7 @@ from edge.store.base import StoreError, check_key
 
 
 class LocalStore:
-    """Objects are files under ``root``; writes are atomic (temp file + rename)."""
+    """Objects are files under ``root``; a put is atomic and durable (temp file, fsync, rename, fsync the folder)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -22,21 +22,29 @@ class LocalStore:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            _make_dirs_durably(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)  # the rename itself survives a power cut; only then does put return
+        except OSError as exc:  # a full or read-only disk is a store failure: ingest retries, never acks
+            raise StoreError(f"put {key!r} to {self.describe()} failed: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise StoreError(f"no object {key!r} in {self.describe()}") from None
+        except OSError as exc:
+            raise StoreError(f"get {key!r} from {self.describe()} failed: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -55,3 +63,22 @@ class LocalStore:
 
     def describe(self) -> str:
         return f"local:{self.root}"
+
+
+def _make_dirs_durably(folder: Path) -> None:
+    """Create ``folder`` and missing parents, fsyncing each new one's parent so the entries survive a power cut."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

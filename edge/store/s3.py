@@ -14,6 +14,8 @@ from edge.store.base import StoreError, check_key
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 64  # kept-alive connections to the server; at least ingest's store_concurrency
+
 
 class S3Store:
     """Objects live in ``bucket`` under ``prefix``; the bucket is created if missing."""
@@ -22,7 +24,9 @@ class S3Store:
                  prefix: str = "", secure: bool = False, region: str | None = None):
         import urllib3
 
-        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30),
+        # maxsize: ingest writes with many threads at once; urllib3's default of 10 kept connections would
+        # make the rest reconnect on every call.
+        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30), maxsize=MAX_CONNECTIONS,
                                    retries=urllib3.Retry(total=3, backoff_factor=0.2))
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
                             region=region, http_client=http)

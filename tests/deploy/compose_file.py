@@ -1,4 +1,4 @@
-"""Read docker-compose.yml as Compose does: variables interpolated (defaults only), YAML merge keys applied."""
+"""Read docker-compose.yml as Compose does: variables interpolated, required ones checked, YAML merge keys applied."""
 
 from __future__ import annotations
 
@@ -9,25 +9,51 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = REPO / "docker-compose.yml"
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+PLACEHOLDER = "<set by deploy/make-secrets.sh>"
 
 
-def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """``${VAR:-default}``, ``${VAR-default}``, ``${VAR}``, ``$VAR`` and ``$$`` as Compose reads them."""
+class MissingVariable(KeyError):
+    """A ``${VAR:?message}`` whose variable is not set: Compose refuses to start."""
+
+
+def interpolate(text: str, env: dict[str, str] | None = None, strict: bool = False) -> str:
+    """``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err}``, ``${VAR}``, ``$VAR`` and ``$$`` as Compose reads them.
+
+    A required variable (``:?``) that is missing raises when ``strict``, else reads as PLACEHOLDER.
+    """
     env = env or {}
 
     def replace(m: re.Match) -> str:
         if m.group(0) == "$$":
             return "$"
-        name = m.group(1) or m.group(3)
-        return env.get(name) or (m.group(2) or "")
+        name, operator, argument = m.group(1) or m.group(4), m.group(2) or "", m.group(3) or ""
+        value = env.get(name)
+        if operator.endswith("?"):
+            if value:
+                return value
+            if strict:
+                raise MissingVariable(f"{name}: {argument}")
+            return PLACEHOLDER
+        return value or argument
 
     return _VARIABLE.sub(replace, text)
 
 
-def load_compose(env: dict[str, str] | None = None) -> dict:
-    """The compose file with no environment set: what a fresh checkout runs."""
-    return yaml.safe_load(interpolate(COMPOSE_PATH.read_text(), env))
+def required_variables() -> set[str]:
+    """The variables docker-compose.yml refuses to start without."""
+    return {m.group(1) for m in _VARIABLE.finditer(COMPOSE_PATH.read_text()) if (m.group(2) or "").endswith("?")}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a .env file, as Compose reads the simple ones."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def load_compose(env: dict[str, str] | None = None, strict: bool = False) -> dict:
+    """The compose file as Compose reads it with ``env`` (none: what a fresh checkout holds, secrets unset)."""
+    return yaml.safe_load(interpolate(COMPOSE_PATH.read_text(), env, strict))
 
 
 def mounts(service: dict) -> list[tuple[str, str]]:

@@ -5,28 +5,50 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-from edge.ingest_config import load_ingest_config
+from edge.service_config import load_service_config
 from endpoint.config import load_endpoint_config
 from pipelines.cli import build_parser
-from tests.deploy.compose_file import (COMPOSE_PATH, REPO, bind_source_for, host_path, is_bind, load_compose,
-                                       mounts)
+from tests.deploy.compose_file import (COMPOSE_PATH, REPO, MissingVariable, bind_source_for, host_path, is_bind,
+                                       load_compose, mounts, read_env_file, required_variables)
 
-CONFIG_LOADERS = {"endpoint": load_endpoint_config, "edge": load_ingest_config}
+CONFIG_LOADERS = {"endpoint": load_endpoint_config, "edge": load_service_config}
 PORT = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<container>\d+)(?:/(?P<proto>tcp|udp))?$")
+# what deploy/make-secrets.sh writes: never in git, so a fresh checkout lacks them until it runs
+GENERATED = ("deploy/secrets/", "deploy/mosquitto/passwords", "deploy/mosquitto/certs/", ".env")
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return load_compose()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory) -> Path:
+    """A folder holding what deploy/make-secrets.sh makes, as it would in the repository."""
+    if not (shutil.which("openssl") and shutil.which("python3")):
+        pytest.skip("deploy/make-secrets.sh needs openssl and python3")
+    root = tmp_path_factory.mktemp("deployment")
+    subprocess.run([str(REPO / "deploy/make-secrets.sh")], check=True, capture_output=True, timeout=60,
+                   env={**os.environ, "EDGELOOP_SECRETS_ROOT": str(root)})
+    return root
+
+
+def _generated(source: str) -> str | None:
+    """The repository-relative path of a bind source that deploy/make-secrets.sh makes, else None."""
+    relative = str(host_path(source).relative_to(REPO)) if str(host_path(source)).startswith(str(REPO)) else ""
+    return relative if relative and any(relative == g.rstrip("/") or relative.startswith(g) for g in GENERATED) \
+        else None
 
 
 def _dockerfile(service: dict):
@@ -69,12 +91,12 @@ def test_matches_the_compose_specification_schema(compose):
     assert not validator.is_valid(broken)
 
 
-def test_docker_compose_config_accepts_it():
+def test_docker_compose_config_accepts_it(deployment):
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("the docker compose plugin is not installed")
-    out = subprocess.run([docker, "compose", "-f", str(COMPOSE_PATH), "config", "-q"], capture_output=True,
-                         text=True, cwd=REPO, timeout=60)
+    out = subprocess.run([docker, "compose", "-f", str(COMPOSE_PATH), "--env-file", str(deployment / ".env"),
+                          "config", "-q"], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
@@ -111,7 +133,7 @@ def test_endpoint_image_installs_only_the_endpoint_extra():
 
 
 def test_published_ports_are_well_formed_and_unique(compose):
-    seen = {}
+    seen: dict[tuple[str, int, str], str] = {}
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             m = PORT.match(str(port))
@@ -121,16 +143,22 @@ def test_published_ports_are_well_formed_and_unique(compose):
             key = (m["ip"] or "0.0.0.0", int(m["host"]), m["proto"] or "tcp")
             assert key not in seen, f"{name} and {seen.get(key)} both publish {port}"
             seen[key] = name
-    assert seen[("0.0.0.0", 1883, "tcp")] == "mosquitto"
+    assert seen[("0.0.0.0", 1883, "tcp")] == "mosquitto" and seen[("0.0.0.0", 8883, "tcp")] == "mosquitto"
+    # beyond this host only the broker listens; S3, the MinIO console, Prometheus and Grafana stay on loopback
+    public = {(ip, port) for ip, port, _ in seen if ip != "127.0.0.1"}
+    assert public == {("0.0.0.0", 1883), ("0.0.0.0", 8883)}, public
+    assert not [p for p in compose["services"]["minio"].get("ports", []) if str(p).endswith(":9000")]
 
 
-def test_bind_mounts_exist_and_named_volumes_are_declared(compose):
+def test_bind_mounts_exist_and_named_volumes_are_declared(compose, deployment):
     declared = set(compose.get("volumes") or {})
     used = set()
     for name, service in compose["services"].items():
         for source, target in mounts(service):
             assert target.startswith("/"), f"{name}: {target}"
-            if is_bind(source):
+            if is_bind(source) and _generated(source):
+                assert (deployment / _generated(source)).exists(), f"{name}: make-secrets.sh does not make {source}"
+            elif is_bind(source):
                 assert host_path(source).exists(), f"{name}: {source} is not in the repository"
                 assert str(host_path(source)).startswith(str(REPO)), f"{name}: {source} is outside the repository"
             elif source:
@@ -160,25 +188,87 @@ def test_every_edgeloop_command_exists_in_the_cli(compose):
         build_parser().parse_args(command[1:])
 
 
-def test_credentials_and_hosts_line_up(compose):
+def _secret_file(compose: dict, service: str, path: str) -> str:
+    """The repository path of the compose secret a service reads at ``path`` (/run/secrets/<target>)."""
+    assert path.startswith("/run/secrets/"), f"{service}: {path} is not a compose secret"
+    for entry in compose["services"][service].get("secrets", []):
+        source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry.get("target", ""))
+        if f"/run/secrets/{target or source}" == path:
+            return str(host_path(compose["secrets"][source]["file"]).relative_to(REPO))
+    raise AssertionError(f"{service} has no secret mounted at {path}")
+
+
+def test_credentials_come_from_make_secrets_and_line_up(compose, deployment):
     services = compose["services"]
     edge = _config_of(compose, "edge")
-    assert edge.broker_host == "mosquitto" and edge.username == "edge" and edge.password
-    assert edge.store.kind == "s3" and edge.store.endpoint.split(":")[0] == "minio"
-    minio_env = services["minio"]["environment"]
-    assert (edge.store.access_key, edge.store.secret_key) == (minio_env["MINIO_ROOT_USER"],
-                                                              minio_env["MINIO_ROOT_PASSWORD"])
+    logins = [(edge.ingest, "edge"), (edge.learner, "learner")]
+    for role, user in logins:
+        assert role.broker_host == "mosquitto" and role.username == user and not role.password
+        assert _secret_file(compose, "edge", role.password_file) == f"deploy/secrets/{user}.password"
+        assert role.broker_port == 8883 and bind_source_for(services["edge"], role.tls_ca_file) == \
+            REPO / "deploy/mosquitto/certs/ca.crt"
+        assert role.store.kind == "s3" and role.store.endpoint.split(":")[0] == "minio"
+        assert role.store.access_key == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        assert _secret_file(compose, "edge", role.store.secret_key_file) == "deploy/secrets/minio-secret-key"
+    # the MinIO root password compose reads from .env is the key the edge reads from its secret
+    env = read_env_file(deployment / ".env")
+    assert env["MINIO_ROOT_PASSWORD"] == (deployment / "deploy/secrets/minio-secret-key").read_text().strip()
+    assert load_compose(env, strict=True)["services"]["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == \
+        env["MINIO_ROOT_PASSWORD"]
     assert services["edge"]["depends_on"]["minio"]["condition"] == "service_healthy"
     ids = set()
     for name in ("endpoint-1", "endpoint-2"):
         config = _config_of(compose, name)
         # the ACL's %u patterns only confine an endpoint whose user name is its id
-        assert config.broker.username == config.endpoint_id and config.broker.password
-        assert config.broker.host == "mosquitto" and config.broker.port == edge.broker_port
+        assert config.broker.username == config.endpoint_id and not config.broker.password
+        assert _secret_file(compose, name, config.broker.password_file) == \
+            f"deploy/secrets/{config.endpoint_id}.password"
+        assert config.broker.host == "mosquitto" and config.broker.port == 8883
+        assert bind_source_for(services[name], config.broker.tls_ca_file) == REPO / "deploy/mosquitto/certs/ca.crt"
         assert config.uplink.spool_dir.startswith("/var/lib/edgeloop")
         assert bind_source_for(services[name], "/var/lib/edgeloop") is None, "spool belongs in a named volume"
         ids.add(config.endpoint_id)
-    assert len(ids) == 2 and "edge" not in ids
+    assert len(ids) == 2 and not ids & {"edge", "learner", "split", "apps"}
+    for secret in compose["secrets"].values():
+        assert (deployment / host_path(secret["file"]).relative_to(REPO)).is_file()
+
+
+def test_compose_refuses_to_start_without_generated_secrets(deployment):
+    assert required_variables() >= {"MINIO_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+    with pytest.raises(MissingVariable):
+        load_compose({}, strict=True)
+    env = read_env_file(deployment / ".env")
+    assert required_variables() <= set(env)
+    grafana = load_compose(env, strict=True)["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] not in ("", "admin")
+    again = deployment.parent / "deployment-again"
+    again.mkdir(exist_ok=True)
+    subprocess.run([str(REPO / "deploy/make-secrets.sh")], check=True, capture_output=True, timeout=60,
+                   env={**os.environ, "EDGELOOP_SECRETS_ROOT": str(again)})
+    assert read_env_file(again / ".env") != env  # per deployment: a second one gets its own secrets
+
+
+def test_no_secret_is_committed():
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *GENERATED], cwd=REPO, capture_output=True,
+                             text=True).stdout.split()
+    assert sorted(ignored) == sorted(GENERATED), f"not git-ignored: {set(GENERATED) - set(ignored)}"
+    assert not (REPO / "deploy/mosquitto/passwords.example").exists()
+
+    def secrets_in(node, where: str):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("password", "secret_key") and value:
+                    yield f"{where}.{key}"
+                yield from secrets_in(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from secrets_in(value, f"{where}[{i}]")
+
+    found = [hit for path in sorted((REPO / "deploy/config").glob("compose-*.yaml"))
+             for hit in secrets_in(yaml.safe_load(path.read_text()), path.name)]
+    assert not found, f"plaintext credentials in committed configs: {found}"
+    text = COMPOSE_PATH.read_text()
+    assert "MINIO_ROOT_PASSWORD: ${" in text and "GF_SECURITY_ADMIN_PASSWORD: ${" in text
 
 
 def test_prometheus_scrapes_every_metrics_port(compose):
@@ -188,9 +278,12 @@ def test_prometheus_scrapes_every_metrics_port(compose):
     targets = {t for job in scrape for static in job.get("static_configs", []) for t in static["targets"]}
     wanted = set()
     for name in _edgeloop_services(compose):
-        port = _config_of(compose, name).metrics_port
-        assert port, f"{name} serves no metrics"
-        wanted.add(f"{name}:{port}")
+        config = _config_of(compose, name)
+        # the edge service serves one port per role it runs (ingest, learner)
+        ports = [getattr(config, role).metrics_port for role in config.roles] if hasattr(config, "roles") \
+            else [config.metrics_port]
+        assert all(ports), f"{name} serves no metrics on some role"
+        wanted |= {f"{name}:{port}" for port in ports}
     assert targets == wanted
 
 

@@ -1,131 +1,18 @@
 """The repo's Mosquitto config and ACL on the real broker: each endpoint is confined to its own topics,
-the edge reads all and answers, wrong passwords are refused."""
+the edge reads all and answers, wrong passwords are refused, no login takes over another's session,
+and the co-inference topics are confined like the rest. Passwords come from deploy/make-secrets.sh."""
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
-import subprocess
-import threading
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.ingest_config import load_ingest_config
 from endpoint import protocol
-from endpoint.config import load_endpoint_config
-from pipelines.broker import mosquitto_binary
-from pipelines.ports import free_port, wait_for_port
-from tests.deploy.compose_file import REPO, bind_source_for, load_compose
-
-DEPLOY = REPO / "deploy/mosquitto"
-USERS = {"edge": "edge-pw", "cam-1": "cam-1-pw", "cam-2": "cam-2-pw"}
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
-
-needs_mosquitto = pytest.mark.skipif(not (mosquitto_binary() and MOSQUITTO_PASSWD),
-                                     reason="mosquitto and mosquitto_passwd are not installed")
-
-
-def _repo_conf() -> dict[str, list[str]]:
-    conf: dict[str, list[str]] = {}
-    for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.strip().partition(" ")
-            conf.setdefault(key, []).append(value)
-    return conf
-
-
-def _conf_for_test(port: int, passwords: Path, workdir: Path) -> str:
-    """The repo's mosquitto.conf, with only where it listens and where its files are changed."""
-    overrides = {"listener": f"{port} 127.0.0.1", "password_file": str(passwords), "acl_file": str(DEPLOY / "acl"),
-                 "persistence_location": f"{workdir}/", "log_dest": "stdout"}
-    lines = [f"{key} {overrides.get(key, value)}" for key, values in _repo_conf().items() for value in values]
-    if os.geteuid() == 0:
-        lines.append("user root")  # else Mosquitto drops to its own user, who cannot read pytest's tmp dirs
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def start_broker(tmp_path_factory):
-    """Start Mosquitto with the repo's config and ACL and a given password file; return its port."""
-    processes = []
-
-    def start(passwords: Path) -> int:
-        workdir = tmp_path_factory.mktemp("mosquitto-acl")
-        port = free_port()
-        (workdir / "mosquitto.conf").write_text(_conf_for_test(port, passwords, workdir))
-        log = open(workdir / "mosquitto.log", "wb")
-        processes.append(subprocess.Popen([mosquitto_binary(), "-c", str(workdir / "mosquitto.conf")],
-                                          stdout=log, stderr=subprocess.STDOUT))
-        try:
-            wait_for_port(port, timeout_s=10)
-        except TimeoutError:
-            raise RuntimeError((workdir / "mosquitto.log").read_text()) from None
-        return port
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def port(start_broker, tmp_path_factory):
-    passwords = tmp_path_factory.mktemp("passwords") / "passwords"
-    for i, (user, password) in enumerate(USERS.items()):
-        create = ["-c"] if i == 0 else []
-        subprocess.run([MOSQUITTO_PASSWD, "-b", *create, str(passwords), user, password], check=True)
-    return start_broker(passwords)
-
-
-class Client:
-    """A paho client that connects synchronously and queues what it receives."""
-
-    def __init__(self, port: int, user: str | None, password: str | None, client_id: str):
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.connack = queue.Queue()
-        self.subacks = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        self.client.on_connect = lambda c, u, flags, rc, props=None: self.connack.put(rc)
-        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, msg.payload))
-        self.client.on_subscribe = lambda c, u, mid, rcs, props=None: self.subacks.put(rcs)
-        self.client.connect("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-        self.reason = self.connack.get(timeout=5)
-
-    def subscribe(self, topic_filter: str) -> None:
-        self.client.subscribe(topic_filter, qos=1)
-        self.subacks.get(timeout=5)
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
-
-    def receive(self, timeout_s: float = 5.0) -> tuple[str, bytes]:
-        return self.messages.get(timeout=timeout_s)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def clients(port):
-    opened = []
-
-    def connect(user: str | None, password: str | None = None, client_id: str | None = None) -> Client:
-        password = USERS.get(user) if password is None else password
-        client = Client(port, user, password, client_id or f"{'endpoint-' if user != 'edge' else ''}{user}")
-        opened.append(client)
-        return client
-
-    yield connect
-    for client in opened:
-        client.close()
+from endpoint.split_protocol import FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT
+from tests.deploy.compose_file import bind_source_for, load_compose
+from tests.deploy.mosquitto_repo import (DEPLOY, Client, clients, needs_mosquitto, repo_broker,  # noqa: F401
+                                         repo_conf, secrets)
 
 
 def _drain_until(client: Client, sentinel_topic: str) -> list[str]:
@@ -139,14 +26,17 @@ def _drain_until(client: Client, sentinel_topic: str) -> list[str]:
 
 
 def test_repo_config_refuses_anonymous_and_matches_compose_mounts():
-    conf = _repo_conf()
-    assert conf["allow_anonymous"] == ["false"] and conf["listener"] == ["1883"]
+    conf = repo_conf()
+    assert conf["allow_anonymous"] == ["false"] and conf["listener"] == ["1883", "8883"]
+    assert conf["use_username_as_clientid"] == ["true", "true"]  # a listener setting: one per listener
     assert conf["persistence"] == ["true"] and conf["persistence_location"] == ["/mosquitto/data/"]
     assert int(conf["max_packet_size"][0]) >= protocol.MAX_MODEL_PAYLOAD_BYTES + 64 * 1024
     mosquitto = load_compose()["services"]["mosquitto"]
     assert bind_source_for(mosquitto, conf["acl_file"][0]) == DEPLOY / "acl"
-    assert bind_source_for(mosquitto, conf["password_file"][0]) == DEPLOY / "passwords.example"
+    assert bind_source_for(mosquitto, conf["password_file"][0]) == DEPLOY / "passwords"  # made by make-secrets.sh
     assert bind_source_for(mosquitto, "/mosquitto/config/mosquitto.conf") == DEPLOY / "mosquitto.conf"
+    for key in ("cafile", "certfile", "keyfile"):
+        assert bind_source_for(mosquitto, conf[key][0]).parent == DEPLOY / "certs"
 
 
 @needs_mosquitto
@@ -208,15 +98,51 @@ def test_edge_plan_reaches_only_its_endpoint(clients):
 
 @needs_mosquitto
 @pytest.mark.integration
-def test_compose_credentials_match_the_example_password_file(start_broker):
-    port = start_broker(DEPLOY / "passwords.example")
-    edge = load_ingest_config(REPO / "deploy/config/compose-edge.yaml")
-    logins = [(edge.username, edge.password)] + [
-        (c.broker.username, c.broker.password)
-        for c in (load_endpoint_config(REPO / f"deploy/config/compose-endpoint-{i}.yaml") for i in (1, 2))]
-    for user, password in logins:
-        client = Client(port, user, password, f"login-{user}-{threading.get_ident()}")
-        try:
-            assert not client.reason.is_failure, f"{user}: {client.reason}"
-        finally:
-            client.close()
+def test_another_login_cannot_take_over_an_endpoints_session(clients):
+    edge, cam1 = clients("edge"), clients("cam-1", client_id="endpoint-cam-1")
+    cam1.subscribe(protocol.topic("cam-1", protocol.FEATURE_PLAN))
+    intruder = clients("cam-2", client_id="endpoint-cam-1")  # cam-2's login asking for cam-1's client id
+    assert not intruder.reason.is_failure  # the broker names it cam-2 instead, so cam-1 keeps its session
+    edge.publish(protocol.topic("cam-1", protocol.FEATURE_PLAN), b"plan for cam-1")
+    assert cam1.receive() == (protocol.topic("cam-1", protocol.FEATURE_PLAN), b"plan for cam-1")
+    assert not cam1.disconnected.is_set()
+
+
+@needs_mosquitto
+@pytest.mark.integration
+def test_edge_roles_are_separate_logins_that_do_not_kick_each_other(clients):
+    ingest, learner, split = clients("edge"), clients("learner"), clients("split")
+    assert not any(c.reason.is_failure for c in (ingest, learner, split))
+    learner.subscribe(protocol.topic("+", protocol.FEATURE_ACK))
+    clients("cam-1").publish(protocol.topic("cam-1", protocol.FEATURE_ACK), b"model ack")
+    assert learner.receive() == (protocol.topic("cam-1", protocol.FEATURE_ACK), b"model ack")
+    assert not (ingest.disconnected.is_set() or learner.disconnected.is_set() or split.disconnected.is_set())
+
+
+@needs_mosquitto
+@pytest.mark.integration
+def test_an_endpoint_sends_only_its_own_split_requests_and_reads_only_its_own_answers(clients):
+    split, cam1, cam2 = clients("split"), clients("cam-1"), clients("cam-2")
+    split.subscribe(protocol.topic("+", FEATURE_SPLIT_REQUEST))
+    for feature in (FEATURE_SPLIT_RESULT, FEATURE_SPLIT_DIRECTIVE):
+        cam1.subscribe(protocol.topic("cam-1", feature))
+        cam1.subscribe(protocol.topic("cam-2", feature))  # not its own: refused or never delivered
+    cam2.subscribe(protocol.topic("cam-2", FEATURE_SPLIT_RESULT))
+
+    cam1.publish(protocol.topic("cam-2", FEATURE_SPLIT_REQUEST), b"request as cam-2")
+    cam1.publish(protocol.topic("cam-1", FEATURE_SPLIT_REQUEST), b"request of cam-1")
+    assert split.receive() == (protocol.topic("cam-1", FEATURE_SPLIT_REQUEST), b"request of cam-1")
+
+    cam1.publish(protocol.topic("cam-2", FEATURE_SPLIT_RESULT), b"forged result")  # only the split server answers
+    split.publish(protocol.topic("cam-2", FEATURE_SPLIT_RESULT), b"result for cam-2")
+    split.publish(protocol.topic("cam-2", FEATURE_SPLIT_DIRECTIVE), b"directive for cam-2")
+    split.publish(protocol.topic("cam-1", FEATURE_SPLIT_RESULT), b"result for cam-1")
+    split.publish(protocol.topic("cam-1", FEATURE_SPLIT_DIRECTIVE), b"directive for cam-1")
+    assert cam2.receive() == (protocol.topic("cam-2", FEATURE_SPLIT_RESULT), b"result for cam-2")
+    assert [cam1.receive() for _ in range(2)] == [(protocol.topic("cam-1", FEATURE_SPLIT_RESULT), b"result for cam-1"),
+                                                  (protocol.topic("cam-1", FEATURE_SPLIT_DIRECTIVE),
+                                                   b"directive for cam-1")]
+    with pytest.raises(queue.Empty):
+        cam1.receive(timeout_s=0.3)
+    with pytest.raises(queue.Empty):
+        cam2.receive(timeout_s=0.3)

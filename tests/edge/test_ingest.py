@@ -83,6 +83,10 @@ class Peer:
         with self._lock:
             return self._lock.wait_for(lambda: len(self.acked_ids()) >= n_ids, timeout_s)
 
+    def wait_refused(self, n_ids: int, timeout_s: float = 10.0) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.refused()) >= n_ids, timeout_s)
+
     def close(self) -> None:
         if self.client.is_connected():
             self.client.disconnect()
@@ -201,7 +205,7 @@ def test_store_outage_is_retried_and_only_then_acked(broker, tmp_path, peer, mak
 
 def test_unreachable_store_never_acks_and_stop_returns(broker, tmp_path, peer, make_ingest):
     store = FlakyStore(LocalStore(tmp_path / "store"), failures=10**9)
-    ingest = make_ingest(ingest_config(broker, queue_max_messages=1), store)
+    ingest = make_ingest(ingest_config(broker, queue_max_messages=1, store_concurrency=1, queue_wait_s=0.05), store)
     for i in range(3):  # at most one in the worker's hands and one queued; the rest are dropped unacked
         peer.publish("cam-a", frame_payload("cam-a", f"f{i}"))
 

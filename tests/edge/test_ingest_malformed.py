@@ -16,6 +16,8 @@ from endpoint import protocol
 from tests.edge.test_ingest import Peer, frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
 
 TOPIC_A = protocol.topic("cam-a", protocol.FEATURE_FRAME)
+TIMESTAMP_ID = "cam_2026-11-30T07:55:00.123Z"  # a natural id a third party picks; ':' breaks the id pattern
+NAN, INF = float("nan"), float("inf")  # json.dumps writes them as NaN / Infinity, as a careless client would
 
 
 def raw_payload(header: dict | bytes, jpeg: bytes) -> bytes:
@@ -25,9 +27,10 @@ def raw_payload(header: dict | bytes, jpeg: bytes) -> bytes:
 
 
 def header_dict(jpeg: bytes, endpoint_id: str = "cam-a", frame_id: str = "bad", **changes) -> dict:
-    header = protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=frame_id, capture_time=1.0,
+    header = protocol.make_frame_header(jpeg, endpoint_id="cam-a", frame_id="placeholder", capture_time=1.0,
                                         round=0, model_version="s0", width=48, height=32)
-    return header.model_dump(exclude_none=True) | changes
+    # Ids go in after validation, so a header can carry ids the protocol refuses.
+    return header.model_dump(exclude_none=True) | {"endpoint_id": endpoint_id, "frame_id": frame_id} | changes
 
 
 def bad_payloads() -> dict[str, tuple[str, bytes]]:
@@ -47,8 +50,17 @@ def bad_payloads() -> dict[str, tuple[str, bytes]]:
         "sha mismatch": ("checksum_mismatch", raw_payload(header_dict(jpeg, frame_id="flip"), bytes(flipped))),
         "truncated JPEG, matching sha": ("corrupt_jpeg", raw_payload(header_dict(cut, frame_id="cut"), cut)),
         "JPEG without scan data": ("corrupt_jpeg", raw_payload(header_dict(header_only, frame_id="hdr"), header_only)),
-        "endpoint mismatch": ("endpoint_mismatch",
+        "endpoint mismatch": ("identity",
                               raw_payload(header_dict(jpeg, endpoint_id="cam-b", frame_id="other"), jpeg)),
+        "timestamp frame id": ("bad_id", raw_payload(header_dict(jpeg, frame_id=TIMESTAMP_ID), jpeg)),
+        "NaN capture time": ("malformed", raw_payload(header_dict(jpeg, frame_id="nan", capture_time=NAN), jpeg)),
+        "Inf in a box": ("malformed", raw_payload(header_dict(jpeg, frame_id="inf", detections=[
+            {"cls": 0, "conf": 0.5, "box": [0.1, 0.1, INF, 0.5]}]), jpeg)),
+        "box out of 0..1": ("malformed", raw_payload(header_dict(jpeg, frame_id="far", labels=[
+            {"cls": 0, "conf": 1.0, "box": [0.1, 0.1, 7.0, 0.5]}]), jpeg)),
+        "huge class id": ("malformed", raw_payload(header_dict(jpeg, frame_id="cls", labels=[
+            {"cls": 10**9, "conf": 1.0, "box": [0.1, 0.1, 0.2, 0.5]}]), jpeg)),
+        "size not the JPEG's": ("size_mismatch", raw_payload(header_dict(jpeg, frame_id="size", width=640), jpeg)),
     }
 
 
@@ -58,6 +70,14 @@ def test_check_frame_message_names_the_reason(name):
     with pytest.raises(FrameRejected) as info:
         check_frame_message(TOPIC_A, payload)
     assert info.value.reason == reason
+
+
+def test_labels_need_no_conf_and_older_payloads_with_conf_stay_valid():
+    jpeg = make_jpeg(7)
+    box = [0.1, 0.2, 0.3, 0.4]
+    for labels in ([{"cls": 1, "box": box}], [{"cls": 1, "conf": 1.0, "box": box}]):
+        frame = check_frame_message(TOPIC_A, raw_payload(header_dict(jpeg, frame_id="gt", labels=labels), jpeg))
+        assert frame.header.labels[0].conf == 1.0 and frame.header.labels[0].box == tuple(box)
 
 
 def test_check_frame_message_accepts_a_valid_frame_and_refuses_foreign_topics():
@@ -103,5 +123,7 @@ def test_bad_uploads_among_valid_ones_are_rejected_logged_and_counted(broker, s3
     assert sorted(peer.acked_ids()) == sorted(valid_ids)
     # bad frames whose header names an id are refused by name, so the endpoint stops re-sending them
     assert peer.refused() == {"bad": "oversized", "v2": "wrong_version", "short": "truncated",
-                              "flip": "checksum_mismatch", "cut": "corrupt_jpeg", "hdr": "corrupt_jpeg"}
+                              "flip": "checksum_mismatch", "cut": "corrupt_jpeg", "hdr": "corrupt_jpeg",
+                              "other": "identity", TIMESTAMP_ID: "bad_id", "nan": "malformed", "inf": "malformed",
+                              "far": "malformed", "cls": "malformed", "size": "size_mismatch"}
     assert ingest.stats().connected and ingest.stats().stored == len(valid_ids)

@@ -37,8 +37,8 @@ def test_publish_get_latest_versions(store, keys, tmp_path):
     assert registry.versions("student") == [] and registry.latest("student") is None
     first = registry.publish("student", model_file(tmp_path, b"first" * 100), metrics={"map50": 0.2}, **FIELDS)
     second = registry.publish("student", model_file(tmp_path, b"second" * 100), created=5.0, **FIELDS)
-    assert (first.version, first.parent_version) == ("v0001", "")
-    assert (second.version, second.parent_version, second.created) == ("v0002", "v0001", 5.0)
+    assert (first.version, first.parent_version, first.serial, first.target) == ("v0001", "", 1, "default")
+    assert (second.version, second.parent_version, second.created, second.serial) == ("v0002", "v0001", 5.0, 2)
     assert registry.versions("student") == ["v0001", "v0002"]
     assert registry.latest("student") == second
     manifest, model, signature = registry.get("student", "v0001")
@@ -78,3 +78,18 @@ def test_versions_sort_by_number_past_9999(tmp_path, keys):
 def test_bad_names_are_refused(tmp_path, keys, name):
     with pytest.raises(ValueError):
         ModelRegistry(LocalStore(tmp_path), keys[0]).publish(name, model_file(tmp_path, b"x"), **FIELDS)
+
+
+def test_serial_follows_the_version_counter_and_the_target_is_signed(tmp_path, keys):
+    private, public = keys
+    registry = ModelRegistry(LocalStore(tmp_path / "store"), private)
+    path = model_file(tmp_path, b"weights" * 10)
+    manifests = [registry.publish("student", path, **FIELDS) for _ in range(2)]
+    # A deliberate rollback: the old weights again, under a newer version and serial.
+    rollback = registry.publish("student", path, fleet="cam-7", **FIELDS)
+    assert [m.serial for m in (*manifests, rollback)] == [1, 2, 3]
+    assert rollback.target == "cam-7" and rollback.sha256 == manifests[0].sha256
+    manifest, model, signature = registry.get("student", "v0003")
+    assert verify_model(canonical_bytes(manifest), signature, model, public).target == "cam-7"
+    with pytest.raises(ValueError):
+        registry.publish("student", path, fleet="two words", **FIELDS)

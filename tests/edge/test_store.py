@@ -82,3 +82,42 @@ def test_open_store_local_default(tmp_path):
     store = open_store(StoreConfig(path=str(tmp_path / "s")))
     store.put("x/y", b"1")
     assert store.describe() == f"local:{(tmp_path / 's').resolve()}" and list(store.list()) == ["x/y"]
+
+
+def test_local_put_fsyncs_the_file_before_the_rename_and_the_folders_after(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import edge.store.local as local
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        mode = os.fstat(fd).st_mode
+        events.append(("fsync", "dir" if stat.S_ISDIR(mode) else os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(local.os, "fsync", fsync)
+    monkeypatch.setattr(local.os, "replace", replace)
+    store = LocalStore(tmp_path / "store")
+    events.clear()
+    store.put("frames/cam-a/r00000/f1.json", b"{}")
+
+    # three new folders, each entry made durable in its parent; then the bytes, the rename, the rename's folder
+    assert events == [("fsync", "dir")] * 3 + [("fsync", 2), ("rename", "f1.json"), ("fsync", "dir")]
+    events.clear()
+    store.put("frames/cam-a/r00000/f1.jpg", b"abc")  # folders exist: no extra folder fsyncs
+    assert events == [("fsync", 3), ("rename", "f1.jpg"), ("fsync", "dir")]
+
+
+def test_local_disk_errors_are_store_errors(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "store" / "frames").write_bytes(b"a file where a folder belongs")
+    with pytest.raises(StoreError, match="put 'frames/x.jpg'"):
+        store.put("frames/x.jpg", b"1")
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["frames"]  # no temp file left behind

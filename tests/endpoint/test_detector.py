@@ -187,6 +187,34 @@ def test_bad_files_raise_model_load_error(tmp_path, tiny_yolo_onnx, case, messag
     assert isinstance(info.value, ValueError) and str(path) in str(info.value)
 
 
+@pytest.mark.integration
+def test_dynamic_shape_export_detects_like_the_fixed_one(tiny_yolo_pt, tiny_yolo_onnx, tmp_path):
+    """A dynamic output shape cannot be preallocated; detect() then lets onnxruntime allocate it, same results."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    pt = tmp_path / "tiny.pt"
+    shutil.copyfile(tiny_yolo_pt, pt)
+    dynamic = OnnxDetector(YOLO(str(pt)).export(format="onnx", imgsz=128, dynamic=True, device="cpu"))
+    assert not all(isinstance(d, int) for d in dynamic.session.get_outputs()[0].shape)
+    fixed = OnnxDetector(tiny_yolo_onnx)
+    found = 0
+    for image in _frames():
+        ours, expected = dynamic.detect(image), fixed.detect(image)
+        _assert_same(ours, expected)
+        found += len(expected)
+    assert found >= 5
+
+
+def test_threads_cap_onnxruntime_and_zero_is_refused(tiny_yolo_onnx):
+    detector = OnnxDetector(tiny_yolo_onnx, threads=1)
+    assert detector.session.get_session_options().intra_op_num_threads == 1
+    assert detector.input_name == detector.session.get_inputs()[0].name
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        OnnxDetector(tiny_yolo_onnx, threads=0)
+
+
 def test_detections_to_protocol_normalizes_and_clips():
     dets = Detections(np.array([[32, 24, 160, 120], [-2, 0, 330, 240]]), np.array([0.9, 0.5]), np.array([1, 0]))
     wire = dets.to_protocol(width=320, height=240)

@@ -1,6 +1,8 @@
 """The feature codec: round trips within the quantization step, fewer bytes per bit, clear errors on bad blobs."""
 
 import struct
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -79,3 +81,68 @@ def test_unknown_codec_name_is_refused():
         CodecSpec.parse("q9x-gzip")
     with pytest.raises(ValueError, match="bits must be one of"):
         CodecSpec(1)
+
+
+def _bomb(declared_shape, inflated_bytes: int) -> bytes:
+    """A well-formed q8t-zlib header declaring ``declared_shape`` whose body inflates to ``inflated_bytes`` zeros."""
+    good = encode_tensors([np.zeros(declared_shape, np.float32)], CodecSpec.parse("q8t-zlib"))
+    header = good[: len(good) - 4 - len(_body_of(good))]
+    body = _zeros_zlib(inflated_bytes)
+    return header + struct.pack(">I", len(body)) + body
+
+
+def _body_of(blob: bytes) -> bytes:
+    # q8t: fixed header, ndim + dims, one low and one step, then the body length and the body
+    ndim = blob[9]
+    pos = 9 + 1 + 4 * ndim + 8
+    (n,) = struct.unpack_from(">I", blob, pos)
+    return blob[pos + 4 : pos + 4 + n]
+
+
+def _zeros_zlib(size: int) -> bytes:
+    compressor, chunk = zlib.compressobj(9), b"\0" * (1 << 20)
+    parts = [compressor.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join(parts) + compressor.flush()
+
+
+def test_a_declared_shape_other_than_the_expected_one_is_refused_before_inflating():
+    bomb = encode_tensors([np.zeros((1, 64, 400, 400), np.float32)], CodecSpec.parse("q8c-zlib"))
+    assert len(bomb) < 64 * 1024  # 10 MB of symbols in a few KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodecError, match="expects"):
+            decode_tensors(bomb, expected_shapes=[(1, 64, 20, 20)])
+        with pytest.raises(CodecError, match="tensors, the split expects 2"):
+            decode_tensors(bomb, expected_shapes=[(1, 64, 20, 20), (1, 8, 10, 10)])
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 1024 * 1024
+    ok = _features()
+    blob = encode_tensors(ok, CodecSpec.parse("q8c-zlib"))
+    assert [d.shape for d in decode_tensors(blob, expected_shapes=[f.shape for f in ok])] == [f.shape for f in ok]
+
+
+def test_a_body_that_inflates_past_its_declared_shape_is_refused_with_bounded_memory():
+    bomb = _bomb((1, 4, 8, 8), 100 * 1024 * 1024)  # declares 256 symbols, inflates to 100 MB
+    assert len(bomb) < 200 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodecError):
+            decode_tensors(bomb)  # without expected shapes the header's own shapes bound the inflation
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        assert peak_bytes < 1024 * 1024, f"decoding the bomb allocated {peak_bytes} bytes"
+        with pytest.raises(CodecError, match="inflates past"):
+            decode_tensors(bomb, expected_shapes=[(1, 4, 8, 8)])
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 1024 * 1024, f"decoding the bomb allocated {peak_bytes} bytes"
+
+
+def test_a_header_declaring_more_than_the_decode_cap_is_refused():
+    huge = bytearray(encode_tensors([np.zeros((1, 2, 4, 4), np.float32)], CodecSpec.parse("q8t-zlib")))
+    struct.pack_into(">I", huge, 4 + 5 + 1 + 8, 60000)  # (1, 2, 60000, 4)
+    struct.pack_into(">I", huge, 4 + 5 + 1 + 12, 60000)  # (1, 2, 60000, 60000): 29 GB of float32
+    with pytest.raises(CodecError, match="decoded bytes, more than"):
+        decode_tensors(bytes(huge))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from endpoint.letterbox import boxes_to_input, boxes_to_source, letterbox, letterbox_geometry, to_model_input
+from endpoint.letterbox import (ModelInputBuffer, boxes_to_input, boxes_to_source, letterbox, letterbox_geometry,
+                                to_model_input)
 from endpoint.nms import end2end_filter, nms_indices, non_max_suppression
 
 # source (h, w), input (h, w), resized (w, h), pad_left, pad_top — worked out by hand from LetterBox's formulas
@@ -67,6 +68,25 @@ def test_model_input_is_rgb_0_to_1_nchw():
     assert tensor.shape == (1, 3, 128, 128) and tensor.dtype == np.float32
     assert tensor[0, 2, 64, 64] == 1.0 and tensor[0, 0, 64, 64] == 0.0  # blue lands in channel 2 (RGB)
     assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255)  # padding row
+
+
+def test_model_input_buffer_matches_a_fresh_letterbox_as_shapes_change():
+    """One reused tensor: after a portrait frame no landscape pixel may stay behind in the new padding."""
+    rng = np.random.default_rng(3)
+    buffer = ModelInputBuffer(128)
+    for shape in [(240, 320), (320, 240), (240, 320), (100, 100), (1, 300), (240, 320)]:
+        image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+        tensor, geo = buffer.write(image)
+        padded, expected_geo = letterbox(image, 128)
+        expected = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
+        assert geo == expected_geo
+        np.testing.assert_array_equal(tensor, expected)
+    assert buffer.write(image)[0] is tensor  # no allocation per frame
+
+
+def test_model_input_buffer_bounds_its_size():
+    with pytest.raises(ValueError, match="model input must be"):
+        ModelInputBuffer((128, 100_000))
 
 
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
@@ -134,6 +154,21 @@ def test_nms_matches_ultralytics_on_random_heads(seed, iou):
 def test_nms_indices_keep_order_by_score():
     boxes = np.array([[0, 0, 10, 10], [100, 100, 110, 110], [1, 1, 10, 10]], np.float32)
     assert nms_indices(boxes, np.array([0.5, 0.9, 0.7], np.float32), 0.5).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("max_keep", [0, 1, 3, 50])
+def test_nms_max_keep_is_the_prefix_of_the_full_result(max_keep):
+    rng = np.random.default_rng(max_keep)
+    xy = rng.uniform(0, 100, size=(200, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 30, size=(200, 2)).astype(np.float32)], axis=1)
+    scores = rng.uniform(0, 1, size=200).astype(np.float32)
+    full = nms_indices(boxes, scores, 0.5)
+    assert len(full) > 3
+    np.testing.assert_array_equal(nms_indices(boxes, scores, 0.5, max_keep=max_keep), full[:max_keep])
+
+
+def test_nms_max_det_zero_keeps_nothing():
+    assert len(non_max_suppression(_raw([(50, 50, 20, 20, 0, 0.9)]), 0.25, 0.7, max_det=0)[1]) == 0
 
 
 def test_end2end_filter_keeps_rows_above_threshold_up_to_max_det():

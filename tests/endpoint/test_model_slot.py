@@ -70,3 +70,10 @@ def test_detection_is_served_by_the_old_model_while_the_new_one_loads():
     assert set(during) == {Path("old")} and slot.version == "v1"
     swapper.join()
     assert slot.detect(None) == Path("new") and slot.current()[1] == "v2"
+
+
+def test_the_signed_serial_travels_with_the_version():
+    slot = ModelSlot(lambda p: SlowDetector(p, 0.0), Path("v1.onnx"), "v1")
+    assert slot.serial == 0  # a starting model without a signed sidecar
+    slot.swap(Path("v7.onnx"), "v7", 7)
+    assert (slot.version, slot.serial, slot.model_path) == ("v7", 7, Path("v7.onnx"))

@@ -10,13 +10,15 @@ from cryptography.hazmat.primitives import serialization
 
 from edge.signing import generate_keypair, load_private_key, sign, sign_bytes
 from endpoint.model_manifest import Manifest, canonical_bytes, parse_manifest
-from endpoint.model_verify import ModelRejected, load_public_key, verify_model
+from endpoint.model_verify import (ModelRejected, check_target, load_public_key, sidecar_paths, verify_model,
+                                   verify_stored)
 
 MODEL = b"\x08\x07" + bytes(range(256)) * 40
 
 
 def manifest_for(model: bytes, **over) -> Manifest:
-    fields = dict(name="yolo11n-student", version="v0002", parent_version="v0001", format="onnx-int8",
+    fields = dict(name="yolo11n-student", version="v0002", target="default", serial=2, parent_version="v0001",
+                  format="onnx-int8",
                   sha256=hashlib.sha256(model).hexdigest(), size_bytes=len(model), input_size=(96, 128),
                   class_names=["person", "car"], metrics={"map50": 0.41}, created=1795000000.5)
     fields.update(over)
@@ -105,3 +107,64 @@ def test_manifest_forbids_extra_fields_and_nan_metrics():
         manifest_for(MODEL, extra=1)
     with pytest.raises(ValueError):
         manifest_for(MODEL, metrics={"map50": float("nan")})
+
+
+def test_manifest_requires_a_target_and_a_positive_serial():
+    fields = manifest_for(MODEL).model_dump()
+    for missing in ("target", "serial"):
+        with pytest.raises(ValueError, match=missing):
+            Manifest(**{k: v for k, v in fields.items() if k != missing})
+    with pytest.raises(ValueError):
+        manifest_for(MODEL, serial=0)
+    with pytest.raises(ValueError):
+        manifest_for(MODEL, target="cam/1")
+
+
+@pytest.mark.parametrize("target, ok", [("default", True), ("cam-1", True), ("cam-2", False), ("lab", False)])
+def test_target_is_this_endpoint_or_its_fleet(target, ok):
+    manifest = manifest_for(MODEL, target=target)
+    if ok:
+        check_target(manifest, "cam-1", "default")
+    else:
+        with pytest.raises(ModelRejected, match=f"wrong target: signed for '{target}'"):
+            check_target(manifest, "cam-1", "default")
+
+
+def _store(tmp_path, private, manifest: Manifest, model: bytes):
+    path = tmp_path / f"{manifest.version}.onnx"
+    path.write_bytes(model)
+    manifest_path, signature_path = sidecar_paths(path)
+    manifest_path.write_bytes(canonical_bytes(manifest))
+    signature_path.write_text(sign(manifest, private))
+    return path
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("good", None),
+    ("flipped byte", "corrupted: sha256"),
+    ("truncated", "truncated"),
+    ("sidecar edited", "not signed by the edge key"),
+    ("no signature file", "unreadable"),
+    ("huge sidecar", "is over"),
+    ("for another endpoint", "wrong target"),
+])
+def test_a_stored_model_is_rechecked_against_its_sidecar(keys, tmp_path, case, reason):
+    private, public, _ = keys
+    manifest = manifest_for(MODEL, target="cam-2" if case == "for another endpoint" else "cam-1")
+    path = _store(tmp_path, private, manifest, MODEL)
+    manifest_path, signature_path = sidecar_paths(path)
+    if case == "flipped byte":
+        path.write_bytes(MODEL[:500] + bytes([MODEL[500] ^ 1]) + MODEL[501:])
+    elif case == "truncated":
+        path.write_bytes(MODEL[:-1])
+    elif case == "sidecar edited":
+        manifest_path.write_bytes(canonical_bytes(manifest_for(MODEL, target="cam-1", serial=99)))
+    elif case == "no signature file":
+        signature_path.unlink()
+    elif case == "huge sidecar":
+        manifest_path.write_bytes(b" " * 10**6)
+    if reason is None:
+        assert verify_stored(path, public, "cam-1", "default") == manifest
+    else:
+        with pytest.raises(ModelRejected, match=reason):
+            verify_stored(path, public, "cam-1", "default")

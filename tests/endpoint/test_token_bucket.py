@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 
 from endpoint.token_bucket import TokenBucket
@@ -49,3 +51,47 @@ def test_set_rate_applies():
 def test_rejects_bad_settings(rate, cap):
     with pytest.raises(ValueError):
         TokenBucket(rate, cap)
+
+
+def test_a_timeout_is_waited_out_not_returned_at_once():
+    clock = FakeClock()
+    bucket = TokenBucket(1, 10, clock=clock, sleep=clock.sleep)
+    assert bucket.consume(10)
+    assert not bucket.consume(10, timeout_s=0.5)  # 10 s away: a caller looping on this must not spin
+    assert clock.now == pytest.approx(0.5)
+
+
+def test_rate_zero_pauses_until_a_new_rate_wakes_the_waiter():
+    bucket = TokenBucket(1000, 100)
+    assert bucket.consume(100)
+    bucket.set_rate(0)
+    assert bucket.try_consume(1) == float("inf")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(bucket.consume(50)))
+    waiter.start()
+    assert not got
+    bucket.set_rate(1e6)
+    waiter.join(timeout=5)
+    assert got == [True]
+
+
+def test_cancel_ends_a_wait():
+    bucket = TokenBucket(1000, 100)
+    bucket.consume(100)
+    bucket.set_rate(0)
+    cancel = threading.Event()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(bucket.consume(50, cancel=cancel)))
+    waiter.start()
+    cancel.set()
+    bucket.wake()
+    waiter.join(timeout=5)
+    assert got == [False]
+
+
+@pytest.mark.parametrize("rate", [-1.0, float("nan"), float("inf")])
+def test_set_rate_rejects_bad_rates(rate):
+    bucket = TokenBucket(10, 10)
+    with pytest.raises(ValueError):
+        bucket.set_rate(rate)
+    assert bucket.rate_bytes_per_s == 10

@@ -9,6 +9,7 @@ from endpoint.protocol import Ack
 from endpoint.spool import Spool
 from endpoint.token_bucket import TokenBucket
 from endpoint.uplink import Uplink
+from tests.endpoint.spool_frames import fill, frame_bytes
 
 
 class FakeLink:
@@ -34,9 +35,7 @@ class FakeLink:
 
 def _spool(tmp_path, n):
     spool = Spool(tmp_path)
-    for _ in range(n):
-        seq, fid = spool.next_frame_id()
-        spool.put(seq, fid.encode())
+    fill(spool, n)
     return spool
 
 
@@ -56,7 +55,7 @@ def test_sends_oldest_first_within_window_and_acks_drain_the_spool(tmp_path):
     try:
         assert _wait(lambda: len(link.sent) == 4)
         time.sleep(0.1)
-        assert link.sent == [f"f{i:010d}".encode() for i in range(4)]  # the window holds the rest back
+        assert link.sent == [frame_bytes(f"f{i:010d}") for i in range(4)]  # the window holds the rest back
         link.ack([f"f{i:010d}" for i in range(4)])
         assert _wait(lambda: len(link.sent) == 8)
         link.ack([f"f{i:010d}" for i in range(4, 8)])
@@ -111,14 +110,12 @@ def test_refused_frames_leave_the_spool_without_counting_as_acked(tmp_path):
 
 def test_the_byte_rate_is_held(tmp_path):
     link, spool = FakeLink(), Spool(tmp_path)
-    for _ in range(6):
-        seq, _ = spool.next_frame_id()
-        spool.put(seq, b"x" * 1000)
+    fill(spool, 6, jpeg_bytes=1000)
     up = Uplink(link, spool, TokenBucket(10_000, 1000), window=8, ack_timeout_s=60)
     started = time.monotonic()
     up.start()
     try:
         assert _wait(lambda: len(link.sent) == 6)
-        assert time.monotonic() - started >= 0.45  # 5000 bytes beyond the first burst at 10 kB/s
+        assert time.monotonic() - started >= 0.45  # over 5000 bytes beyond the first burst at 10 kB/s
     finally:
         up.stop()

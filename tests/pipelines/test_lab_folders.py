@@ -83,6 +83,28 @@ def test_lab_runs_on_yolo_folders_into_s3_and_report_rebuilds(tmp_path, folders,
     assert "dusk" in report.stdout and (out / "map_per_round.png").exists()
 
 
+def test_lab_on_the_embedded_amqtt_broker_stores_frames_and_learns(tmp_path, folders):
+    """No Mosquitto (no root, no apt): amqtt has no shared subscriptions, so ingest subscribes plainly."""
+    out = tmp_path / "lab"
+    run = subprocess.run(lab_command(folders, out, "--rounds", "1", "--broker", "amqtt", "--policy", "fixed-50-50",
+                                     "--budget-kbps", "8000", "--labels", "oracle"),
+                         capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "broker amqtt" in run.stdout
+    [row] = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert row["frames_uploaded"] > 0 and row["push_kind"] in ("full", "delta") and row["model_version"] == "v0002"
+    assert len(list((out / "store" / "frames" / "cam-1").rglob("*.jpg"))) == row["frames_uploaded"]
+
+
+def test_a_round_without_frames_fails_loudly(tmp_path, folders):
+    out = tmp_path / "lab"
+    run = subprocess.run(lab_command(folders, out, "--rounds", "1", "--policy", "model-first", "--budget-kbps", "0.001"),
+                         capture_output=True, text=True, timeout=500)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "no frame reached the store" in run.stdout
+    assert not (out / "rounds.jsonl").exists()
+
+
 def test_ctrl_c_stops_every_lab_process(tmp_path, folders):
     out = tmp_path / "lab"
     lab = subprocess.Popen(lab_command(folders, out, "--rounds", "5"), stdout=subprocess.PIPE,

@@ -27,7 +27,8 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     config = tmp_path / "round.yaml"
     config.write_text(yaml.safe_dump({
         "broker_port": broker.port, "store": store.model_dump(), "state_dir": str(state_dir),
-        "bootstrap_data": str(day), "endpoints": [{"id": "cam-1", "val": str(dusk)}], "policy": "fixed-50-50",
+        "bootstrap": {"folder": str(day)}, "endpoints": [{"id": "cam-1", "val": {"folder": str(dusk)}}],
+        "policy": "fixed-50-50", "domain": "dusk",
         "budget_kbps": 8000, "round_s": 3, "frames": 12, "labels": ["oracle"],
         "learning": {"imgsz": 64, "batch": 8, "bootstrap": {"epochs": 3}, "finetune": {"epochs": 2},
                      "distill": {"epochs": 2}, "calibration_frames": 8}}))
@@ -68,7 +69,8 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert result["model_version"] == "v0002"
     assert "v0002" in (endpoint_dir / "endpoint.log").read_text()
     state = json.loads((state_dir / "state.json").read_text())
-    assert state["next_round"] == 1 and state["deployed"] == {"cam-1": "v0002"}
+    assert state["next_round"] == 1 and state["progress"] is None
+    assert state["tracks"]["cam-1"]["running_version"] == state["tracks"]["cam-1"]["target_version"] == "v0002"
     assert (state_dir / "history.jsonl").read_text().count("\n") == 1
     assert (state_dir / "replay" / "images").is_dir()
 
@@ -76,7 +78,12 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
 def test_the_shipped_example_round_config_parses():
     from pathlib import Path
 
-    from pipelines.round_config import load_round_config
+    from edge.learner.config import load_learner_config
+    from edge.service_config import load_service_config
 
-    config = load_round_config(Path(__file__).resolve().parents[2] / "deploy" / "config" / "round.yaml")
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "config"
+    config = load_learner_config(deploy / "round.yaml")
     assert config.endpoints[0].id == "cam-1" and config.policy == "adaptive" and config.learning.imgsz == 160
+    assert "oracle" not in config.labels  # endpoints' own labels are never the default outside the lab
+    service = load_service_config(deploy / "edge.yaml")
+    assert service.roles == ["ingest", "learner"] and service.learner == load_learner_config(deploy / "edge.yaml")

@@ -72,7 +72,7 @@ def test_endpoint_and_edge_exchange_frames_and_agree_with_local_inference(broker
         assert outcome.detections is None and "unknown pair" in outcome.reason
         client.select("after6", "fp32")
         assert client.infer(image).detections is not None
-        assert server.served >= 6 and server.failed >= 2
+        assert server.served >= 6 and server.failed >= 1 and server.refused >= 1  # unknown pair; garbage
     finally:
         link.stop()
         server.stop()

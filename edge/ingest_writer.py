@@ -1,0 +1,101 @@
+"""Store one checked frame idempotently: the JPEG first, the ``.json`` marker last, retried until it lands.
+
+Many workers call ``write`` at once. Two copies of one frame in flight are serialized on
+its key, so the second sees the first's marker and is stored once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from typing import Callable
+
+from pydantic import ValidationError
+
+from edge.frame_index import FrameRecord
+from edge.store import ObjectStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """What became of one frame."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the same bytes were already committed: ack again, write nothing
+    CONFLICT = "conflict"  # the id was committed with other bytes: refuse, keep the first
+    ABORTED = "aborted"  # ingest stopped before the store took it: no ack, the endpoint re-sends
+
+
+class FrameWriter:
+    """Writes frames to ``store``; retries store failures with backoff until ``stopping`` is set."""
+
+    def __init__(self, store: ObjectStore, stopping: threading.Event, retry_initial_s: float, retry_max_s: float,
+                 on_store_error: Callable[[], None]):
+        self.store = store
+        self._stopping = stopping
+        self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
+        self._on_store_error = on_store_error
+        self._in_flight: dict[str, threading.Event] = {}
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def copies_waiting(self) -> int:
+        """Writes that wait for another copy of the same frame to finish."""
+        with self._lock:
+            return self._waiting
+
+    def write(self, record: FrameRecord, jpeg: bytes) -> Outcome:
+        """Store the frame unless it is already committed; see Outcome."""
+        key = record.meta_key
+        while True:
+            with self._lock:
+                other = self._in_flight.get(key)
+                if other is None:
+                    mine = self._in_flight[key] = threading.Event()
+                    break
+                self._waiting += 1
+            other.wait()  # the other copy always sets it when done, stored or not
+            with self._lock:
+                self._waiting -= 1
+        try:
+            return self._write_with_retry(record, jpeg)
+        finally:
+            with self._lock:
+                del self._in_flight[key]
+            mine.set()
+
+    def _write_with_retry(self, record: FrameRecord, jpeg: bytes) -> Outcome:
+        delay_s = self._retry_initial_s
+        while True:
+            try:
+                return self._write_once(record, jpeg)
+            except (StoreError, OSError) as exc:  # OSError: a local disk that is full or read-only
+                self._on_store_error()
+                log.warning("storing frame %s/%s failed, retry in %.2f s: %s", record.endpoint_id, record.frame_id,
+                            delay_s, exc)
+            if self._stopping.wait(delay_s):
+                return Outcome.ABORTED
+            delay_s = min(delay_s * 2, self._retry_max_s)
+
+    def _write_once(self, record: FrameRecord, jpeg: bytes) -> Outcome:
+        if self.store.exists(record.meta_key):
+            committed = self._read_marker(record.meta_key)
+            if committed is not None:
+                if committed.jpeg_sha256 == record.jpeg_sha256:
+                    return Outcome.DUPLICATE
+                return Outcome.CONFLICT
+            # An empty or cut marker (a power cut mid-write on a store without fsync) commits nothing.
+            log.warning("frame marker %s does not parse; storing the frame again", record.meta_key)
+        # The JPEG first, the .json last: a .json that parses means the frame is complete.
+        self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
+        self.store.put(record.meta_key, record.to_json_bytes(), content_type="application/json")
+        return Outcome.STORED
+
+    def _read_marker(self, key: str) -> FrameRecord | None:
+        raw = self.store.get(key)  # a StoreError here is retried like any other
+        try:
+            return FrameRecord.model_validate_json(raw)
+        except (ValidationError, ValueError):
+            return None

@@ -1,0 +1,117 @@
+"""Configuration of the learner role: the fleet it serves, when rounds start, and how it learns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.learning_config import LearningConfig
+from edge.store.config import StoreConfig
+from edge.yolo_dataset import LabelledImage
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelledData(_Strict):
+    """Labelled frames: a YOLO folder (images/<split>, labels/<split>, data.yaml) or the synthetic scenario."""
+
+    folder: Path | None = Field(None, description="YOLO data set folder")
+    synthetic_domain: str | None = Field(None, description="a domain of the synthetic scenario (day, dusk)")
+    seed: int = Field(0, description="synthetic scenario seed (the endpoint's source seed for its held-out set)")
+    frames: int = Field(200, ge=1, description="at most this many frames (of a folder split, or synthetic)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LabelledData":
+        if (self.folder is None) == (self.synthetic_domain is None):
+            raise ValueError("set exactly one of folder and synthetic_domain")
+        return self
+
+    def items(self, split: Literal["train", "val"]) -> list[LabelledImage]:
+        if self.folder is not None:
+            from edge.yolo_dataset import folder_items
+
+            return folder_items(self.folder, split)[: self.frames]
+        from edge.bootstrap import scenario_items
+        from endpoint.scenario import SyntheticScenario
+
+        # held-out frames start far past anything an endpoint streams
+        start = 0 if split == "train" else 1_000_000
+        return scenario_items(SyntheticScenario(seed=self.seed), self.synthetic_domain, start, self.frames, split)
+
+    def class_names(self) -> list[str]:
+        if self.folder is not None:
+            from edge.yolo_dataset import folder_class_names
+
+            return folder_class_names(self.folder)
+        from endpoint.scenario import CLASS_NAMES
+
+        return list(CLASS_NAMES)
+
+    def domain(self) -> str:
+        return self.synthetic_domain or self.folder.name
+
+
+class LearnerEndpoint(_Strict):
+    """An endpoint the learner plans for, pushes to, and scores on its held-out labelled frames."""
+
+    id: str = Field(pattern=ID_PATTERN, description="the endpoint's endpoint_id")
+    val: LabelledData | None = Field(None, description="held-out frames that score this endpoint (none: unscored)")
+
+
+class LearnerConfig(_Strict):
+    """Everything the learner needs; its state persists in ``state_dir``."""
+
+    broker_host: str = Field("127.0.0.1", description="MQTT broker host")
+    broker_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    username: str | None = Field(None, description="MQTT user name, if the broker wants one")
+    password: str | None = Field(None, description="MQTT password")
+    password_file: str = Field("", description="read the MQTT password from this file instead (a Docker secret, "
+                               "made by deploy/make-secrets.sh)")
+    tls_ca_file: str = Field("", description="CA certificate of the broker: set, connect with TLS (port 8883)")
+    tls_cert_file: str = Field("", description="client certificate, only if the broker asks for one")
+    tls_key_file: str = Field("", description="key of tls_cert_file")
+    client_id: str = Field("edgeloop-learner", description="MQTT client id (one learner per fleet)")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="the store ingest writes frames to")
+    state_dir: Path = Field(Path("edgeloop-data/learner"),
+                            description="signing key, models, replay, scheduler history and the round state")
+    public_key_dir: Path | None = Field(
+        None, description="also copy the public key endpoints verify pushes with here (a volume they mount)")
+    fleet: str = Field("default", pattern=ID_PATTERN, description="fleet group the signed pushes are bound to")
+    bootstrap: LabelledData | None = Field(
+        None, description="first-domain data the first teacher and student train on (unless learning gives .pt "
+                          "weights for both)")
+    endpoints: list[LearnerEndpoint] = Field(min_length=1, description="endpoints taking part")
+    domain: str = Field("live", description="name of the current domain (a label in results and plans)")
+    policy: str = Field("adaptive", description="bandwidth scheduler policy")
+    budget_kbps: float = Field(1000.0, gt=0, description="link budget per endpoint, kilobits/s")
+    round_s: float = Field(60.0, gt=0, description="schedule: link seconds of a round; learning starts this long "
+                                                    "after the round's plans went out")
+    min_frames: int = Field(0, ge=0, description="start learning as soon as this many frames of the round are "
+                                                 "stored (0: only the schedule)")
+    drift_agreement_drop: float = Field(
+        0.0, ge=0, le=1, description="start learning early when the deployed student's label-free agreement with "
+                                     "the teacher falls this far below last round's (0: off)")
+    frames: int = Field(0, ge=0, description="frames a plan-following source streams per round; 0 for cameras")
+    labels: list[str] = Field(default_factory=lambda: ["import", "teacher"],
+                              description="label sources in order of preference; 'oracle' trusts labels that "
+                                          "endpoints send, so it is for labs and scenario data only")
+    push_timeout_s: float = Field(60.0, gt=0, description="how long a push waits for the endpoint's ack")
+    rounds: int = Field(0, ge=0, description="stop after this many rounds (0: run until stopped)")
+    metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
+    learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")
+
+
+def load_learner_config(path: str | Path) -> LearnerConfig:
+    """Read the learner's settings: the ``learner:`` section of an edge service config, or a file of them alone."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(raw, dict) and isinstance(raw.get("learner"), dict):
+        raw = raw["learner"]
+    return LearnerConfig.model_validate(raw)

@@ -1,0 +1,386 @@
+"""One learning round, stage by stage: plan → collect → teacher → student → register → push → score.
+
+The state is saved after every stage (``LearnerState.progress``), so a learner killed at any
+point resumes the round at the stage it had not finished: frames stay in the store, a version
+registered before the kill is adopted rather than published again, and an endpoint that already
+reports running the candidate is not pushed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edge.frame_index import FrameIndex, FrameRecord
+from edge.learner.collect import Collector
+from edge.learner.fleet import FleetView
+from edge.learner.pusher import Pusher
+from edge.learner.round_result import RoundResult
+from edge.learner.scoring import Scorer
+from edge.learner.state import (HISTORY_FILE, ROUNDS_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress,
+                                Stage, TrackState, append_line, save_state)
+from edge.learning_config import LearningConfig
+from edge.registry import ModelRegistry
+from edge.replay import ReplayBuffer
+from edge.scheduler.plans import to_protocol_plans
+from edge.scheduler.policy import SKIP, Budget, EndpointState, Policy, PushOption, RoundRecord
+from edge.store import ObjectStore
+from edge.yolo_dataset import LabelledImage
+from endpoint import protocol
+
+log = logging.getLogger(__name__)
+
+STUDENT_NAME = "student"
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """How a round runs: the link budget, when collection ends, the label sources, the timeouts."""
+
+    budget_bytes: int  # per endpoint and round
+    round_s: float = 10.0  # link time of one round: the uplink spreads its budget over it
+    frames_per_round: int = 120  # frames a plan-following source streams per round (0: a camera, continuous)
+    labels: tuple[str, ...] = ("import", "teacher")
+    collect_s: float | None = None  # schedule: learn this long after the plans went out; None: when endpoints report done
+    min_frames: int = 0  # learn as soon as this many frames of the round are stored (0: off)
+    drift_agreement_drop: float = 0.0  # learn early when label-free agreement falls this far below last round's
+    wait_for_frames: bool = False  # a service keeps collecting past the schedule until a frame arrives
+    upload_timeout_s: float = 180.0  # the longest collection waits for endpoints' reports
+    push_timeout_s: float = 60.0
+
+
+@dataclass
+class EndpointSpec:
+    """An endpoint this learner serves, with its held-out labelled frames per domain."""
+
+    endpoint_id: str
+    val_sets: dict[str, list[LabelledImage]] = field(default_factory=dict)
+
+
+class RoundDriver:
+    """Runs (or resumes) the state's next round for a set of endpoints; one ``RoundResult`` per endpoint."""
+
+    def __init__(self, store: ObjectStore, mqtt, registry: ModelRegistry, policy: Policy, learning: LearningConfig,
+                 state: LearnerState, state_dir: Path, endpoints: list[EndpointSpec], fleet: FleetView,
+                 pusher: Pusher, fleet_group: str = "default",
+                 on_stage: Callable[[str], None] | None = None,
+                 on_stage_done: Callable[[str, float], None] | None = None,
+                 stop_event: threading.Event | None = None):
+        self.store, self.mqtt, self.registry, self.policy = store, mqtt, registry, policy
+        self.learning, self.state, self.state_dir = learning, state, Path(state_dir)
+        self.endpoints = {e.endpoint_id: e for e in endpoints}
+        self.fleet, self.pusher, self.fleet_group = fleet, pusher, fleet_group
+        self.on_stage = on_stage or (lambda text: log.info("%s", text))
+        self.on_stage_done = on_stage_done or (lambda stage, seconds: None)
+        self.stop_event = stop_event or threading.Event()
+        self.replay = ReplayBuffer.load(self.state_dir / "replay", learning.replay_capacity_per_domain,
+                                        seed=learning.seed)
+        self.scorer = Scorer(registry, STUDENT_NAME, self.state_dir / "work", learning.imgsz,
+                             learning.teacher_label_conf)
+        for endpoint_id in self.endpoints:
+            state.tracks.setdefault(endpoint_id, TrackState(endpoint_id=endpoint_id))
+
+    # --- the round -------------------------------------------------------------------------------
+
+    def run_round(self, domain: str, settings: RoundSettings) -> list[RoundResult]:
+        state = self.state
+        if state.progress is None or state.progress.round != state.next_round:
+            self._plan(domain, settings)
+        else:
+            log.info("resuming round %d after stage %s", state.progress.round, state.progress.stage)
+            self._publish_plans(settings)
+        p = state.progress
+        if not state.stage_done("collected"):
+            self._timed("collected", lambda: self._collect(settings))
+        records = [r for ep in self.endpoints for r in FrameIndex(self.store).frames(ep, p.round)]
+        if not state.stage_done("teacher"):
+            self._timed("teacher", lambda: self._teacher(records, settings))
+        if not state.stage_done("student"):
+            self._timed("student", self._student)
+        if not state.stage_done("registered"):
+            self._timed("registered", self._register)
+        if not state.stage_done("pushed"):
+            self._timed("pushed", lambda: self._push_all(settings))
+        return self._finish(records, settings)
+
+    def _timed(self, stage: Stage, work: Callable[[], None]) -> None:
+        started = time.monotonic()
+        work()
+        seconds = time.monotonic() - started
+        self.state.progress.stage = stage
+        self.state.progress.stage_seconds[stage] = round(seconds, 3)
+        save_state(self.state_dir, self.state)
+        self.on_stage_done(stage, seconds)
+
+    def _plan(self, domain: str, settings: RoundSettings) -> None:
+        state, round_index = self.state, self.state.next_round
+        for track in state.tracks.values():
+            if track.domain != domain and domain in self._val_sets(track.endpoint_id):
+                track.domain = domain  # a new domain: the response curves start from the deployed mAP here
+                track.map_base = self._map(track, self._deployed(track)).map50_95
+                track.uploaded_bytes_domain = track.anchor_uploaded_bytes = 0
+                track.anchor_map = None
+            elif track.domain != domain:
+                track.domain = domain
+        states = [self._endpoint_state(t, settings) for t in self._tracks()]
+        allocation = self.policy.plan(Budget(settings.budget_bytes), states, self._history(), self._push_options())
+        state.progress = RoundProgress(round=round_index, domain=domain, stage="planned", started_time=time.time(),
+                                       plans=[PlannedEndpoint.of(p) for p in allocation.endpoints],
+                                       versions_before={t.endpoint_id: self._deployed(t) for t in self._tracks()})
+        save_state(self.state_dir, state)
+        self._publish_plans(settings)
+        log.info("round %d (%s): plans sent, %s", round_index, domain,
+                 ", ".join(f"{p.endpoint_id} up {p.upload_bytes / 1e3:.0f} kB + push {p.push.name}"
+                           for p in allocation.endpoints))
+
+    def _publish_plans(self, settings: RoundSettings) -> None:
+        from edge.scheduler.policy import Allocation
+
+        p = self.state.progress
+        allocation = Allocation(self.policy.name, Budget(settings.budget_bytes), tuple(e.to_plan() for e in p.plans))
+        for plan in to_protocol_plans(allocation, p.round, settings.round_s, p.domain, settings.frames_per_round):
+            self.mqtt.publish(protocol.topic(plan.endpoint_id, protocol.FEATURE_PLAN), protocol.encode(plan),
+                              qos=1, retain=True)
+
+    def _collect(self, settings: RoundSettings) -> None:
+        p = self.state.progress
+        self.on_stage(f"round {p.round}: endpoints upload {p.domain} frames")
+        collector = Collector(self.store, self.fleet, list(self.endpoints), self.stop_event)
+        drifted = lambda: self._drifted(settings)  # noqa: E731
+        p.spent_upload_bytes = collector.wait(p.round, settings, self.state.tracks, drifted)
+
+    def _drifted(self, settings: RoundSettings) -> bool:
+        """Label-free drift: the deployed student agrees with the teacher much less than it did last round."""
+        if settings.drift_agreement_drop <= 0:
+            return False
+        p = self.state.progress
+        for ep in self.endpoints:
+            last = self.state.last_agreement.get(ep)
+            records = FrameIndex(self.store).frames(ep, p.round)[:16]
+            if last is None or len(records) < 8:
+                continue
+            now = self.scorer.agreement(self._deployed(self.state.tracks[ep]), self.state.teacher_pt,
+                                        [self.store.get(r.jpeg_key) for r in records])
+            if now is not None and now < last - settings.drift_agreement_drop:
+                log.info("round %d: drift on %s: agreement %.3f, last round %.3f", p.round, ep, now, last)
+                return True
+        return False
+
+    def _teacher(self, records: list[FrameRecord], settings: RoundSettings) -> None:
+        from edge.labels import LabelContext, label_frames
+        from edge.teacher import finetune_teacher
+
+        p, cfg = self.state.progress, self.learning
+        ctx = LabelContext(teacher_weights=self.state.teacher_pt, teacher_conf=cfg.teacher_label_conf,
+                           imgsz=cfg.imgsz)
+        items = [f.item for f in label_frames(self.store, records, list(settings.labels), ctx)]
+        p.labelled_frames = len(items)
+        if not items:
+            log.warning("round %d: none of %d frames could be labelled; the models stay", p.round, len(records))
+            return
+        # The domain's frames accumulate over its rounds (bounded by the replay reservoir); other domains replay.
+        self.replay.add(items, p.domain)
+        domain_items = self.replay.items(p.domain)
+        self.on_stage(f"round {p.round}: fine-tuning the teacher on {len(domain_items)} {p.domain} frames "
+                      f"({len(items)} new) + replay")
+        teacher = finetune_teacher(self.state.teacher_pt, domain_items, cfg, self._run_dir(), self.state.class_names,
+                                   replay=self.replay, exclude_domain=p.domain)
+        self.state.teacher_pt = self._keep(teacher.weights, "teacher")
+        tmp = self.state_dir / "replay.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.replay.save(tmp)
+        shutil.rmtree(self.state_dir / "replay", ignore_errors=True)
+        tmp.rename(self.state_dir / "replay")
+
+    def _student(self) -> None:
+        from edge.distill import distill_student
+
+        p = self.state.progress
+        if not p.labelled_frames:
+            return
+        self.on_stage(f"round {p.round}: distilling the student")
+        student = distill_student(self.state.student_pt, self.state.teacher_pt, self.replay.items(p.domain),
+                                  self.learning, self._run_dir(), self.state.class_names, replay=self.replay,
+                                  exclude_domain=p.domain)
+        self.state.student_pt = self._keep(student.weights, "student")
+
+    def _register(self) -> None:
+        from edge.export import export_onnx, student_for_endpoint
+
+        p, cfg = self.state.progress, self.learning
+        items = self.replay.items(p.domain)
+        if not p.labelled_frames:
+            return
+        latest = self.registry.latest(STUDENT_NAME)
+        if latest is not None and latest.metrics.get("round") == float(p.round):
+            # Published just before a kill: adopt it, so no version number is skipped or used twice.
+            p.candidate_version = latest.version
+            log.info("round %d: adopting %s, registered before the restart", p.round, latest.version)
+            return
+        self.on_stage(f"round {p.round}: exporting and quantizing the student to INT8")
+        run_dir = self._run_dir()
+        fp32 = export_onnx(self.state.student_pt, run_dir / "student.onnx", cfg.imgsz)
+        shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
+                                                     [i.image for i in items[-cfg.calibration_frames:]], cfg.imgsz,
+                                                     cfg.student_precision)
+        manifest = self.registry.publish(STUDENT_NAME, shipped, format=model_format, input_size=(cfg.imgsz, cfg.imgsz),
+                                         class_names=self.state.class_names,
+                                         metrics={"round": float(p.round), "frames": float(p.labelled_frames)},
+                                         fleet=self.fleet_group)
+        p.candidate_version = manifest.version
+        log.info("round %d: student %s registered (%d bytes)", p.round, manifest.version, manifest.size_bytes)
+
+    def _push_all(self, settings: RoundSettings) -> None:
+        p = self.state.progress
+        for planned in p.plans:
+            ep = planned.endpoint_id
+            if ep in p.pushes:
+                continue  # pushed before a restart
+            track = self.state.tracks[ep]
+            if planned.push["kind"] == "skip" or not p.candidate_version:
+                p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
+            else:
+                self.on_stage(f"round {p.round}: pushing {p.candidate_version} to {ep}")
+                track.target_version = p.candidate_version
+                outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
+                p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version)
+            save_state(self.state_dir, self.state)
+
+    def _finish(self, records: list[FrameRecord], settings: RoundSettings) -> list[RoundResult]:
+        state, p = self.state, self.state.progress
+        rounds_path, history_path = self.state_dir / ROUNDS_FILE, self.state_dir / HISTORY_FILE
+        written = _rounds_in(rounds_path)
+        results = []
+        for planned in p.plans:
+            ep, track = planned.endpoint_id, state.tracks[planned.endpoint_id]
+            recs = [r for r in records if r.endpoint_id == ep]
+            push = p.pushes.get(ep, PushDone(kind="skip", bytes=0, version=""))
+            before = self._map(track, p.versions_before.get(ep, ""))
+            deployed = self._deployed(track)
+            after = self._map(track, deployed)
+            static = self.scorer.file(ep, track.domain, self._val(track), state.static_onnx) \
+                if self._val(track) else _ZERO
+            uploaded = sum(r.jpeg_bytes for r in recs)
+            uploaded_before = track.uploaded_bytes_domain
+            track.uploaded_bytes_domain += uploaded
+            if recs:
+                track.bytes_per_frame = uploaded / len(recs)
+            if push.kind == "full":
+                track.anchor_uploaded_bytes, track.anchor_map = track.uploaded_bytes_domain, after.map50_95
+            candidate = p.candidate_version
+            record = RoundRecord(
+                round=p.round, endpoint_id=ep, policy=self.policy.name, budget_bytes=settings.budget_bytes,
+                planned_upload_bytes=planned.upload_bytes, spent_upload_bytes=p.spent_upload_bytes.get(ep, 0),
+                planned_push_bytes=planned.push["bytes"], spent_push_bytes=push.bytes, frames_uploaded=len(recs),
+                push=planned.push["name"], push_kind=push.kind,
+                push_student=STUDENT_NAME if push.kind != "skip" else "", uploaded_bytes_before=uploaded_before,
+                map_base=track.map_base, anchor_uploaded_bytes=track.anchor_uploaded_bytes,
+                anchor_map=track.anchor_map if track.anchor_map is not None else track.map_base,
+                map_before=before.map50_95, map_after=after.map50_95,
+                candidate_map=self._map(track, candidate).map50_95 if candidate else None,
+                candidate_bytes=self.registry.manifest(STUDENT_NAME, candidate).size_bytes if candidate else None)
+            agreement = self.scorer.agreement(deployed, state.teacher_pt, [self.store.get(r.jpeg_key)
+                                                                           for r in recs[:16]])
+            if agreement is not None:
+                state.last_agreement[ep] = agreement
+            teacher = self.scorer.teacher(ep, self._val_sets(ep), state.teacher_pt)
+            result = RoundResult(
+                round=p.round, endpoint=ep, domain=p.domain, policy=self.policy.name,
+                budget_bytes=settings.budget_bytes, planned_upload_bytes=planned.upload_bytes,
+                upload_bytes=p.spent_upload_bytes.get(ep, 0), planned_push_bytes=planned.push["bytes"],
+                push_bytes=push.bytes, push_kind=push.kind, frames_uploaded=len(recs), model_version=deployed,
+                map50=after.map50, map50_95=after.map50_95, map50_95_before=before.map50_95,
+                static_map50_95=static.map50_95, teacher_map50_95=teacher.get(p.domain, 0.0),
+                agreement_map50_95=agreement, teacher_map50_95_by_domain=teacher,
+                wall_s=time.time() - p.started_time)
+            if p.round not in written:  # a restart between these lines and the state save writes no duplicate
+                append_line(history_path, record.to_dict())
+                append_line(rounds_path, result.model_dump())
+            results.append(result)
+        state.next_round, state.progress, state.last_round_end_time = p.round + 1, None, time.time()
+        save_state(self.state_dir, state)
+        self._prune(p.round)
+        return results
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _tracks(self) -> list[TrackState]:
+        return [self.state.tracks[ep] for ep in self.endpoints]
+
+    def _val_sets(self, endpoint_id: str) -> dict[str, list[LabelledImage]]:
+        return self.endpoints[endpoint_id].val_sets
+
+    def _val(self, track: TrackState) -> list[LabelledImage]:
+        return self._val_sets(track.endpoint_id).get(track.domain, [])
+
+    def _deployed(self, track: TrackState) -> str:
+        """What the endpoint runs: its own report first, else what the edge last had acked."""
+        return self.fleet.running(track.endpoint_id) or track.running_version or track.target_version
+
+    def _map(self, track: TrackState, version: str):
+        if not version or not self._val(track):
+            return _ZERO
+        return self.scorer.version(track.endpoint_id, track.domain, self._val(track), version)
+
+    def _endpoint_state(self, track: TrackState, settings: RoundSettings) -> EndpointState:
+        version = self._deployed(track)
+        size = self.registry.manifest(STUDENT_NAME, version).size_bytes if version else 0
+        return EndpointState(
+            endpoint_id=track.endpoint_id, map_deployed=self._map(track, version).map50_95,
+            map_base=track.map_base, uploaded_bytes=track.uploaded_bytes_domain, deployed_student=STUDENT_NAME,
+            deployed_model_bytes=size, anchor_uploaded_bytes=track.anchor_uploaded_bytes,
+            anchor_map=track.anchor_map, bytes_per_frame=track.bytes_per_frame,
+            frames_per_round=settings.frames_per_round or None)
+
+    def _push_options(self) -> list[PushOption]:
+        latest = self.registry.latest(STUDENT_NAME)
+        return [SKIP, PushOption("full", latest.size_bytes if latest else 1, "full", STUDENT_NAME)]
+
+    def _history(self) -> list[RoundRecord]:
+        path = self.state_dir / HISTORY_FILE
+        if not path.exists():
+            return []
+        return [RoundRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+    def _run_dir(self) -> Path:
+        run_dir = self.state_dir / "work" / f"round-{self.state.progress.round:03d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _keep(self, weights: Path, role: str) -> Path:
+        """Copy a stage's weights out of its run folder, under a name that says which round made them."""
+        kept = self.state_dir / "models" / f"{role}-r{self.state.progress.round:03d}.pt"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, kept.with_suffix(".tmp"))
+        kept.with_suffix(".tmp").replace(kept)
+        return kept
+
+    def _prune(self, round_index: int) -> None:
+        """Keep this round's and the last round's weights and runs; older ones are never read again."""
+        for folder, pattern in ((self.state_dir / "models", r"(teacher|student)-r(\d+)\.pt"),
+                                (self.state_dir / "work", r"round-(\d+)")):
+            for path in folder.glob("*"):
+                match = re.fullmatch(pattern, path.name)
+                if match and int(match.groups()[-1]) < round_index - 1:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _rounds_in(path: Path) -> set[int]:
+    if not path.exists():
+        return set()
+    return {json.loads(line)["round"] for line in path.read_text().splitlines() if line.strip()}
+
+
+class _Zero:
+    map50 = 0.0
+    map50_95 = 0.0
+
+
+_ZERO = _Zero()

@@ -1,0 +1,65 @@
+"""The per-frame loop: a capture thread reads ahead, the calling thread detects, a writer thread spools."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from endpoint.capture import CaptureThread
+from endpoint.frame_writer import FrameWriter, WriteJob
+from endpoint.protocol import Detection
+from endpoint.run_stats import RunStats
+from endpoint.sampler import Candidate, Sampler
+from endpoint.sources import SourceFrame
+
+log = logging.getLogger(__name__)
+
+FrameHook = Callable[[SourceFrame, list[Detection], str, float], None]  # frame, detections, version, inference ms
+
+
+class FrameLoop:
+    """Capture, inference and spooling overlap; only inference runs on the caller's thread."""
+
+    def __init__(self, detect: Callable[[np.ndarray], list[Detection]], model_version: Callable[[], str],
+                 sampler: Sampler, writer: FrameWriter, stats: RunStats, round_now: Callable[[], int] = lambda: 0,
+                 on_frame: FrameHook | None = None):
+        self.detect, self.model_version = detect, model_version
+        self.sampler, self.writer, self.stats = sampler, writer, stats
+        self.round_now = round_now
+        self.on_frame = on_frame
+
+    def run(self, frames: Iterable[SourceFrame], queue_frames: int, drop_oldest: bool, stop: threading.Event,
+            tick: Callable[[], None] = lambda: None, tick_s: float = 0.5) -> None:
+        """Stream ``frames`` to their end or until ``stop``; return once every sampled frame is spooled."""
+        capture = CaptureThread(frames, queue_frames, drop_oldest).start()
+        dropped_before = self.stats.frames_dropped
+        try:
+            while not stop.is_set():
+                more, frame = capture.get(timeout_s=tick_s)
+                self.stats.frames_dropped = dropped_before + capture.dropped
+                if not more:
+                    break
+                if frame is not None:
+                    self._step(frame)
+                tick()
+        finally:
+            capture.stop()
+            self.stats.frames_dropped = dropped_before + capture.dropped
+            self.writer.flush()
+
+    def _step(self, frame: SourceFrame) -> None:
+        index = self.stats.frames_seen
+        self.stats.frames_seen += 1
+        started = time.perf_counter()
+        detections = self.detect(frame.image)
+        inference_ms = (time.perf_counter() - started) * 1000
+        self.stats.inference_ms_total += inference_ms
+        version = self.model_version()
+        if self.on_frame is not None:
+            self.on_frame(frame, detections, version, inference_ms)
+        if self.sampler.wants(Candidate(index, [float(d.conf) for d in detections])):
+            self.writer.submit(WriteJob(frame, index, detections, self.round_now(), version))

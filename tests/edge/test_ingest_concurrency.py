@@ -1,0 +1,191 @@
+"""Concurrent ingest: store writes overlap, two copies of one frame in flight are stored once, the inbox is bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from edge.frame_index import FrameRecord
+from edge.ingest_inbox import Inbox, Incoming
+from edge.ingest_writer import FrameWriter, Outcome
+from edge.store.local import LocalStore
+from endpoint import protocol
+from tests.edge.test_ingest import frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
+
+
+def wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    """Poll a state that has no event of its own (another thread's position)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class GateStore:
+    """A LocalStore whose calls wait at a gate until ``wanted`` of them run at once (or the gate times out)."""
+
+    def __init__(self, inner: LocalStore, wanted: int, timeout_s: float = 5.0):
+        self.inner, self.wanted, self.timeout_s = inner, wanted, timeout_s
+        self.running = self.peak = 0
+        self._cond = threading.Condition()
+
+    def _gate(self):
+        with self._cond:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.peak >= self.wanted, self.timeout_s)
+        return self
+
+    def _leave(self):
+        with self._cond:
+            self.running -= 1
+
+    def exists(self, key):
+        self._gate()
+        try:
+            return self.inner.exists(key)
+        finally:
+            self._leave()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.integration
+def test_store_calls_of_different_frames_overlap(broker, tmp_path, peer, make_ingest):  # noqa: F811
+    store = GateStore(LocalStore(tmp_path / "store"), wanted=4)
+    ingest = make_ingest(ingest_config(broker, store_concurrency=4), store)
+    for i in range(4):
+        peer.publish("cam-a", frame_payload("cam-a", f"f{i}", jpeg=make_jpeg(i)))
+
+    assert ingest.wait_for(4, timeout_s=15)
+    assert peer.wait_acked(4)
+    assert store.peak >= 4  # one worker at a time would leave every call waiting out the gate alone
+
+
+class HeldStore:
+    """A LocalStore whose JPEG puts wait until ``release`` is set; counts puts per key."""
+
+    def __init__(self, inner: LocalStore):
+        self.inner = inner
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.puts: dict[str, int] = {}
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        self.puts[key] = self.puts.get(key, 0) + 1
+        if key.endswith(".jpg"):
+            self.entered.set()
+            assert self.release.wait(10)
+        self.inner.put(key, data, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def record_for(jpeg: bytes, frame_id: str = "f1") -> FrameRecord:
+    header = protocol.make_frame_header(jpeg, endpoint_id="cam-a", frame_id=frame_id, capture_time=1.0, round=0,
+                                        model_version="s0", width=48, height=32)
+    return FrameRecord.from_header(header, received_time=2.0)
+
+
+def test_two_copies_of_one_frame_in_flight_are_stored_once(tmp_path):
+    store = HeldStore(LocalStore(tmp_path / "store"))
+    writer = FrameWriter(store, threading.Event(), 0.01, 0.1, on_store_error=lambda: None)
+    jpeg = make_jpeg(1)
+    outcomes: list[Outcome] = []
+    first = threading.Thread(target=lambda: outcomes.append(writer.write(record_for(jpeg), jpeg)))
+    first.start()
+    assert store.entered.wait(10)  # the first copy is inside its JPEG put, its marker not yet written
+    second = threading.Thread(target=lambda: outcomes.append(writer.write(record_for(jpeg), jpeg)))
+    second.start()
+    assert wait_for(lambda: writer.copies_waiting() == 1 or store.puts.get("frames/cam-a/r00000/f1.jpg") == 2)
+    store.release.set()
+    first.join(10)
+    second.join(10)
+
+    assert sorted(o.value for o in outcomes) == ["duplicate", "stored"]
+    assert store.puts == {"frames/cam-a/r00000/f1.jpg": 1, "frames/cam-a/r00000/f1.json": 1}
+
+
+@pytest.mark.integration
+def test_two_copies_in_flight_through_ingest_are_stored_once_and_both_acked(broker, tmp_path, peer,  # noqa: F811
+                                                                              make_ingest):
+    store = HeldStore(LocalStore(tmp_path / "store"))
+    ingest = make_ingest(ingest_config(broker, store_concurrency=4), store)
+    payload = frame_payload("cam-a", "twice")
+    peer.publish("cam-a", payload)
+    assert store.entered.wait(10)
+    peer.publish("cam-a", payload)
+    assert wait_for(lambda: ingest._writer.copies_waiting() == 1 or store.puts.get(
+        "frames/cam-a/r00000/twice.jpg") == 2)
+    store.release.set()
+
+    assert ingest.wait_until(lambda s: s.stored + s.duplicates == 2, timeout_s=10), ingest.stats()
+    assert peer.wait_acked(2)
+    assert peer.acked_ids() == ["twice", "twice"]
+    assert (ingest.stats().stored, ingest.stats().duplicates) == (1, 1)
+    assert store.puts == {"frames/cam-a/r00000/twice.jpg": 1, "frames/cam-a/r00000/twice.json": 1}
+
+
+def incoming(n_bytes: int) -> Incoming:
+    return Incoming("edgeloop/v1/cam-a/frame", bytes(n_bytes), 0.0)
+
+
+def test_inbox_is_bounded_by_count_and_bytes_and_put_waits_for_room():
+    inbox = Inbox(max_messages=2, max_bytes=1000)
+    assert inbox.put(incoming(10), 0.01) and inbox.put(incoming(10), 0.01)
+    assert not inbox.put(incoming(10), 0.01)  # count bound
+    assert inbox.get(0.01).payload == bytes(10)
+    assert not inbox.put(incoming(995), 0.01)  # byte bound: 10 + 995 > 1000
+    assert inbox.depth() == (1, 10)
+
+    # A waiting put goes through as soon as a worker takes a message.
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(inbox.put(incoming(995), 10)))
+    waiter.start()
+    assert inbox.get(1).payload == bytes(10)
+    waiter.join(10)
+    assert result == [True] and inbox.depth() == (1, 995)
+
+
+def test_inbox_takes_one_oversized_message_when_empty_and_close_wakes_waiters():
+    inbox = Inbox(max_messages=4, max_bytes=100)
+    assert inbox.put(incoming(500), 0.01)  # bigger than the byte bound, but alone
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(inbox.put(incoming(10), 30)))
+    waiter.start()
+    assert wait_for(lambda: waiter.is_alive())
+    inbox.close()
+    waiter.join(5)
+    assert result == [False] and inbox.get(0.01) is None
+
+
+class DiskErrorStore:
+    """A LocalStore whose first put raises a bare OSError, as a store that does not wrap disk errors would."""
+
+    def __init__(self, inner: LocalStore):
+        self.inner, self.failed = inner, False
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        self.inner.put(key, data, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_bare_os_error_from_the_store_is_retried_like_a_store_error(tmp_path):
+    errors = []
+    store = DiskErrorStore(LocalStore(tmp_path / "store"))
+    writer = FrameWriter(store, threading.Event(), 0.001, 0.01, on_store_error=lambda: errors.append(1))
+    jpeg = make_jpeg(2)
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
+    assert errors == [1] and store.inner.get("frames/cam-a/r00000/f1.jpg") == jpeg
