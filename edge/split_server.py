@@ -114,8 +114,8 @@ class SplitServer:
         try:
             topic_id, _ = protocol.parse_topic(topic)
             request = decode_split_request(payload)
-        except protocol.ProtocolError as exc:  # no readable request id: nothing to answer to
-            log.warning("dropping a malformed split request on %s: %s", topic, exc)
+        except Exception as exc:  # ProtocolError or worse: no readable request id, so nothing to answer to
+            log.warning("dropping a malformed split request on %s: %s", topic, str(exc)[:300])
             self.refused += 1
             return
         h = request.header

@@ -130,6 +130,8 @@ def decode_tensors(blob: bytes, expected_shapes: Sequence[Sequence[int]] | None 
                 params, pos = (low, step), pos + 8 * n
             layouts.append((shape, params))
         (body_len,) = struct.unpack_from(">I", blob, pos)
+    except CodecError:
+        raise
     except (struct.error, ValueError) as exc:  # numpy says ValueError when the buffer ends inside parameters
         raise CodecError(f"truncated header: {exc}") from None
     body = blob[pos + 4 : pos + 4 + body_len]

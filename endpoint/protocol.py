@@ -208,7 +208,7 @@ def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ac
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
     try:
         raw = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
     _check_version(raw)
     try:
@@ -236,7 +236,7 @@ def unpack_binary(message: bytes, magic: bytes, limit: int, what: str) -> tuple[
         raise ProtocolError(f"header length {head_len} does not fit the {len(message)}-byte {what}")
     try:
         raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise ProtocolError(f"{what} header is not UTF-8 JSON: {exc}") from None
     _check_version(raw)
     return raw, message[8 + head_len :]

@@ -121,7 +121,7 @@ def _json_object(payload: bytes) -> dict:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
     try:
         raw = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise ProtocolError(f"not UTF-8 JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError("message is not a JSON object")

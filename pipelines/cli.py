@@ -46,6 +46,10 @@ def _bench(args) -> int:
         from pipelines.bench_scheduler import run_bench_scheduler
 
         return run_bench_scheduler(args)
+    if args.what == "fuzz":
+        from pipelines.bench_fuzz import run_bench_fuzz
+
+        return run_bench_fuzz(args)
     from pipelines.bench_split import run_bench_split
 
     return run_bench_split(args)
@@ -78,6 +82,7 @@ def _pi_wheels(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeloop", description="End-edge continual learning for object detection.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("endpoint", help="run an endpoint (camera, video, folder or scenario → MQTT)")
@@ -103,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint"], help="which benchmark")
+    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz"],
+                   help="which benchmark")
     p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
     p.add_argument("--endpoints", type=int, default=8, help="ingest: endpoint identities publishing at once")
@@ -120,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="edgeloop-data/bench", help="where plots are written")
     p.add_argument("--surfaces", default=None, help="scheduler: measured response surfaces (default: shipped set)")
     p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")
-    p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed")
+    p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
+    p.add_argument("--messages", type=int, default=10_000, help="fuzz: mutated messages per receiver")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")
@@ -135,7 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pi-wheels", help="check that every endpoint dependency has an aarch64 wheel for the Pi")
     p.set_defaults(func=_pi_wheels)
+    for command in sub.choices.values():
+        _accept_verbose(command)
     return parser
+
+
+def _accept_verbose(command: argparse.ArgumentParser) -> None:
+    """``edgeloop lab -v`` as well as ``edgeloop -v lab``; SUPPRESS keeps a top-level -v when none follows."""
+    try:
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    except argparse.ArgumentError:
+        pass  # the subcommand has a -v of its own
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgeloop")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

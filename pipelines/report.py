@@ -46,6 +46,11 @@ def plot_results(results: list[RoundResult], out_png: str | Path) -> Path:
         c = colors[i % len(colors)]
         ax_map.plot(x, [r.map50_95 for r in rows], "o-", color=c, label=f"{endpoint} deployed")
         ax_map.plot(x, [r.static_map50_95 for r in rows], "s--", color=c, alpha=0.6, label=f"{endpoint} static")
+        old = sorted({d for r in rows for d in r.map50_95_by_domain if d != r.domain})
+        for domain in old:  # what the deployed student still knows of domains it left
+            points = [(r.round, r.map50_95_by_domain[domain]) for r in rows
+                      if domain in r.map50_95_by_domain and domain != r.domain]
+            ax_map.plot(*zip(*points), "^-.", color=c, alpha=0.8, label=f"{endpoint} on {domain} (forgetting)")
     first = sorted(by_endpoint.values(), key=len)[-1] if by_endpoint else []
     if first:
         ax_map.plot([r.round for r in first], [r.teacher_map50_95 for r in first], "k:", label="teacher")

@@ -27,7 +27,8 @@ def weed_binary() -> str:
 
 @dataclass
 class SeaweedS3:
-    """``weed mini`` with every port chosen free, and S3 credentials set."""
+    """``weed mini`` with every port chosen free, and S3 credentials set; ``stop()`` and ``start()`` may be
+    repeated: a restart keeps the ports and the data dir (outage tests)."""
 
     access_key: str = "edgeloop"
     secret_key: str = "edgeloop-secret"
@@ -35,6 +36,7 @@ class SeaweedS3:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edgeloop-s3-")))
     s3_port: int = 0
     process: subprocess.Popen | None = None
+    ports: dict[str, int] = field(default_factory=dict)  # chosen on the first start, kept for restarts
 
     @property
     def endpoint(self) -> str:
@@ -42,8 +44,11 @@ class SeaweedS3:
 
     def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
         self.workdir = Path(self.workdir).resolve()
-        ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
-                 for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance", "metrics")}
+        if not self.ports:
+            self.ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
+                          for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance",
+                                       "metrics")}
+        ports = self.ports
         self.s3_port = ports["s3"]
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -81,9 +86,10 @@ class SeaweedS3:
                     raise
                 time.sleep(0.3)
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """End the server (``kill``: SIGKILL, no chance to flush); its data dir stays for a restart."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

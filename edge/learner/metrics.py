@@ -29,6 +29,8 @@ class LearnerMetrics:
         self.teacher_map50_95 = Gauge("edgeloop_teacher_map50_95", "teacher mAP50-95, same frames", ep, registry=r)
         self.agreement_map50_95 = Gauge("edgeloop_agreement_map50_95", "label-free: deployed student scored "
                                         "against the teacher's pseudo-labels on the round's uploads", ep, registry=r)
+        self.map50_95_by_domain = Gauge("edgeloop_deployed_map50_95_by_domain", "deployed student mAP50-95 on "
+                                        "each domain seen so far (forgetting)", ["endpoint", "domain"], registry=r)
         self.model_version = Gauge("edgeloop_model_version", "number of the student version the endpoint reports "
                                    "running (0: none)", ep, registry=r)
         self.planned_upload = Gauge("edgeloop_planned_upload_bytes", "frame bytes planned for the endpoint, last "
@@ -56,6 +58,8 @@ class LearnerMetrics:
         self.teacher_map50_95.labels(endpoint=ep).set(result.teacher_map50_95)
         if result.agreement_map50_95 is not None:
             self.agreement_map50_95.labels(endpoint=ep).set(result.agreement_map50_95)
+        for domain, value in result.map50_95_by_domain.items():
+            self.map50_95_by_domain.labels(endpoint=ep, domain=domain).set(value)
         self.planned_upload.labels(endpoint=ep).set(result.planned_upload_bytes)
         self.planned_push.labels(endpoint=ep).set(result.planned_push_bytes)
         self.upload.labels(endpoint=ep).inc(result.upload_bytes)

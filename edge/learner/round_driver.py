@@ -291,6 +291,7 @@ class RoundDriver:
             if agreement is not None:
                 state.last_agreement[ep] = agreement
             teacher = self.scorer.teacher(ep, self._val_sets(ep), state.teacher_pt)
+            by_domain = self._by_domain(ep, deployed)
             result = RoundResult(
                 round=p.round, endpoint=ep, domain=p.domain, policy=self.policy.name,
                 budget_bytes=settings.budget_bytes, planned_upload_bytes=planned.upload_bytes,
@@ -298,7 +299,7 @@ class RoundDriver:
                 push_bytes=push.bytes, push_kind=push.kind, frames_uploaded=len(recs), model_version=deployed,
                 map50=after.map50, map50_95=after.map50_95, map50_95_before=before.map50_95,
                 static_map50_95=static.map50_95, teacher_map50_95=teacher.get(p.domain, 0.0),
-                agreement_map50_95=agreement, teacher_map50_95_by_domain=teacher,
+                agreement_map50_95=agreement, teacher_map50_95_by_domain=teacher, map50_95_by_domain=by_domain,
                 wall_s=time.time() - p.started_time)
             if p.round not in written:  # a restart between these lines and the state save writes no duplicate
                 append_line(history_path, record.to_dict())
@@ -323,6 +324,12 @@ class RoundDriver:
     def _deployed(self, track: TrackState) -> str:
         """What the endpoint runs: its own report first, else what the edge last had acked."""
         return self.fleet.running(track.endpoint_id) or track.running_version or track.target_version
+
+    def _by_domain(self, endpoint_id: str, version: str) -> dict[str, float]:
+        """The deployed student on each domain learnt so far (the replay holds every one) and this round's."""
+        seen = {*self.replay.domains(), self.state.progress.domain}
+        return {domain: self.scorer.version(endpoint_id, domain, items, version).map50_95
+                for domain, items in self._val_sets(endpoint_id).items() if domain in seen and items and version}
 
     def _map(self, track: TrackState, version: str):
         if not version or not self._val(track):

@@ -35,6 +35,9 @@ class RoundResult(BaseModel):
     teacher_map50_95_by_domain: dict[str, float] = Field(
         default_factory=dict, description="the teacher after this round on every domain's held-out frames "
                                           "(does it forget the old ones?)")
+    map50_95_by_domain: dict[str, float] = Field(
+        default_factory=dict, description="the deployed student on every domain seen so far that this endpoint "
+                                          "has held-out frames of (what it forgets of the old ones)")
     wall_s: float
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from edge.scheduler.policy import PushOption
 
 ValueFn = Callable[[np.ndarray, PushOption], np.ndarray]
 TIE_MAP = 1e-9  # values closer than this are equal
+REFINE_TOL = 1e-8  # of the refined stretch: 40 golden-section steps, as before scipy, left 4e-9 of it
 # Of equal values, more data wins (later pushes still carry it), then the larger push (it carries at least as much).
-_GOLDEN = (math.sqrt(5) - 1) / 2
 
 
 @dataclass(frozen=True)
@@ -41,21 +42,11 @@ def _last_best(values: np.ndarray, tol: float = TIE_MAP) -> int:
     return int(np.flatnonzero(values >= values.max() - tol)[-1])
 
 
-def _refine(value: ValueFn, option: PushOption, lo: float, hi: float, steps: int = 40) -> tuple[float, float]:
-    """Golden-section search for a maximum of a unimodal stretch ``[lo, hi]``."""
-    a, b = lo, hi
-    c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
-    fc, fd = (float(v) for v in value(np.array([c, d]), option))
-    for _ in range(steps):
-        if fc > fd:
-            b, d, fd = d, c, fc
-            c = b - _GOLDEN * (b - a)
-            fc = float(value(np.array([c]), option)[0])
-        else:
-            a, c, fc = c, d, fd
-            d = a + _GOLDEN * (b - a)
-            fd = float(value(np.array([d]), option)[0])
-    return (c, fc) if fc > fd else (d, fd)
+def _refine(value: ValueFn, option: PushOption, lo: float, hi: float) -> tuple[float, float]:
+    """A maximum of a unimodal stretch ``[lo, hi]`` by bounded Brent search."""
+    result = minimize_scalar(lambda x: -float(value(np.array([x]), option)[0]), bounds=(lo, hi), method="bounded",
+                             options={"xatol": REFINE_TOL * (hi - lo)})
+    return float(result.x), -float(result.fun)
 
 
 def best_split(value: ValueFn, budget_bytes: float, options: Sequence[PushOption],

@@ -113,4 +113,5 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     return image
 
 
-__all__ = ["MAX_IMAGE_PIXELS", "SplitTailRunner", "WholeModelRunner", "decode_image", "detect_jpeg", "raw_to_detections"]
+__all__ = ["MAX_IMAGE_PIXELS", "SplitTailRunner", "WholeModelRunner", "decode_image", "detect_jpeg",
+           "raw_to_detections"]

@@ -2,8 +2,8 @@
 
 No Docker engine runs here, so each service is started the way its compose entry starts it: Mosquitto
 with the compose mosquitto.conf, ACL and a password file; SeaweedFS standing in for MinIO; the edge
-(`edgeloop edge` with compose-edge.yaml: ingest and learner); two endpoints (compose-endpoint-N.yaml).
-Only addresses, ports, paths, secrets and training time are changed. The endpoints start with no
+(`edgeloop edge` with compose-edge.yaml: ingest and learner); two endpoints (compose-endpoint-N.yaml), all
+over TLS with the secrets deploy/make-secrets.sh makes. Only addresses, ports, paths and training time change. The endpoints start with no
 model: the learner pushes each its first one, then rounds run and the learner's metrics show mAP.
 """
 
@@ -20,18 +20,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.broker import mosquitto_binary
 from pipelines.ports import free_port
-from tests.deploy.compose_broker import MOSQUITTO_PASSWD, start_compose_broker
 from tests.deploy.compose_file import REPO, load_compose
+from tests.deploy.mosquitto_repo import RepoBroker, make_secrets, needs_mosquitto
 from tests.deploy.promql import DASHBOARD, dashboard_queries, metric_names
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration,
-              pytest.mark.skipif(not (mosquitto_binary() and MOSQUITTO_PASSWD),
-                                 reason="mosquitto and mosquitto_passwd are not installed")]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, needs_mosquitto]
 
 CONFIG = REPO / "deploy" / "config"
-USERS = {"edge": "edge-pw", "learner": "learner-pw", "cam-1": "cam-1-pw", "cam-2": "cam-2-pw"}
 ROUNDS = 2
 # What a 2-core CI trains in seconds: the learner starts from the session's day-trained tiny detector
 # (user weights, as `learning.teacher.weights` lets a user bring COCO-pretrained ones). The rest is compose's.
@@ -45,23 +41,22 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def secret(tmp: Path, name: str, value: str) -> str:
-    """A compose secret: a file under /run/secrets there, under tmp/secrets here."""
-    path = tmp / "secrets" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(value + "\n")
-    return str(path)
+def secret(deployment: Path, user: str) -> str:
+    """A compose secret (/run/secrets/... there): the file deploy/make-secrets.sh made for this user."""
+    return str(deployment / "deploy" / "secrets" / f"{user}.password")
 
 
-def edge_config(tmp: Path, broker, s3, ingest_metrics: int, learner_metrics: int, weights: Path) -> Path:
+def edge_config(tmp: Path, deployment: Path, broker: RepoBroker, s3, ingest_metrics: int, learner_metrics: int,
+                weights: Path) -> Path:
     config = yaml.safe_load((CONFIG / "compose-edge.yaml").read_text())
+    s3_secret = tmp / "minio-secret-key"  # SeaweedFS stands in for MinIO, with its own key
+    s3_secret.write_text(s3.secret_key)
     for role in ("ingest", "learner"):
         section = config[role]
-        user = section["username"]
-        section.update(broker_host="127.0.0.1", broker_port=broker["tls"], tls_ca_file=str(broker["ca"]),
-                       password_file=secret(tmp, f"{user}_mqtt_password", USERS[user]))
+        section.update(broker_host="127.0.0.1", broker_port=broker.tls_port, tls_ca_file=broker.ca_file,
+                       password_file=secret(deployment, section["username"]))
         section["store"].update(endpoint=s3.endpoint, bucket="compose-loop", access_key=s3.access_key,
-                                secret_key_file=secret(tmp, "minio_secret_key", s3.secret_key))
+                                secret_key_file=str(s3_secret))
     config["ingest"]["metrics_port"] = ingest_metrics
     learner = config["learner"]
     learner.update(state_dir=str(tmp / "edge-data" / "learner"), public_key_dir=str(tmp / "edge-keys"),
@@ -76,12 +71,11 @@ def edge_config(tmp: Path, broker, s3, ingest_metrics: int, learner_metrics: int
     return path
 
 
-def endpoint_config(tmp: Path, n: int, broker, metrics_port: int) -> Path:
+def endpoint_config(tmp: Path, deployment: Path, n: int, broker: RepoBroker, metrics_port: int) -> Path:
     config = yaml.safe_load((CONFIG / f"compose-endpoint-{n}.yaml").read_text())
     data = tmp / f"endpoint-{n}-data"
-    user = config["broker"]["username"]
-    config["broker"].update(host="127.0.0.1", port=broker["tls"], tls_ca_file=str(broker["ca"]),
-                            password_file=secret(tmp, f"{user}.password", USERS[user]))
+    config["broker"].update(host="127.0.0.1", port=broker.tls_port, tls_ca_file=broker.ca_file,
+                            password_file=secret(deployment, config["broker"]["username"]))
     config["uplink"]["spool_dir"] = str(data / "spool")
     config["model"].update(models_dir=str(data / "models"), public_key=str(tmp / "edge-keys" / "model_signing.pub"))
     config.update(metrics_port=metrics_port, telemetry_interval_s=1.0)
@@ -99,11 +93,14 @@ def command(service: dict, config: Path) -> list[str]:
 
 def test_compose_services_close_the_loop(tmp_path, s3_server, tiny_yolo_pt):
     services = load_compose()["services"]
-    mosquitto, ports, ca = start_compose_broker(tmp_path / "mosquitto", USERS)
-    broker = {"tls": ports["tls"], "ca": ca}  # compose's services all talk TLS on 8883
+    deployment = tmp_path / "deployment"
+    make_secrets(deployment)  # what a compose user runs first: passwords, hashed password file, TLS certificates
+    (tmp_path / "mosquitto").mkdir()
+    broker = RepoBroker(deployment, tmp_path / "mosquitto")  # compose's services all talk TLS on 8883
     metrics_ports = {name: free_port() for name in ("ingest", "learner", "endpoint-1", "endpoint-2")}
     learner_metrics = metrics_ports["learner"]
-    edge_yaml = edge_config(tmp_path, broker, s3_server, metrics_ports["ingest"], learner_metrics, tiny_yolo_pt)
+    edge_yaml = edge_config(tmp_path, deployment, broker, s3_server, metrics_ports["ingest"], learner_metrics,
+                            tiny_yolo_pt)
     processes = {}
     logs = {}
 
@@ -124,7 +121,8 @@ def test_compose_services_close_the_loop(tmp_path, s3_server, tiny_yolo_pt):
             time.sleep(1)
         for n in (1, 2):
             start(f"endpoint-{n}", command(services[f"endpoint-{n}"],
-                                           endpoint_config(tmp_path, n, broker, metrics_ports[f"endpoint-{n}"])))
+                                           endpoint_config(tmp_path, deployment, n, broker,
+                                                           metrics_ports[f"endpoint-{n}"])))
 
         map_per_round: dict[int, dict[str, float]] = {}
         deadline = time.monotonic() + 600
@@ -150,8 +148,7 @@ def test_compose_services_close_the_loop(tmp_path, s3_server, tiny_yolo_pt):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        mosquitto.terminate()
-        mosquitto.wait(timeout=10)
+        broker.stop()
 
     dashboard = json.loads(DASHBOARD.read_text())
     queried = {name for _, expr in dashboard_queries(dashboard) for name in metric_names(expr)}

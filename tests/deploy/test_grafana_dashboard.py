@@ -13,7 +13,8 @@ from tests.deploy.promql import DASHBOARD, dashboard_queries, metric_names
 
 # The panels the dashboard must have, by the metric each one shows.
 REQUIRED = {"edgeloop_deployed_map50_95", "edgeloop_static_map50_95", "edgeloop_teacher_map50_95",
-            "edgeloop_agreement_map50_95", "edgeloop_model_version", "edgeloop_round",
+            "edgeloop_agreement_map50_95", "edgeloop_deployed_map50_95_by_domain", "edgeloop_model_version",
+            "edgeloop_round",
             "edgeloop_upload_bytes_total", "edgeloop_push_bytes_total", "edgeloop_planned_upload_bytes",
             "edgeloop_planned_push_bytes", "edgeloop_round_duration_seconds", "edgeloop_stage_duration_seconds",
             "edgeloop_endpoint_frames_sampled_total", "edgeloop_endpoint_frames_acked_total", "edgeloop_endpoint_spool_depth",

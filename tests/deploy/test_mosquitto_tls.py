@@ -14,20 +14,23 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.service_config import load_service_config
 from endpoint import protocol
-from endpoint.config import load_endpoint_config
+from endpoint.config import BrokerConfig, load_endpoint_config
 from endpoint.mqtt_link import MqttLink
 from endpoint.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
     encode_split_request
 from tests.deploy.compose_file import REPO, host_path, load_compose
-from tests.deploy.mosquitto_repo import (DEPLOY, Client, make_secrets, needs_mosquitto, repo_broker,  # noqa: F401
+from tests.deploy.mosquitto_repo import (Client, make_secrets, needs_mosquitto, repo_broker,  # noqa: F401
                                          secrets)
 
 pytestmark = [needs_mosquitto, pytest.mark.integration]
 
 
 def _link(broker, secrets_, endpoint_id: str = "cam-1") -> MqttLink:
-    return MqttLink(endpoint_id, "127.0.0.1", broker.tls_port, endpoint_id, secrets_[1][endpoint_id],
-                    tls_ca_file=broker.ca_file)
+    """The endpoint's link built from its broker config as the endpoint builds it: password file and CA."""
+    b = BrokerConfig(host="127.0.0.1", port=broker.tls_port, username=endpoint_id, tls_ca_file=broker.ca_file,
+                     password_file=str(secrets_[0] / f"deploy/secrets/{endpoint_id}.password"))
+    return MqttLink(endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
+                    tls_ca_file=b.tls_ca_file, tls_cert_file=b.tls_cert_file, tls_key_file=b.tls_key_file)
 
 
 def test_an_endpoint_link_publishes_and_receives_over_tls_with_the_generated_ca(repo_broker, secrets):

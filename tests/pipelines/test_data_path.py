@@ -46,12 +46,14 @@ def _start_endpoint(config_path: Path, log_path: Path) -> subprocess.Popen:
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=env)
 
 
-def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_path, broker, s3_server):
+def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_path, broker, s3_server,
+                                                                            tiny_yolo_onnx):
     bucket = "datapath"
     store_config = StoreConfig(kind="s3", endpoint=s3_server.endpoint, bucket=bucket,
                                access_key=s3_server.access_key, secret_key=s3_server.secret_key)
     ingest = Ingest(IngestConfig(broker_port=broker.port, store=store_config)).start()
-    proc = _start_endpoint(_endpoint_config(tmp_path, broker.port), tmp_path / "endpoint.log")
+    detector = {"path": str(tiny_yolo_onnx), "version": "v0001"}  # a detecting endpoint, as in the field
+    proc = _start_endpoint(_endpoint_config(tmp_path, broker.port, model=detector), tmp_path / "endpoint.log")
     try:
         deadline = time.monotonic() + 60
         while not ingest.wait_for(50, timeout_s=0.5):
@@ -69,6 +71,8 @@ def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames_seen"] == N_FRAMES
     assert summary["spool_depth"] == 0
+    assert summary["inference_ms_total"] > 0  # the model ran on every frame, the outage notwithstanding
+    assert summary["frames_acked"] == N_FRAMES  # the endpoint counted each frame's ack once
     sampled = summary["sampled_ids"]
     assert len(sampled) == N_FRAMES and len(set(sampled)) == N_FRAMES
 
@@ -77,5 +81,6 @@ def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_
     assert sorted(stored) == sorted(sampled)  # every sampled frame, none twice, nothing else
     keys = list(ingest.store.list("frames/cam-7/"))
     assert len(keys) == 2 * N_FRAMES  # one JPEG and one metadata object each
+    assert ingest.stats().stored == N_FRAMES  # each written once: re-sends after the outage were duplicates
     log_text = (tmp_path / "endpoint.log").read_text()
     assert "lost the broker" in log_text  # the outage really happened to the endpoint

@@ -66,6 +66,9 @@ def test_lab_runs_on_yolo_folders_into_s3_and_report_rebuilds(tmp_path, folders,
         assert FIELDS <= set(r)
         assert r["policy"] == "fixed-50-50" and r["frames_uploaded"] > 0 and r["upload_bytes"] > 0
         assert 0.0 <= r["map50_95"] <= r["map50"] <= 1.0
+    assert set(rows[0]["map50_95_by_domain"]) == {"day"}  # forgetting: every domain seen so far is scored
+    assert set(rows[1]["map50_95_by_domain"]) == {"day", "dusk"}
+    assert rows[1]["map50_95_by_domain"]["dusk"] == rows[1]["map50_95"]
     assert (out / "map_per_round.png").stat().st_size > 10_000
     assert "round 1 (dusk)" in run.stdout
     assert f"store s3://{s3_server.endpoint}/edgeloop-lab" in run.stdout

@@ -62,7 +62,7 @@ def test_an_untried_option_is_judged_optimistically():
 def test_offset_spread_shrinks_an_option_with_few_observations():
     import numpy as np
 
-    from edge.scheduler.response import _offset_spread
+    from edge.scheduler.response_fit import _offset_spread
 
     keys = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1], dtype=float)
     spread = _offset_spread(keys, 3, 10.0)

@@ -129,3 +129,16 @@ def test_a_jpeg_claiming_60000_squared_is_refused_and_the_worker_keeps_serving(b
         client.loop_stop()
         client.disconnect()
         server.stop()
+
+
+def test_the_split_server_reads_its_broker_password_from_a_file(tmp_path):
+    import argparse
+
+    from edge.split.server_args import add_split_server_arguments, read_password
+
+    parser = argparse.ArgumentParser()
+    add_split_server_arguments(parser)
+    (tmp_path / "split.password").write_text("s3cret\n")
+    args = parser.parse_args(["--set-dir", "x", "--username", "split", "--password-file",
+                              str(tmp_path / "split.password"), "--tls-ca-file", "ca.crt", "--max-queue", "4"])
+    assert (args.username, read_password(args), args.tls_ca_file, args.max_queue) == ("split", "s3cret", "ca.crt", 4)
