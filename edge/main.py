@@ -46,17 +46,21 @@ def run_edge(config_path: str) -> int:
 
 
 def _run_learner(config, stop: threading.Event) -> None:
+    """Run the learner until ``stop``; after a failure, a new one resumes from the saved state."""
+    from edge.learner.metrics import LearnerMetrics
     from edge.learner.service import Learner
 
-    learner = None
+    metrics = LearnerMetrics(config.metrics_port)  # one server on the port, across restarts
+    current: list = []
+    threading.Thread(target=lambda: (stop.wait(), [learner.stop() for learner in current]), daemon=True).start()
     while not stop.is_set():
+        learner = Learner(config, metrics=metrics)
+        current[:] = [learner]
         try:
-            learner = Learner(config).start()
-            threading.Thread(target=lambda: (stop.wait(), learner.stop()), daemon=True).start()
+            learner.start()
             learner.serve()
             return
         except Exception:
             log.exception("the learner failed; restarting it in 10 s (its state resumes the round)")
-            if learner is not None:
-                learner.stop()
+            learner.stop()
             stop.wait(10.0)

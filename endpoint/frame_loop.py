@@ -54,11 +54,16 @@ class FrameLoop:
     def _step(self, frame: SourceFrame) -> None:
         index = self.stats.frames_seen
         self.stats.frames_seen += 1
+        version = self.model_version()  # before detecting: a swap during detect() leaves the frame on this one
         started = time.perf_counter()
-        detections = self.detect(frame.image)
+        try:
+            detections = self.detect(frame.image)
+        except Exception:  # one bad frame (a corrupt camera read) must not end the stream
+            self.stats.frames_failed += 1
+            log.exception("detection failed on frame %d; skipped", index)
+            return
         inference_ms = (time.perf_counter() - started) * 1000
         self.stats.inference_ms_total += inference_ms
-        version = self.model_version()
         if self.on_frame is not None:
             self.on_frame(frame, detections, version, inference_ms)
         if self.sampler.wants(Candidate(index, [float(d.conf) for d in detections])):

@@ -15,6 +15,7 @@ class RunStats:
     frames_dropped: int = 0  # a live camera outran the detector: the oldest waiting frame was dropped
     frames_skipped_spool_full: int = 0
     frames_skipped_errors: int = 0  # sampled but not spooled: the JPEG encode or the disk failed
+    frames_failed: int = 0  # the detector raised on the frame; it was skipped and the stream went on
     inference_ms_total: float = 0.0
     sampled_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLED_IDS))
 
@@ -26,5 +27,6 @@ class RunStats:
         """JSON-ready; ``sampled_ids`` holds the most recent ids only (``frames_sampled`` counts them all)."""
         return {"frames_seen": self.frames_seen, "frames_sampled": self.frames_sampled,
                 "frames_dropped": self.frames_dropped, "frames_skipped_spool_full": self.frames_skipped_spool_full,
-                "frames_skipped_errors": self.frames_skipped_errors, "inference_ms_total": self.inference_ms_total,
+                "frames_skipped_errors": self.frames_skipped_errors, "frames_failed": self.frames_failed,
+                "inference_ms_total": self.inference_ms_total,
                 "sampled_ids": list(self.sampled_ids)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ from endpoint.frame_writer import FrameWriter, WriteJob
 from endpoint.mqtt_link import MqttLink
 from endpoint.protocol import Detection, Plan, ProtocolError, Telemetry
 from endpoint.run_stats import RunStats
-from endpoint.sampler import Sampler, SamplerParams
+from endpoint.sampler import STRATEGIES, Sampler, SamplerParams
 from endpoint.sources import SourceFrame, drops_when_behind, open_source
 from endpoint.spool import Spool
 from endpoint.token_bucket import TokenBucket
@@ -124,7 +125,8 @@ class EndpointRuntime:
             self._stream(source)
             while not self.stop_event.is_set() and not self.uplink.wait_drained(0.5):
                 self._publish_telemetry()
-            self.round_done = not self.stop_event.is_set()
+            # a plan for the next round may have arrived while this one drained: that round is not done
+            self.round_done = self.round == plan.round and not self.stop_event.is_set()
             self._publish_telemetry()
 
     def _wait_drained(self) -> None:
@@ -154,6 +156,11 @@ class EndpointRuntime:
             return
         if not isinstance(plan, Plan) or plan.endpoint_id != self.config.endpoint_id:
             log.warning("ignoring a plan that is not for %s", self.config.endpoint_id)
+            return
+        # Checked before any state changes: applying half a plan and raising left the round switched.
+        if plan.sampler not in STRATEGIES or not math.isfinite(plan.upload_rate_bytes_per_s):
+            log.warning("ignoring a plan that cannot be applied: sampler %r, rate %s B/s", plan.sampler[:64],
+                        plan.upload_rate_bytes_per_s)
             return
         last = self._last_plan
         if last is not None and (plan.round < last.round or plan == last):

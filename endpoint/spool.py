@@ -11,7 +11,6 @@ in O(log n) whatever the depth. Files that are not frames are quarantined.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import errno
 import logging
 import os
@@ -20,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from endpoint.durable_file import TMP_PREFIX, write_durably
 from endpoint.protocol import MAX_FRAME_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 _SUFFIX = ".frame"
 _FRAME_NAME = re.compile(r"^([0-9]{12,19})\.frame$")
 _COUNTER = "next_seq"
-_TMP_PREFIX = ".tmp-"
 QUARANTINE_DIR = "quarantine"
 _ID_BLOCK = 64  # ids are reserved on disk in blocks: one fsync per block, a crash skips at most a block
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -193,7 +192,7 @@ class Spool:
                     seqs.append(int(match.group(1)))  # the usual case: a canonical 12-digit name
                 elif name == _COUNTER or name == QUARANTINE_DIR:
                     continue
-                elif name.startswith(_TMP_PREFIX):  # a write cut short by a crash
+                elif name.startswith(TMP_PREFIX):  # a write cut short by a crash
                     (self.directory / name).unlink(missing_ok=True)
                 elif not name.endswith(_SUFFIX) or not item.is_file(follow_symlinks=False):
                     strays.append(name)  # not ours: never read nor sent, so left alone
@@ -288,27 +287,8 @@ class Spool:
         self._counter_failing = True
 
     def _write_atomic(self, path: Path, data: bytes, sync_dir: bool = False) -> None:
-        tmp = self.directory / f"{_TMP_PREFIX}{path.name}"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):  # a half-written temp file would hold disk space until restart
-                tmp.unlink(missing_ok=True)
-            raise
-        if sync_dir:  # the rename itself survives a power cut (a few ms: worth it per id block, not per frame)
-            _fsync_dir(self.directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        # sync_dir: the rename itself survives a power cut (a few ms: worth it per id block, not per frame)
+        write_durably(path, data, sync_dir=sync_dir)
 
 
 def _write_error(exc: OSError, what: str) -> SpoolFull:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -15,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from endpoint import protocol
 from endpoint.delta_apply import DeltaError, apply_delta
+from endpoint.durable_file import TMP_PREFIX, write_durably
 from endpoint.model_manifest import VERSION_PATTERN, Manifest
 from endpoint.model_slot import ModelSlot
 from endpoint.model_verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
@@ -24,7 +23,6 @@ from endpoint.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 300
-TMP_PREFIX = ".tmp-"
 STORED_SUFFIXES = (".onnx", MANIFEST_SUFFIX, SIGNATURE_SUFFIX)
 
 
@@ -138,11 +136,11 @@ class ModelUpdater:
 
     def _write(self, manifest: Manifest, manifest_bytes: bytes, signature: str, model_bytes: bytes) -> Path:
         path = self.models_dir / f"{manifest.version}.onnx"
-        _atomic_write(path, model_bytes)
+        write_durably(path, model_bytes)
         # The signed sidecar lets a restarted endpoint re-verify the file it boots from.
         manifest_path, signature_path = sidecar_paths(path)
-        _atomic_write(manifest_path, manifest_bytes)
-        _atomic_write(signature_path, signature.encode("ascii"))
+        write_durably(manifest_path, manifest_bytes)
+        write_durably(signature_path, signature.encode("ascii"))
         return path
 
     def _prune(self, keep: set[Path]) -> None:
@@ -176,19 +174,6 @@ def _remember(pending: OrderedDict, version: str, item, max_items: int) -> None:
     while len(pending) > max_items:
         dropped, _ = pending.popitem(last=False)
         log.warning("dropping unpaired model push %s", dropped)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())  # a power cut must not leave a half-written model under its final name
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def stored_stem(name: str) -> str | None:

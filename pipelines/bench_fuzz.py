@@ -74,7 +74,7 @@ def receiver_table(row: FuzzRow):
     table.add_row("refused with a reason", f"{row.refused}")
     for reason, n in sorted(row.reasons.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  {reason}", f"{n}")
-    table.add_row("not refused (ignored by design or harmless)", f"{max(0, row.mutated_sent - row.refused)}")
+    table.add_row("not refused (still valid, or ignored by design)", f"{max(0, row.mutated_sent - row.refused)}")
     table.add_row("crashes (must be 0)", f"{row.crashes}", style=None if row.crashes == 0 else "bold red")
     table.add_row("valid messages sent", f"{row.valid_sent}")
     table.add_row("valid messages kept (must be all)", f"{row.valid_kept}",

@@ -272,7 +272,11 @@ def bench_stream(name: str, jpegs: list[bytes], size: tuple[int, int], args, bro
         all_cpu_ms_per_frame=1000 * (ingest_cpu_s + other_cpu_s + load.cpu_s) / max(1, n_sent), check=check)
 
 
+DEFAULT_ENDPOINTS = 8
+
+
 def run_bench_ingest(args) -> int:
+    args.endpoints = args.endpoints or DEFAULT_ENDPOINTS
     from rich.console import Console
     from rich.table import Table
 

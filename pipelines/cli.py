@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which benchmark")
     p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
-    p.add_argument("--endpoints", type=int, default=8, help="ingest: endpoint identities publishing at once")
+    p.add_argument("--endpoints", type=int, default=None,
+                   help="ingest: endpoint identities publishing at once (default 8); scheduler: simulated endpoints "
+                        "(default: the simulation's, 2)")
     p.add_argument("--window", type=int, default=8, help="ingest: unacked frames each endpoint keeps in flight")
     p.add_argument("--workers", type=int, default=1, help="ingest: ingest instances on one shared subscription")
     p.add_argument("--pool-size", type=int, default=16, help="ingest: store threads per instance (1: the old design)")

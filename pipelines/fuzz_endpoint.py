@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.fuzz_common import MUTANTS_PER_VALID, FuzzRow, Sender, count_log_lines, rss_mib, wait_until
-from pipelines.fuzz_mutate import Mutator
+from pipelines.fuzz_mutate import Mutator, dumps
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ ENDPOINT = "cam-1"
 PUSH_VERSION = "v0002"  # mutant pushes use "mut-00NN": no single flip turns one into the other
 REFUSALS = {"malformed plan": "ignoring a malformed plan",
             "plan for another endpoint": "ignoring a plan that is not for",
+            "plan that cannot be applied": "ignoring a plan that cannot be applied",
             "model push refused (ack ok=false)": "refused model push", "malformed ack": "ignoring a malformed ack"}
 START_TIMEOUT_S = 60.0
 
@@ -148,7 +149,7 @@ def fuzz_endpoint(host: str, port: int, work: Path, messages: int, seed: int, ra
                 announcement, data = _push(_manifest(running_bytes, PUSH_VERSION, 2), key, running_bytes)
                 sender.send(topic(protocol.FEATURE_MODEL), json.dumps(announcement).encode())
                 sender.send(topic(protocol.FEATURE_MODEL_DATA), data)
-            feature, payload = _mutant(mutator, plan, ack, hostile)
+            feature, payload = _mutant(mutator, plan, ack, hostile, rounds[-1])
             sender.send(topic(feature), payload)
             row.mutated_sent += 1
         sender.flush()
@@ -182,15 +183,18 @@ def fuzz_endpoint(host: str, port: int, work: Path, messages: int, seed: int, ra
     return row
 
 
-def _mutant(mutator: Mutator, plan: dict, ack: dict, hostile: list[tuple[dict, bytes]]) -> tuple[str, bytes]:
+def _mutant(mutator: Mutator, plan: dict, ack: dict, hostile: list[tuple[dict, bytes]],
+            current_round: int) -> tuple[str, bytes]:
     from endpoint import protocol
 
     pick = mutator.rng.random()
     if pick < 0.3:
-        while True:  # a mutant that is still a plan for this endpoint would be valid traffic, not fuzz
-            payload = mutator.json(plan)
-            if not _is_valid_plan(payload):
-                return protocol.FEATURE_PLAN, payload
+        payload = mutator.json(plan)
+        if _is_valid_plan(payload):
+            # Still a plan for this endpoint (an odd rate, sampler or budget): it is applied, so it must not
+            # crash; it keeps the current round, so a huge round cannot make the valid plans that follow stale.
+            payload = dumps({**json.loads(payload), "round": current_round})
+        return protocol.FEATURE_PLAN, payload
     announcement, data = hostile[mutator.rng.randrange(len(hostile))]
     if pick < 0.4:  # unmutated: each must be refused on its own merits
         return mutator.rng.choice(((protocol.FEATURE_MODEL, json.dumps(announcement).encode()),

@@ -39,3 +39,28 @@ def s3_store(s3_server):
     from edge.store.s3 import S3Store
 
     return S3Store(s3_server.endpoint, f"test-{uuid.uuid4().hex[:12]}", s3_server.access_key, s3_server.secret_key)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk("256k")``: a tmpfs of that size, a disk that really fills up (needs root or CAP_SYS_ADMIN)."""
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str):
+        mount_dir = tmp_path / f"disk-{len(mounted)}"
+        mount_dir.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command here: cannot make a real full filesystem")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_dir)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+        mounted.append(mount_dir)
+        return mount_dir
+
+    yield mount
+    for mount_dir in mounted:
+        subprocess.run(["umount", "-l", str(mount_dir)], check=False)

@@ -32,11 +32,14 @@ class Collector:
     def __init__(self, store: ObjectStore, fleet: FleetView, endpoint_ids: list[str], stop_event: threading.Event):
         self.index, self.fleet, self.endpoint_ids, self.stop_event = FrameIndex(store), fleet, endpoint_ids, stop_event
 
-    def wait(self, round_index: int, settings, tracks: dict[str, TrackState],
-             drifted: Callable[[], bool]) -> dict[str, int]:
-        """Block until the round's data is in; return each endpoint's uploaded bytes (its counter's growth)."""
-        started = time.monotonic()
-        next_drift_check = started + DRIFT_CHECK_S
+    def wait(self, round_index: int, settings, tracks: dict[str, TrackState], drifted: Callable[[], bool],
+             started_unix_s: float) -> dict[str, int]:
+        """Block until the round's data is in; return each endpoint's uploaded bytes (its counter's growth).
+
+        Time counts from when the plans went out, so a learner restarted mid-collection does not start over.
+        """
+        started = time.monotonic() - max(0.0, time.time() - started_unix_s)
+        next_drift_check = time.monotonic() + DRIFT_CHECK_S
         warned = False
         while True:
             if self.stop_event.is_set():

@@ -108,6 +108,10 @@ class LearnerConfig(_Strict):
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")
 
+    def mqtt_password(self) -> str | None:
+        """The password: ``password_file``'s content when set, else ``password`` (read at connect time)."""
+        return Path(self.password_file).read_text().strip() if self.password_file else self.password
+
 
 def load_learner_config(path: str | Path) -> LearnerConfig:
     """Read the learner's settings: the ``learner:`` section of an edge service config, or a file of them alone."""

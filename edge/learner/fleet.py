@@ -27,15 +27,17 @@ class ModelAck:
     version: str
     ok: bool
     reason: str
-    received: float
+    received_unix_s: float
 
 
 class FleetView:
     """The latest report of each known endpoint; ``on_report(endpoint_id)`` fires when its running version changes."""
 
-    def __init__(self, mqtt, endpoint_ids: list[str], on_version: Callable[[str, str], None] | None = None):
+    def __init__(self, mqtt, endpoint_ids: list[str], on_version: Callable[[str, str], None] | None = None,
+                 on_online: Callable[[str], None] | None = None):
         self.endpoint_ids = set(endpoint_ids)
         self.on_version = on_version or (lambda endpoint_id, version: None)
+        self.on_online = on_online or (lambda endpoint_id: None)  # it (re)connected: a missed push may be due
         self._lock = threading.Condition()
         self._telemetry: dict[str, Telemetry] = {}
         self._online: dict[str, bool] = {}
@@ -67,7 +69,7 @@ class FleetView:
         with self._lock:
             while True:
                 for ack in self._acks.get(endpoint_id, ()):
-                    if ack.version == version and ack.received >= since:
+                    if ack.version == version and ack.received_unix_s >= since:
                         return ack
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -98,9 +100,12 @@ class FleetView:
             return
         if isinstance(message, Status) and feature == protocol.FEATURE_STATUS:
             with self._lock:
+                came_online = message.state == "online" and not self._online.get(endpoint_id, False)
                 self._online[endpoint_id] = message.state == "online"
             if message.state == "online":
                 self._report_version(endpoint_id, message.model_version)
+            if came_online:
+                self.on_online(endpoint_id)
         elif isinstance(message, Telemetry) and feature == protocol.FEATURE_TELEMETRY:
             with self._lock:
                 self._telemetry[endpoint_id] = message

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
 
 from edge.learner.fleet import FleetView
 from edge.publisher import ModelPublisher
-from edge.registry import ModelRegistry
+from edge.registry import VERSION_RE, ModelRegistry
 from edge.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class Pusher:
 
     def _parent_bytes(self, running: str) -> bytes | None:
         """A delta only against a version the registry holds and the endpoint says it runs."""
-        if not running or not re.fullmatch(r"v\d{4,}", running):
+        if not running or not VERSION_RE.match(running):
             return None
         try:
             return self.registry.get(self.student_name, running).model_bytes

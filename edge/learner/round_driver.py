@@ -24,20 +24,21 @@ from edge.learner.fleet import FleetView
 from edge.learner.pusher import Pusher
 from edge.learner.round_result import RoundResult
 from edge.learner.scoring import Scorer
-from edge.learner.state import (HISTORY_FILE, ROUNDS_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress,
-                                Stage, TrackState, append_line, save_state)
+from edge.learner.setup import STUDENT_NAME
+from edge.learner.state import (HISTORY_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress, Stage,
+                                TrackState, save_state)
 from edge.learning_config import LearningConfig
+from edge.map_metric import MapResult
 from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
-from edge.scheduler.policy import SKIP, Budget, EndpointState, Policy, PushOption, RoundRecord
+from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
 from endpoint import protocol
 
 log = logging.getLogger(__name__)
 
-STUDENT_NAME = "student"
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class RoundDriver:
         self.on_stage = on_stage or (lambda text: log.info("%s", text))
         self.on_stage_done = on_stage_done or (lambda stage, seconds: None)
         self.stop_event = stop_event or threading.Event()
-        self.replay = ReplayBuffer.load(self.state_dir / "replay", learning.replay_capacity_per_domain,
-                                        seed=learning.seed)
+        # the folder the saved state names: a kill after a stage's save never sees that stage's additions twice
+        self.replay = ReplayBuffer.load(state.replay_dir, learning.replay_capacity_per_domain, seed=learning.seed)
         self.scorer = Scorer(registry, STUDENT_NAME, self.state_dir / "work", learning.imgsz,
                              learning.teacher_label_conf)
         for endpoint_id in self.endpoints:
@@ -131,7 +132,7 @@ class RoundDriver:
                 track.domain = domain
         states = [self._endpoint_state(t, settings) for t in self._tracks()]
         allocation = self.policy.plan(Budget(settings.budget_bytes), states, self._history(), self._push_options())
-        state.progress = RoundProgress(round=round_index, domain=domain, stage="planned", started_time=time.time(),
+        state.progress = RoundProgress(round=round_index, domain=domain, stage="planned", started_unix_s=time.time(),
                                        plans=[PlannedEndpoint.of(p) for p in allocation.endpoints],
                                        versions_before={t.endpoint_id: self._deployed(t) for t in self._tracks()})
         save_state(self.state_dir, state)
@@ -141,8 +142,6 @@ class RoundDriver:
                            for p in allocation.endpoints))
 
     def _publish_plans(self, settings: RoundSettings) -> None:
-        from edge.scheduler.policy import Allocation
-
         p = self.state.progress
         allocation = Allocation(self.policy.name, Budget(settings.budget_bytes), tuple(e.to_plan() for e in p.plans))
         for plan in to_protocol_plans(allocation, p.round, settings.round_s, p.domain, settings.frames_per_round):
@@ -154,7 +153,7 @@ class RoundDriver:
         self.on_stage(f"round {p.round}: endpoints upload {p.domain} frames")
         collector = Collector(self.store, self.fleet, list(self.endpoints), self.stop_event)
         drifted = lambda: self._drifted(settings)  # noqa: E731
-        p.spent_upload_bytes = collector.wait(p.round, settings, self.state.tracks, drifted)
+        p.spent_upload_bytes = collector.wait(p.round, settings, self.state.tracks, drifted, p.started_unix_s)
 
     def _drifted(self, settings: RoundSettings) -> bool:
         """Label-free drift: the deployed student agrees with the teacher much less than it did last round."""
@@ -193,11 +192,11 @@ class RoundDriver:
         teacher = finetune_teacher(self.state.teacher_pt, domain_items, cfg, self._run_dir(), self.state.class_names,
                                    replay=self.replay, exclude_domain=p.domain)
         self.state.teacher_pt = self._keep(teacher.weights, "teacher")
-        tmp = self.state_dir / "replay.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.replay.save(tmp)
-        shutil.rmtree(self.state_dir / "replay", ignore_errors=True)
-        tmp.rename(self.state_dir / "replay")
+        # A new folder each round; the state saved after this stage switches to it, and _prune drops the old one.
+        replay_dir = self.state_dir / f"replay-r{p.round:03d}"
+        shutil.rmtree(replay_dir, ignore_errors=True)
+        self.replay.save(replay_dir)
+        self.state.replay_dir = replay_dir
 
     def _student(self) -> None:
         from edge.distill import distill_student
@@ -246,67 +245,27 @@ class RoundDriver:
             track = self.state.tracks[ep]
             if planned.push["kind"] == "skip" or not p.candidate_version:
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
+            elif self.fleet.running(ep) is None:
+                # Never reported: nothing to push against and no one to ack; the reconciler pushes when it reports.
+                log.warning("round %d: %s has not reported what it runs; its push waits for it", p.round, ep)
+                track.target_version = p.candidate_version
+                p.pushes[ep] = PushDone(kind="pending", bytes=0, version=p.candidate_version)
             else:
                 self.on_stage(f"round {p.round}: pushing {p.candidate_version} to {ep}")
-                track.target_version = p.candidate_version
                 outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
-                p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version)
+                # Only now the new target: the reconciler must not race this push with its own.
+                track.target_version = p.candidate_version
+                p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
+                                        acked=outcome.acked)
             save_state(self.state_dir, self.state)
 
     def _finish(self, records: list[FrameRecord], settings: RoundSettings) -> list[RoundResult]:
-        state, p = self.state, self.state.progress
-        rounds_path, history_path = self.state_dir / ROUNDS_FILE, self.state_dir / HISTORY_FILE
-        written = _rounds_in(rounds_path)
-        results = []
-        for planned in p.plans:
-            ep, track = planned.endpoint_id, state.tracks[planned.endpoint_id]
-            recs = [r for r in records if r.endpoint_id == ep]
-            push = p.pushes.get(ep, PushDone(kind="skip", bytes=0, version=""))
-            before = self._map(track, p.versions_before.get(ep, ""))
-            deployed = self._deployed(track)
-            after = self._map(track, deployed)
-            static = self.scorer.file(ep, track.domain, self._val(track), state.static_onnx) \
-                if self._val(track) else _ZERO
-            uploaded = sum(r.jpeg_bytes for r in recs)
-            uploaded_before = track.uploaded_bytes_domain
-            track.uploaded_bytes_domain += uploaded
-            if recs:
-                track.bytes_per_frame = uploaded / len(recs)
-            if push.kind == "full":
-                track.anchor_uploaded_bytes, track.anchor_map = track.uploaded_bytes_domain, after.map50_95
-            candidate = p.candidate_version
-            record = RoundRecord(
-                round=p.round, endpoint_id=ep, policy=self.policy.name, budget_bytes=settings.budget_bytes,
-                planned_upload_bytes=planned.upload_bytes, spent_upload_bytes=p.spent_upload_bytes.get(ep, 0),
-                planned_push_bytes=planned.push["bytes"], spent_push_bytes=push.bytes, frames_uploaded=len(recs),
-                push=planned.push["name"], push_kind=push.kind,
-                push_student=STUDENT_NAME if push.kind != "skip" else "", uploaded_bytes_before=uploaded_before,
-                map_base=track.map_base, anchor_uploaded_bytes=track.anchor_uploaded_bytes,
-                anchor_map=track.anchor_map if track.anchor_map is not None else track.map_base,
-                map_before=before.map50_95, map_after=after.map50_95,
-                candidate_map=self._map(track, candidate).map50_95 if candidate else None,
-                candidate_bytes=self.registry.manifest(STUDENT_NAME, candidate).size_bytes if candidate else None)
-            agreement = self.scorer.agreement(deployed, state.teacher_pt, [self.store.get(r.jpeg_key)
-                                                                           for r in recs[:16]])
-            if agreement is not None:
-                state.last_agreement[ep] = agreement
-            teacher = self.scorer.teacher(ep, self._val_sets(ep), state.teacher_pt)
-            by_domain = self._by_domain(ep, deployed)
-            result = RoundResult(
-                round=p.round, endpoint=ep, domain=p.domain, policy=self.policy.name,
-                budget_bytes=settings.budget_bytes, planned_upload_bytes=planned.upload_bytes,
-                upload_bytes=p.spent_upload_bytes.get(ep, 0), planned_push_bytes=planned.push["bytes"],
-                push_bytes=push.bytes, push_kind=push.kind, frames_uploaded=len(recs), model_version=deployed,
-                map50=after.map50, map50_95=after.map50_95, map50_95_before=before.map50_95,
-                static_map50_95=static.map50_95, teacher_map50_95=teacher.get(p.domain, 0.0),
-                agreement_map50_95=agreement, teacher_map50_95_by_domain=teacher, map50_95_by_domain=by_domain,
-                wall_s=time.time() - p.started_time)
-            if p.round not in written:  # a restart between these lines and the state save writes no duplicate
-                append_line(history_path, record.to_dict())
-                append_line(rounds_path, result.model_dump())
-            results.append(result)
-        state.next_round, state.progress, state.last_round_end_time = p.round + 1, None, time.time()
-        save_state(self.state_dir, state)
+        from edge.learner.round_finish import finish_round
+
+        results = finish_round(self, records, settings)
+        p = self.state.progress
+        self.state.next_round, self.state.progress = p.round + 1, None
+        save_state(self.state_dir, self.state)
         self._prune(p.round)
         return results
 
@@ -322,8 +281,9 @@ class RoundDriver:
         return self._val_sets(track.endpoint_id).get(track.domain, [])
 
     def _deployed(self, track: TrackState) -> str:
-        """What the endpoint runs: its own report first, else what the edge last had acked."""
-        return self.fleet.running(track.endpoint_id) or track.running_version or track.target_version
+        """What the endpoint runs, by its own word: this session's report, else the last one saved."""
+        running = self.fleet.running(track.endpoint_id)
+        return running if running is not None else track.running_version
 
     def _by_domain(self, endpoint_id: str, version: str) -> dict[str, float]:
         """The deployed student on each domain learnt so far (the replay holds every one) and this round's."""
@@ -333,7 +293,7 @@ class RoundDriver:
 
     def _map(self, track: TrackState, version: str):
         if not version or not self._val(track):
-            return _ZERO
+            return NOT_SCORED
         return self.scorer.version(track.endpoint_id, track.domain, self._val(track), version)
 
     def _endpoint_state(self, track: TrackState, settings: RoundSettings) -> EndpointState:
@@ -370,24 +330,17 @@ class RoundDriver:
         return kept
 
     def _prune(self, round_index: int) -> None:
-        """Keep this round's and the last round's weights and runs; older ones are never read again."""
+        """Drop weights, runs and replay folders older than last round's, except what the state still names."""
+        keep = {Path(p).resolve() for p in (self.state.teacher_pt, self.state.student_pt, self.state.replay_dir)}
         for folder, pattern in ((self.state_dir / "models", r"(teacher|student)-r(\d+)\.pt"),
-                                (self.state_dir / "work", r"round-(\d+)")):
+                                (self.state_dir / "work", r"round-(\d+)"),
+                                (self.state_dir, r"replay-r(\d+)|replay-(boot)")):
             for path in folder.glob("*"):
                 match = re.fullmatch(pattern, path.name)
-                if match and int(match.groups()[-1]) < round_index - 1:
+                number = match and match.groups()[-1]
+                old = number == "boot" or (number is not None and number.isdigit() and int(number) < round_index - 1)
+                if match and old and path.resolve() not in keep:
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def _rounds_in(path: Path) -> set[int]:
-    if not path.exists():
-        return set()
-    return {json.loads(line)["round"] for line in path.read_text().splitlines() if line.strip()}
-
-
-class _Zero:
-    map50 = 0.0
-    map50_95 = 0.0
-
-
-_ZERO = _Zero()
+NOT_SCORED = MapResult(0.0, 0.0)  # no held-out frames for this endpoint and domain, or no model

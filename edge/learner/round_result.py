@@ -21,7 +21,8 @@ class RoundResult(BaseModel):
     upload_bytes: int = Field(description="frame bytes that really crossed the link (resends included)")
     planned_push_bytes: int
     push_bytes: int = Field(description="model bytes that really crossed the link")
-    push_kind: str = Field(description="skip, delta or full")
+    push_kind: str = Field(description="skip, delta or full; failed: sent but not acked; pending: the endpoint "
+                                       "never reported, so it is pushed when it does")
     frames_uploaded: int
     model_version: str = Field(description="the student the endpoint runs at the end of the round")
     map50: float

@@ -8,7 +8,6 @@ from typing import Sequence
 
 from edge.map_metric import MapResult
 from edge.registry import ModelRegistry
-from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from edge.learner.config import LearnerConfig
@@ -58,11 +57,11 @@ class Learner:
         first = self.first or self._first_from_config()
         self.state, self.bootstrap_cached = initial_state(c.state_dir, self.registry, self.learning, first,
                                                           self.endpoint_ids, c.fleet, self.on_stage)
-        password = Path(c.password_file).read_text().strip() if c.password_file else c.password
         self.mqtt = MqttConnection(c.broker_host, c.broker_port, client_id=c.client_id, username=c.username,
-                                   password=password, tls_ca_file=c.tls_ca_file, tls_cert_file=c.tls_cert_file,
+                                   password=c.mqtt_password(), tls_ca_file=c.tls_ca_file, tls_cert_file=c.tls_cert_file,
                                    tls_key_file=c.tls_key_file)
-        self.fleet = FleetView(self.mqtt, self.endpoint_ids, on_version=self._on_version)
+        self.fleet = FleetView(self.mqtt, self.endpoint_ids, on_version=self._on_version,
+                               on_online=lambda ep: self.reconciler and self.reconciler.reconnected(ep))
         self.pusher = Pusher(self.mqtt, self.registry, self.fleet, STUDENT_NAME)
         self.mqtt.start()
         self.driver = RoundDriver(self.store, self.mqtt, self.registry, make_policy(c.policy), self.learning,
@@ -134,7 +133,7 @@ class Learner:
         if track is not None and version:
             track.running_version = version
         if self.reconciler is not None:
-            self.reconciler.kick(endpoint_id)
+            self.reconciler.kick()
 
     # --- configuration --------------------------------------------------------------------------
 

@@ -81,11 +81,12 @@ def initial_state(state_dir: Path, registry: ModelRegistry, learning: LearningCo
         shutil.copyfile(path, models / f"{role}-boot.pt")
     replay = ReplayBuffer(learning.replay_capacity_per_domain, seed=learning.seed)
     replay.add(first.train, first.domain)
-    shutil.rmtree(state_dir / "replay", ignore_errors=True)
-    replay.save(state_dir / "replay")
+    replay_dir = state_dir / "replay-boot"
+    shutil.rmtree(replay_dir, ignore_errors=True)
+    replay.save(replay_dir)
     state = LearnerState(class_names=first.class_names, first_domain=first.domain,
                          teacher_pt=models / "teacher-boot.pt", student_pt=models / "student-boot.pt",
-                         static_onnx=static,
+                         static_onnx=static, replay_dir=replay_dir,
                          tracks={ep: TrackState(endpoint_id=ep, target_version=latest.version) for ep in endpoint_ids})
     save_state(state_dir, state)
     log.info("bootstrap %s: student %s, %d kB INT8", "cached" if boot.cached else "trained", latest.version,

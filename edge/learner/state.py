@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.scheduler.policy import EndpointPlan, PushOption
+from endpoint.durable_file import write_durably
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -32,12 +33,12 @@ class TrackState(_Strict):
     running_version: str = Field("", description="the version the endpoint last reported running")
     target_version: str = Field("", description="the version the edge wants it to run")
     bytes_sent_total: int = Field(0, description="the endpoint's upload counter at the end of the last round")
-    domain: str = ""
-    map_base: float = 0.0
-    uploaded_bytes_domain: int = 0
-    anchor_uploaded_bytes: int = 0
-    anchor_map: float | None = None
-    bytes_per_frame: float = 12_000.0
+    domain: str = Field("", description="the domain of its last round")
+    map_base: float = Field(0.0, description="deployed mAP50-95 when that domain began (the curves' anchor)")
+    uploaded_bytes_domain: int = Field(0, description="frame bytes of that domain uploaded so far")
+    anchor_uploaded_bytes: int = Field(0, description="uploaded bytes at the domain's last acked full push")
+    anchor_map: float | None = Field(None, description="deployed mAP50-95 after that push (None: map_base)")
+    bytes_per_frame: float = Field(12_000.0, description="mean bytes of one uploaded frame, last round")
 
 
 class PlannedEndpoint(_Strict):
@@ -61,41 +62,46 @@ class PlannedEndpoint(_Strict):
 
 
 class PushDone(_Strict):
-    kind: str
-    bytes: int
-    version: str
+    """What a round's push to one endpoint did."""
+
+    kind: Literal["skip", "full", "delta", "pending"] = Field(
+        description="pending: the endpoint never reported, so the reconciler pushes when it does")
+    bytes: int = Field(description="bytes that crossed the link")
+    version: str = Field(description="the version pushed ('' for skip)")
+    acked: bool = Field(False, description="the endpoint acked it ok (runs it)")
 
 
 class RoundProgress(_Strict):
     """The round in flight: which stage it reached and what each finished stage produced."""
 
-    round: int
-    domain: str
-    stage: Stage
-    started_time: float
-    plans: list[PlannedEndpoint]
+    round: int = Field(description="the round's index")
+    domain: str = Field(description="the domain label of the round")
+    stage: Stage = Field(description="the last stage completed")
+    started_unix_s: float = Field(description="when the plans went out (wall clock)")
+    plans: list[PlannedEndpoint] = Field(description="each endpoint's share of the link, as planned")
     versions_before: dict[str, str] = Field(default_factory=dict, description="what each endpoint ran at the plan")
-    spent_upload_bytes: dict[str, int] = Field(default_factory=dict)
+    spent_upload_bytes: dict[str, int] = Field(default_factory=dict, description="endpoint -> frame bytes sent")
     labelled_frames: int = Field(0, description="frames of this round that got labels")
     candidate_version: str = Field("", description="the student registered this round ('' if none)")
     pushes: dict[str, PushDone] = Field(default_factory=dict, description="endpoint -> push sent this round")
-    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    stage_seconds: dict[str, float] = Field(default_factory=dict, description="wall time of each stage done")
 
 
 class LearnerState(_Strict):
     """Everything the learner needs to carry on after a restart; replay and history live beside it."""
 
-    v: Literal[1] = 1
-    next_round: int = 0
-    class_names: list[str]
-    first_domain: str
-    teacher_pt: Path
-    student_pt: Path
+    v: Literal[1] = Field(1, description="state format version")
+    next_round: int = Field(0, description="the round to run next (or the one in progress)")
+    class_names: list[str] = Field(description="label of each class id")
+    first_domain: str = Field(description="the domain the first models were trained on")
+    teacher_pt: Path = Field(description="the current teacher's weights")
+    student_pt: Path = Field(description="the current student's weights")
     static_onnx: Path = Field(description="the first student, never updated: the baseline")
-    tracks: dict[str, TrackState] = Field(default_factory=dict)
-    progress: RoundProgress | None = None
-    last_round_end_time: float = 0.0
-    last_agreement: dict[str, float] = Field(default_factory=dict)
+    replay_dir: Path = Field(description="the replay buffer's folder; a new one per round, switched by this file")
+    tracks: dict[str, TrackState] = Field(default_factory=dict, description="endpoint -> what the edge knows")
+    progress: RoundProgress | None = Field(None, description="the round in flight; None between rounds")
+    last_agreement: dict[str, float] = Field(default_factory=dict,
+                                             description="endpoint -> label-free agreement of its last round")
 
     def stage_done(self, stage: Stage) -> bool:
         """Did the round in flight already complete ``stage``?"""
@@ -112,22 +118,8 @@ def load_state(state_dir: Path) -> LearnerState | None:
 
 def save_state(state_dir: Path, state: LearnerState) -> None:
     """Atomic and durable: a kill -9 or power cut leaves the old state or the new one, never half of one."""
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
     write_durably(Path(state_dir) / STATE_FILE, state.model_dump_json(indent=1).encode())
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def append_line(path: Path, record: dict) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from edge.store.base import StoreError, check_key
+from endpoint.durable_file import TMP_PREFIX, fsync_dir, write_durably
 
 
 class LocalStore:
@@ -24,17 +23,7 @@ class LocalStore:
         path = self._path(key)
         try:
             _make_dirs_durably(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            _fsync_dir(path.parent)  # the rename itself survives a power cut; only then does put return
+            write_durably(path, data)  # the bytes and the rename survive a power cut; only then does put return
         except OSError as exc:  # a full or read-only disk is a store failure: ingest retries, never acks
             raise StoreError(f"put {key!r} to {self.describe()} failed: {exc}") from exc
 
@@ -52,7 +41,7 @@ class LocalStore:
     def list(self, prefix: str = "") -> Iterator[str]:
         keys = []
         for path in self.root.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith(TMP_PREFIX):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)
@@ -73,12 +62,4 @@ def _make_dirs_durably(folder: Path) -> None:
         folder = folder.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
-        _fsync_dir(new.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(new.parent)

@@ -88,7 +88,7 @@ def test_local_put_fsyncs_the_file_before_the_rename_and_the_folders_after(tmp_p
     import os
     import stat
 
-    import edge.store.local as local
+    import endpoint.durable_file as durable_file
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -102,8 +102,8 @@ def test_local_put_fsyncs_the_file_before_the_rename_and_the_folders_after(tmp_p
         events.append(("rename", os.path.basename(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(local.os, "fsync", fsync)
-    monkeypatch.setattr(local.os, "replace", replace)
+    monkeypatch.setattr(durable_file.os, "fsync", fsync)
+    monkeypatch.setattr(durable_file.os, "replace", replace)
     store = LocalStore(tmp_path / "store")
     events.clear()
     store.put("frames/cam-a/r00000/f1.json", b"{}")

@@ -173,3 +173,18 @@ def test_sampled_ids_stay_bounded_however_long_the_run():
                                                ("camera", False, False)])
 def test_only_live_sources_drop_unless_the_config_says(kind, flag, drops):
     assert drops_when_behind(SourceConfig(kind=kind, drop_when_behind=flag)) is drops
+
+
+def test_a_frame_the_detector_fails_on_is_skipped_and_the_stream_goes_on(tmp_path):
+    calls = []
+
+    def detect(image):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("corrupt frame")
+        return []
+
+    loop, stats, spool = _loop(tmp_path, detect)
+    loop.run([_frame(i) for i in range(5)], queue_frames=2, drop_oldest=False, stop=threading.Event())
+    assert stats.frames_seen == 5 and stats.frames_failed == 1 and len(calls) == 5
+    assert stats.frames_sampled == 4  # every frame but the failed one went on to the spool

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,18 +25,9 @@ SKIPPED_WHILE_FULL = 10  # frames the detector must see and the spool refuse bef
 
 
 @pytest.fixture
-def spool_disk(tmp_path):
-    """A 1 MiB tmpfs: a disk that really fills up (needs root or CAP_SYS_ADMIN)."""
-    mount_dir = tmp_path / "disk"
-    mount_dir.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command here: cannot make a real full filesystem")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_dir)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    yield mount_dir
-    subprocess.run(["umount", "-l", str(mount_dir)], check=False)
+def spool_disk(small_disk):
+    """A 1 MiB tmpfs: a disk that really fills up."""
+    return small_disk("1m")
 
 
 def fill(path: Path) -> None:

@@ -72,7 +72,7 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert state["next_round"] == 1 and state["progress"] is None
     assert state["tracks"]["cam-1"]["running_version"] == state["tracks"]["cam-1"]["target_version"] == "v0002"
     assert (state_dir / "history.jsonl").read_text().count("\n") == 1
-    assert (state_dir / "replay" / "images").is_dir()
+    assert state["replay_dir"] == str(state_dir / "replay-r000") and (state_dir / "replay-r000" / "images").is_dir()
 
 
 def test_the_shipped_example_round_config_parses():

@@ -72,14 +72,14 @@ def test_a_returning_endpoint_gets_its_version_as_a_delta_from_what_it_reports(b
     fleet = FleetView(edge, ["cam-1"])
     reconciler = Reconciler(fleet, Pusher(edge, registry, fleet, "student"), lambda ep: "v0002", ["cam-1"],
                             push_timeout_s=10)
-    fleet.on_version = lambda ep, version: reconciler.kick(ep)
+    fleet.on_version = lambda ep, version: reconciler.kick()
     reconciler.start()
     cam1 = connect(broker, "cam-1")
     pushes: queue.Queue = queue.Queue()
     cam1.subscribe(protocol.topic("cam-1", protocol.FEATURE_MODEL_DATA),
                    lambda topic, payload: pushes.put(protocol.decode_model_data(payload).header), qos=1)
     try:
-        time.sleep(0.5)  # the subscription is in place
+        assert cam1.subscribed.wait(10)
         # back from a reboot, running v0001 (its status, retained, as a real endpoint publishes on connect)
         cam1.publish(protocol.topic("cam-1", protocol.FEATURE_STATUS),
                      protocol.encode(Status(endpoint_id="cam-1", state="online", model_version="v0001")), retain=True)
