@@ -53,7 +53,7 @@ def evaluate_onnx(onnx_path: str | Path, items: Sequence[LabelledImage], conf: f
 def predict_pt(weights: str | Path, images: Sequence[np.ndarray], imgsz: int, conf: float,
                iou: float = EVAL_IOU, batch: int = 16) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(pixel xyxy boxes, scores, classes) per image from an ultralytics .pt model."""
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
 
     model = ultralytics_yolo()(str(weights))
     out = []

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def export_onnx(student_pt: str | Path, out_path: str | Path, imgsz: int) -> Path:
     """A fixed-size, simplified ONNX of the student (raw head output; NMS runs on the endpoint)."""
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

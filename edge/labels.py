@@ -19,6 +19,7 @@ from edge.frame_index import FrameIndex, FrameRecord
 from edge.frame_keys import round_dir
 from edge.store.base import ObjectStore
 from edge.yolo_dataset import LabelledImage
+from endpoint.yolo_labels import parse_yolo_labels
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def import_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Label
         key = import_label_key(rec.endpoint_id, rec.round, rec.frame_id)
         if not store.exists(key):
             continue
-        boxes, classes = _parse_yolo_text(store.get(key).decode("utf-8"))
+        boxes, classes = parse_yolo_labels(store.get(key).decode("utf-8", errors="replace"))
         out[rec.meta_key] = LabelledImage(frame_name(rec), store.get(rec.jpeg_key), boxes, classes)
     return out
 
@@ -85,7 +86,7 @@ def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Labe
     """Pseudo-labels: the teacher's boxes at or above ``ctx.teacher_conf``."""
     if ctx.teacher_weights is None:
         raise ValueError("the 'teacher' label source needs LabelContext.teacher_weights")
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
 
     model = ultralytics_yolo()(str(ctx.teacher_weights))
     out = {}
@@ -132,25 +133,6 @@ def stored_frames(store: ObjectStore, rounds: Sequence[int] | None = None,
         for round_index in rounds if rounds is not None else index.rounds(endpoint_id):
             out.extend(index.frames(endpoint_id, round_index))
     return out
-
-
-def _parse_yolo_text(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """``cls cx cy w h`` rows (normalized) into xyxy boxes and classes; malformed rows are skipped."""
-    rows = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            rows.append([float(v) for v in fields[:5]])
-        except ValueError:
-            continue
-        if len(rows[-1]) < 5:
-            rows.pop()
-    if not rows:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
-    arr = np.asarray(rows, dtype=np.float64)
-    cx, cy, w, h = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return np.clip(boxes, 0.0, 1.0).astype(np.float32), arr[:, 0].astype(np.int64)
 
 
 __all__ = ["LABEL_SOURCES", "LabelContext", "LabelledFrame", "import_label_key", "label_frames", "stored_frames",

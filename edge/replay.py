@@ -13,7 +13,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from edge.yolo_dataset import LabelledImage, read_yolo_labels, write_yolo_dataset
+from edge.yolo_dataset import LabelledImage, write_yolo_dataset
+from endpoint.yolo_labels import read_yolo_labels
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import yaml
 
+from endpoint.yolo_labels import read_yolo_labels
+
 log = logging.getLogger(__name__)
 
 
@@ -51,20 +53,6 @@ def yolo_label_lines(boxes: np.ndarray, classes: np.ndarray) -> list[str]:
     return lines
 
 
-def read_yolo_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a YOLO label file into (normalized xyxy boxes, classes); a missing file means no objects."""
-    path = Path(path)
-    if not path.exists():
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
-    arr = np.asarray([[float(v) for v in row[:5]] for row in rows], dtype=np.float64)
-    cx, cy, w, h = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    return boxes, arr[:, 0].astype(np.int64)
-
-
 def _write_item(root: Path, split: str, item: LabelledImage) -> None:
     stem = Path(item.name).stem
     if isinstance(item.image, (bytes, bytearray)):
@@ -75,18 +63,23 @@ def _write_item(root: Path, split: str, item: LabelledImage) -> None:
     (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
 
 
+def scenario_items(scenario, domain: str, start: int, count: int, prefix: str = "") -> list[LabelledImage]:
+    """Labelled frames ``start .. start+count-1`` of one scenario domain, named ``<domain>-<prefix><index>``."""
+    items = []
+    for i in range(start, start + count):
+        frame = scenario.frame(domain, i)
+        items.append(LabelledImage(f"{domain}-{prefix}{i:06d}", frame.image, frame.boxes, frame.classes))
+    return items
+
+
 def scenario_dataset(root: str | Path, scenario, domain: str, n_train: int, n_val: int,
                      val_offset: int = 100_000) -> Path:
     """A YOLO data set from a synthetic scenario's domain; val frames never overlap train frames."""
     from endpoint.scenario import CLASS_NAMES
 
-    def items(start: int, count: int, prefix: str):
-        for i in range(start, start + count):
-            f = scenario.frame(domain, i)
-            yield LabelledImage(f"{domain}-{prefix}-{i:06d}", f.image, f.boxes, f.classes)
-
-    return write_yolo_dataset(root, {"train": items(0, n_train, "train"),
-                                     "val": items(val_offset, n_val, "val")}, CLASS_NAMES)
+    return write_yolo_dataset(root, {"train": scenario_items(scenario, domain, 0, n_train, "train-"),
+                                     "val": scenario_items(scenario, domain, val_offset, n_val, "val-")},
+                              CLASS_NAMES)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -29,6 +29,10 @@ class MqttLink:
         self._model_version = model_version
         self._handlers: dict[str, Handler] = {}
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker acked every subscription of this session
+        self._pending_mid: int | None = None
+        self._acked_mids: set[int] = set()
+        self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"endpoint-{endpoint_id}",
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if username:
@@ -42,6 +46,7 @@ class MqttLink:
         self.client.max_inflight_messages_set(64)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self._keepalive_s = keepalive_s
         self._stopping = False
@@ -75,8 +80,7 @@ class MqttLink:
         if reason_code.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
-        for feature in self._handlers:
-            client.subscribe(protocol.topic(self.endpoint_id, feature), qos=1)
+        self._subscribe_all(client)
         self.connection_count += 1
         self.connected.set()
         self.publish_status("online")
@@ -86,6 +90,35 @@ class MqttLink:
         if self.connected.is_set() and not self._stopping:
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason_code)
         self.connected.clear()
+        self.subscribed.clear()
+
+    def _subscribe_all(self, client) -> None:
+        # One SUBSCRIBE for all features, so one SUBACK tells that the whole session is subscribed.
+        wanted = [(protocol.topic(self.endpoint_id, feature), 1) for feature in list(self._handlers)]
+        with self._lock:
+            self._pending_mid, self._acked_mids = None, set()
+        if not wanted:
+            self.subscribed.set()
+            return
+        self.subscribed.clear()
+        rc, mid = client.subscribe(wanted)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("subscribe to %s failed (%s); retried on reconnect", [t for t, _ in wanted], rc)
+            return
+        with self._lock:  # the SUBACK may already have been handled
+            self._pending_mid = mid
+            if mid in self._acked_mids:
+                self.subscribed.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker %s:%d refused a subscription: %s", self.host, self.port, failed)
+            return
+        with self._lock:
+            self._acked_mids.add(mid)
+            if mid == self._pending_mid:
+                self.subscribed.set()
 
     def _on_message(self, client, userdata, message):
         try:

@@ -87,6 +87,10 @@ class SplitClient:
             self.split_key, self.spec = split_key, spec
         log.info("split mode: %s%s", split_key, f" with {spec.name}" if spec else "")
 
+    def head(self, split_key: str) -> SplitHeadRunner:
+        """The head loaded for ``split_key`` (KeyError if it was never selected)."""
+        return self._heads[split_key]
+
     def infer(self, image_bgr: np.ndarray) -> SplitOutcome:
         """Detections of one frame: on the device, or by asking the edge and waiting up to ``timeout_s``."""
         started = time.perf_counter()

@@ -115,7 +115,7 @@ def _student_yaml(work: Path) -> Path:
 def build_cases(names: list[str], work: Path, calibration: list[np.ndarray],
                 student_onnx: Path | None = None) -> list[ModelCase]:
     """Export each model to FP32 ONNX as the edge ships it (``export_onnx``) and quantize it (``quantize_int8``)."""
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
     from edge.export import export_onnx
     from edge.learning_config import LearningConfig
     from edge.quantize import quantize_int8
@@ -220,7 +220,7 @@ def _bare_run_ms(det, frame: np.ndarray, calls: int) -> float:
 
 def time_ultralytics(det, frames: list[np.ndarray], iterations: int, threads: int) -> tuple[float, float]:
     """Medians (``YOLO(onnx).predict`` ms, ``det.detect`` ms), the two taking turns on the same frames."""
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
 
     with _ultralytics_threads(threads):
         model = ultralytics_yolo()(str(det.path), task="detect")

@@ -8,12 +8,8 @@ then predicted with ``edge.split.selection`` for a device slower and an edge fas
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,45 +42,38 @@ class BenchSplitSettings:
     rtt_ms: float = 5.0
     map_floor_drop: float = 0.02  # accuracy floor: device-only mAP50-95 minus this
 
-    def key(self) -> str:
-        from importlib.metadata import version
+    def key(self, data_digest: str | None = None) -> str:
+        """The training settings, the training data's digest and the ultralytics version."""
+        from edge.training import cache_key
 
-        training = {k: v for k, v in asdict(self).items() if k in ("scale", "imgsz", "train_frames", "epochs",
-                                                                     "batch", "lr0", "seed")}
-        blob = json.dumps({**training, "ultralytics": version("ultralytics")}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return cache_key({k: v for k, v in asdict(self).items() if k in _TRAINING_FIELDS}, data_digest)
+
+
+_TRAINING_FIELDS = ("scale", "imgsz", "train_frames", "epochs", "batch", "lr0", "seed")
 
 
 def bench_model(settings: BenchSplitSettings, cache_dir: Path = CACHE_DIR) -> Path:
     """The bench's detector .pt, trained from YAML on scenario 'day' frames once and cached."""
-    from edge.bootstrap import model_source, scenario_items, train_yolo
     from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-    from edge.yolo_dataset import write_yolo_dataset
+    from edge.training import cached_build, hash_items, train_from_spec
+    from edge.yolo_dataset import scenario_items
     from endpoint.scenario import CLASS_NAMES, SyntheticScenario
 
-    folder = Path(cache_dir) / settings.key()
-    weights = folder / "model.pt"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two bench runs at once train once
-        if weights.exists():
-            log.info("bench model: cached %s", weights)
-            return weights
+    scenario = SyntheticScenario(seed=settings.seed)
+    splits = {"train": scenario_items(scenario, "day", 0, settings.train_frames, "train-"),
+              "val": scenario_items(scenario, "day", 200_000, 8, "val-")}
+
+    def build(folder: Path, work: Path) -> dict[str, Path]:
         config = LearningConfig(imgsz=settings.imgsz, batch=settings.batch, seed=settings.seed,
                                 cache_dir=Path(cache_dir))
-        spec = ModelSpec(yaml="yolo11n.yaml", scale=settings.scale)
-        scenario = SyntheticScenario(seed=settings.seed)
-        train = scenario_items(scenario, "day", 0, settings.train_frames, "train-")
-        val = scenario_items(scenario, "day", 200_000, 8, "val-")
-        with tempfile.TemporaryDirectory() as tmp:
-            data_yaml = write_yolo_dataset(Path(tmp) / "data", {"train": train, "val": val}, CLASS_NAMES)
-            log.info("bench model: training yolo11n%s from YAML for %d epochs at %d px (once; cached)",
-                     settings.scale, settings.epochs, settings.imgsz)
-            last = train_yolo(model_source(spec, Path(cache_dir)), data_yaml,
-                              TrainSpec(epochs=settings.epochs, lr0=settings.lr0), config, Path(tmp) / "runs" / "m")
-            shutil.copyfile(last, folder / ".model.pt.tmp")
-            (folder / ".model.pt.tmp").replace(weights)
-    return weights
+        log.info("bench model: training yolo11n%s from YAML for %d epochs at %d px (once; cached)",
+                 settings.scale, settings.epochs, settings.imgsz)
+        last = train_from_spec(ModelSpec(yaml="yolo11n.yaml", scale=settings.scale),
+                               TrainSpec(epochs=settings.epochs, lr0=settings.lr0), config, splits, CLASS_NAMES, work)
+        return {"model.pt": last}
+
+    folder = Path(cache_dir) / settings.key(hash_items([*splits["train"], *splits["val"]]))
+    return cached_build(folder, ["model.pt"], build)["model.pt"]
 
 
 def predict_rows(options, settings: BenchSplitSettings, bandwidths_mbit_s=BANDWIDTHS_MBIT_S) -> list[dict]:

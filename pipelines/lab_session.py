@@ -104,7 +104,7 @@ class LabSession:
                                      min_frames=0)
 
     def _bootstrap_items(self, split: str):
-        from edge.bootstrap import scenario_items
+        from edge.yolo_dataset import scenario_items
         from endpoint.scenario import SyntheticScenario
         from edge.yolo_dataset import folder_items
 

@@ -50,7 +50,7 @@ class MeasureSettings:
 
 
 def _items(scenario, domain: str, start: int, count: int, prefix: str):
-    from edge.bootstrap import scenario_items
+    from edge.yolo_dataset import scenario_items
 
     return scenario_items(scenario, domain, start, count, prefix)
 
@@ -118,7 +118,8 @@ def _frame_payload_bytes(items, detector, jpeg_quality: int) -> list[int]:
 def measure_response_surfaces(out_path: str | Path = DEFAULT_SURFACES_PATH, settings: MeasureSettings = MeasureSettings(),
                               work_dir: str | Path = "edgeloop-data/measure-response"):
     """Run the measurement and write the surface file (rewritten after every upload size, so a stop keeps results)."""
-    from edge.bootstrap import bootstrap_from_scenario, train_yolo
+    from edge.bootstrap import bootstrap_from_scenario
+    from edge.training import train_yolo
     from edge.distill import distill_student
     from edge.learning_config import LearningConfig
     from edge.replay import ReplayBuffer

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.yolo_dataset import LabelledImage, folder_class_names, folder_items, scenario_dataset
+from edge.yolo_dataset import LabelledImage, folder_class_names, folder_items, scenario_items
 from endpoint.scenario import CLASS_NAMES, SyntheticScenario
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,8 @@ class LabScenario:
     def val_set(self, domain: str, endpoint_index: int, n: int) -> list[LabelledImage]:
         """Held-out labelled frames of a domain for one endpoint."""
         if not self.folders:
-            sc = SyntheticScenario(seed=self.seed + endpoint_index)
-            items = []
-            for i in range(VAL_OFFSET, VAL_OFFSET + n):
-                f = sc.frame(domain, i)
-                items.append(LabelledImage(f"{domain}-val-{i}", f.image, f.boxes, f.classes))
-            return items
+            return scenario_items(SyntheticScenario(seed=self.seed + endpoint_index), domain, VAL_OFFSET, n, "val-")
         return folder_items(self.folders[domain], "val")[:n]
-
-    def bootstrap_dataset(self, root: Path, n_train: int, n_val: int) -> Path:
-        """A data set of the first domain for training the first teacher and student."""
-        if not self.folders:
-            return scenario_dataset(root, SyntheticScenario(seed=self.seed + 1000), self.domains[0], n_train, n_val)
-        return self.folders[self.domains[0]] / "data.yaml"
 
 
 def synthetic_scenario(seed: int = 0) -> LabScenario:

@@ -5,15 +5,10 @@ Results are cached under ``<repo>/.cache/test-models/<settings hash>/`` so only 
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -42,9 +37,10 @@ class TinyYoloSettings:
     seed: int = 0
 
     def key(self) -> str:
-        # the installed version, read without importing ultralytics (and torch) for a cache hit
-        blob = json.dumps({**asdict(self), "ultralytics": version("ultralytics")}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        # no data digest: the data are a pure function of these settings, and the warm caches keep this key
+        from edge.training import cache_key
+
+        return cache_key(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -60,51 +56,38 @@ class TinyYolo:
 
 def build_tiny_yolo(settings: TinyYoloSettings = TinyYoloSettings(), cache_root: Path = CACHE_ROOT) -> TinyYolo:
     """Train and export once per settings; later calls (and other processes) reuse the cached files."""
+    from edge.training import cached_build
+
     folder = cache_root / settings.key()
-    cache_root.mkdir(parents=True, exist_ok=True)
-    # a file lock, because parallel pytest runs of other engineers share this cache
-    with open(cache_root / f"{settings.key()}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not all((folder / name).exists() for name in ("done.json", "tiny_yolo.pt", "tiny_yolo.onnx")):
-            _train_and_export(settings, folder)
-    return TinyYolo(pt=folder / "tiny_yolo.pt", onnx=folder / "tiny_yolo.onnx",
-                    data_yaml=folder / "data" / "data.yaml", imgsz=settings.imgsz, settings=settings)
+    # done.json, published last, marks a complete folder; the lock is <key>.lock beside it, as before
+    files = cached_build(folder, ["tiny_yolo.pt", "tiny_yolo.onnx", "done.json"],
+                         lambda folder, work: _train_and_export(settings, folder, work))
+    return TinyYolo(pt=files["tiny_yolo.pt"], onnx=files["tiny_yolo.onnx"], data_yaml=folder / "data" / "data.yaml",
+                    imgsz=settings.imgsz, settings=settings)
 
 
-def _train_and_export(settings: TinyYoloSettings, folder: Path) -> None:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    import yaml
-    from ultralytics import YOLO
-    from ultralytics.utils.checks import check_yaml
-
+def _train_and_export(settings: TinyYoloSettings, folder: Path, work: Path) -> dict[str, Path]:
+    from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
+    from edge.training import model_source, train_yolo, ultralytics_yolo
     from edge.yolo_dataset import scenario_dataset
-    from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+    from endpoint.scenario import SyntheticScenario
 
-    # built in place under the lock; done.json, written last, marks a complete folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     started = time.monotonic()
+    # the data stay in the folder: tests read TinyYolo.data_yaml
     data_yaml = scenario_dataset(folder / "data", SyntheticScenario(), settings.domain, settings.n_train,
                                  settings.n_val)
-
-    arch = yaml.safe_load(Path(check_yaml("yolo11.yaml")).read_text())
-    arch.update(nc=len(CLASS_NAMES), scales={"n": [settings.depth, settings.width, settings.max_channels]})
-    arch_yaml = folder / "yolo11n-tiny.yaml"  # the 'n' in the name selects the only scale
-    arch_yaml.write_text(yaml.safe_dump(arch, sort_keys=False))
-
-    model = YOLO(str(arch_yaml))
-    model.train(data=str(data_yaml), epochs=settings.epochs, imgsz=settings.imgsz, batch=settings.batch,
-                lr0=settings.lr0, optimizer="AdamW", warmup_epochs=1.0, close_mosaic=5, seed=settings.seed,
-                deterministic=True, device="cpu", workers=0, plots=False, val=False, amp=False, cache=True,
-                verbose=False, project=str(folder / "runs"), name="train", exist_ok=True)
-    shutil.copy(folder / "runs" / "train" / "weights" / "last.pt", folder / "tiny_yolo.pt")
-    exported = YOLO(str(folder / "tiny_yolo.pt")).export(format="onnx", imgsz=settings.imgsz, device="cpu")
-    if Path(exported) != folder / "tiny_yolo.onnx":
-        shutil.move(exported, folder / "tiny_yolo.onnx")
-    shutil.rmtree(folder / "runs", ignore_errors=True)
+    config = LearningConfig(imgsz=settings.imgsz, batch=settings.batch, seed=settings.seed, device="cpu",
+                            cache_dir=folder)
+    spec = ModelSpec(yaml="yolo11n.yaml", scale=(settings.depth, settings.width, settings.max_channels))
+    stage = TrainSpec(epochs=settings.epochs, lr0=settings.lr0, warmup_epochs=1.0)
+    last = train_yolo(model_source(spec, folder), data_yaml, stage, config, work / "runs" / "train",
+                      close_mosaic=5, deterministic=True, cache=True)
+    exported = Path(ultralytics_yolo()(str(last)).export(format="onnx", imgsz=settings.imgsz, device="cpu"))
     train_s = time.monotonic() - started
-    (folder / "done.json").write_text(json.dumps({"settings": asdict(settings), "train_s": round(train_s, 1)}))
+    done = work / "done.json"
+    done.write_text(json.dumps({"settings": asdict(settings), "train_s": round(train_s, 1)}))
     log.info("trained and exported the tiny YOLO in %.1f s into %s", train_s, folder)
+    return {"tiny_yolo.pt": last, "tiny_yolo.onnx": exported, "done.json": done}
 
 
 @pytest.fixture(scope="session")

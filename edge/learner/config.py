@@ -39,7 +39,7 @@ class LabelledData(_Strict):
             from edge.yolo_dataset import folder_items
 
             return folder_items(self.folder, split)[: self.frames]
-        from edge.bootstrap import scenario_items
+        from edge.yolo_dataset import scenario_items
         from endpoint.scenario import SyntheticScenario
 
         # held-out frames start far past anything an endpoint streams

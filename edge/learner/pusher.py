@@ -29,10 +29,12 @@ class Pusher:
     def __init__(self, mqtt, registry: ModelRegistry, fleet: FleetView, student_name: str):
         self.registry, self.fleet, self.student_name = registry, fleet, student_name
         self.publisher = ModelPublisher(mqtt)
-        self._lock = threading.Lock()
+        # Re-entrant: a caller holds it across its decision and the push (the round driver sets the target,
+        # the reconciler compares running and target), so neither acts on what the other is changing.
+        self.lock = threading.RLock()
 
     def push(self, endpoint_id: str, version: str, timeout_s: float) -> PushOutcome:
-        with self._lock:
+        with self.lock:
             running = self.fleet.running(endpoint_id) or ""
             if running == version:
                 return PushOutcome("skip", 0, True, "already running")

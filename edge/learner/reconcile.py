@@ -15,6 +15,7 @@ from typing import Callable
 
 from edge.learner.fleet import FleetView
 from edge.learner.pusher import Pusher
+from edge.registry import VERSION_RE
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Reconciler:
         self._backoff: dict[str, tuple[str, str, float, float]] = {}
 
     def start(self) -> "Reconciler":
+        self._kick.set()  # look at once: reports that came before the start did not kick
         threading.Thread(target=self._forever, name="learner-reconcile", daemon=True).start()
         return self
 
@@ -62,15 +64,25 @@ class Reconciler:
                     log.exception("bringing %s to its version failed", endpoint_id)
 
     def reconcile(self, endpoint_id: str) -> None:
-        running, target = self.fleet.running(endpoint_id), self.target(endpoint_id)
-        if running is None or not target or running == target or not self.fleet.online(endpoint_id):
-            return
-        backoff = self._backoff.get(endpoint_id)
-        if backoff and backoff[:2] == (running, target) and time.monotonic() < backoff[2]:
-            return
-        wait_s = backoff[3] if backoff and backoff[:2] == (running, target) else self.retry_s
-        log.info("%s runs %s, its version is %s: pushing", endpoint_id, running or "no model", target)
-        outcome = self.pusher.push(endpoint_id, target, self.push_timeout_s)
+        with self.pusher.lock:  # decide and push as one step: the round driver may be changing the target
+            running, target = self.fleet.running(endpoint_id), self.target(endpoint_id)
+            if running is None or not target or running == target or not self.fleet.online(endpoint_id):
+                return
+            if _number(running) > _number(target):
+                log.warning("%s runs %s, newer than its version %s; not pushing an older one", endpoint_id,
+                            running, target)
+                return
+            backoff = self._backoff.get(endpoint_id)
+            if backoff and backoff[:2] == (running, target) and time.monotonic() < backoff[2]:
+                return
+            wait_s = backoff[3] if backoff and backoff[:2] == (running, target) else self.retry_s
+            log.info("%s runs %s, its version is %s: pushing", endpoint_id, running or "no model", target)
+            outcome = self.pusher.push(endpoint_id, target, self.push_timeout_s)
         log.info("%s: %s push of %s, %d bytes, %s", endpoint_id, outcome.kind, target, outcome.bytes,
                  "acked" if outcome.acked else f"not acked ({outcome.reason}); next try in {wait_s:.0f} s")
         self._backoff[endpoint_id] = (running, target, time.monotonic() + wait_s, min(2 * wait_s, self.max_retry_s))
+
+
+def _number(version: str) -> int:
+    match = VERSION_RE.match(version)
+    return int(match.group(1)) if match else -1

@@ -252,9 +252,9 @@ class RoundDriver:
                 p.pushes[ep] = PushDone(kind="pending", bytes=0, version=p.candidate_version)
             else:
                 self.on_stage(f"round {p.round}: pushing {p.candidate_version} to {ep}")
-                outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
-                # Only now the new target: the reconciler must not race this push with its own.
-                track.target_version = p.candidate_version
+                with self.pusher.lock:  # the reconciler sees the new target only once this push is done
+                    track.target_version = p.candidate_version
+                    outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
                 p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
                                         acked=outcome.acked)
             save_state(self.state_dir, self.state)

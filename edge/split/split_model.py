@@ -26,7 +26,7 @@ def load_fused_model(pt_path: str | Path, imgsz: int) -> nn.Module:
     """The DetectionModel of ``pt_path`` prepared as ultralytics' ONNX exporter prepares it (fused, export mode)."""
     from ultralytics.nn.modules import C2f, Detect
 
-    from edge.bootstrap import ultralytics_yolo
+    from edge.training import ultralytics_yolo
 
     model = copy.deepcopy(ultralytics_yolo()(str(pt_path)).model).cpu().float().eval()
     for p in model.parameters():

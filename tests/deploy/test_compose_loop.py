@@ -165,6 +165,7 @@ def test_compose_services_close_the_loop(tmp_path, s3_server, tiny_yolo_pt):
         # every endpoint started with no model: it acked the first push, and runs what the learner reports
         log = logs[f"endpoint-{endpoint[-1]}"].read_text()
         assert "v0001" in log and "verified and running" in log, log[-3000:]
+        assert "refused model push" not in log, log[-3000:]  # never pushed a version it does not need
         assert versions[endpoint] >= 1
         assert [r["model_version"] for r in rounds if r["endpoint"] == endpoint][-1] == f"v{int(versions[endpoint]):04d}"
     assert all(r["frames_uploaded"] > 0 for r in rounds), rounds

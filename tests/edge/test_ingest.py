@@ -2,116 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-import uuid
 from collections import Counter
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from PIL import Image
 
 from edge.frame_index import FrameIndex
-from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store import StoreError
 from edge.store.local import LocalStore
-from endpoint import protocol
+from tests.edge.ingest_parts import Peer, frame_payload, ingest_config, make_jpeg
 
 pytestmark = pytest.mark.integration
-
-
-def make_jpeg(seed: int = 0, width: int = 48, height: int = 32) -> bytes:
-    """A small, valid, seed-dependent JPEG."""
-    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
-
-
-def frame_payload(endpoint_id: str, frame_id: str, round_index: int = 0, jpeg: bytes | None = None) -> bytes:
-    """A valid frame upload, as an endpoint would publish it."""
-    jpeg = jpeg if jpeg is not None else make_jpeg(hash(frame_id) % 1000)
-    header = protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=frame_id, capture_time=time.time(),
-                                        round=round_index, model_version="s0", width=48, height=32)
-    return protocol.encode_frame(header, jpeg)
-
-
-def ingest_config(broker, **overrides) -> IngestConfig:
-    fields = dict(broker_host=broker.host, broker_port=broker.port, shared_group="", ack_flush_interval_s=0.02,
-                  store_retry_initial_s=0.02, store_retry_max_s=0.2)
-    return IngestConfig(**(fields | overrides))
-
-
-class Peer:
-    """A plain paho client playing the endpoints: publishes uploads, collects acks with their arrival times."""
-
-    def __init__(self, broker):
-        self.acks: list[tuple[float, protocol.Ack]] = []
-        self._lock = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"peer-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        self.client.subscribe(protocol.topic("+", protocol.FEATURE_ACK), qos=1)
-        assert subscribed.wait(10), "peer not subscribed to acks"
-
-    def _on_message(self, client, userdata, message) -> None:
-        with self._lock:
-            self.acks.append((time.monotonic(), protocol.decode(message.payload)))
-            self._lock.notify_all()
-
-    def publish(self, endpoint_id: str, payload: bytes) -> None:
-        self.client.publish(protocol.topic(endpoint_id, protocol.FEATURE_FRAME), payload, qos=1).wait_for_publish(5)
-
-    def acked_ids(self) -> list[str]:
-        with self._lock:
-            return [fid for _, ack in self.acks if ack.ok for fid in ack.frame_ids]
-
-    def refused(self) -> dict[str, str]:
-        """frame id -> reason, for frames the edge says it can never store."""
-        with self._lock:
-            return {fid: ack.reason for _, ack in self.acks if not ack.ok for fid in ack.frame_ids}
-
-    def wait_acked(self, n_ids: int, timeout_s: float = 10.0) -> bool:
-        with self._lock:
-            return self._lock.wait_for(lambda: len(self.acked_ids()) >= n_ids, timeout_s)
-
-    def wait_refused(self, n_ids: int, timeout_s: float = 10.0) -> bool:
-        with self._lock:
-            return self._lock.wait_for(lambda: len(self.refused()) >= n_ids, timeout_s)
-
-    def close(self) -> None:
-        if self.client.is_connected():
-            self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def peer(broker):
-    p = Peer(broker)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def make_ingest():
-    started: list[Ingest] = []
-
-    def make(config: IngestConfig, store) -> Ingest:
-        ingest = Ingest(config, store).start(timeout_s=10)
-        started.append(ingest)
-        return ingest
-
-    yield make
-    for ingest in started:
-        ingest.stop()
 
 
 def test_stores_frames_with_idempotent_keys_and_acks(broker, s3_store, peer, make_ingest):

@@ -12,7 +12,7 @@ from edge.ingest_inbox import Inbox, Incoming
 from edge.ingest_writer import FrameWriter, Outcome
 from edge.store.local import LocalStore
 from endpoint import protocol
-from tests.edge.test_ingest import frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
+from tests.edge.ingest_parts import frame_payload, ingest_config, make_jpeg
 
 
 def wait_for(predicate, timeout_s: float = 10.0) -> bool:

@@ -13,8 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.frame_index import FrameIndex
 from edge.store.local import LocalStore
 from endpoint import protocol
-from tests.edge.test_ingest import frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
-from tests.edge.test_ingest_malformed import header_dict, raw_payload
+from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
 
 pytestmark = pytest.mark.integration
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import struct
 import time
 
 import pytest
@@ -13,24 +11,11 @@ import pytest
 from edge.frame_index import FrameIndex
 from edge.ingest import FrameRejected, check_frame_message
 from endpoint import protocol
-from tests.edge.test_ingest import Peer, frame_payload, ingest_config, make_ingest, make_jpeg, peer  # noqa: F401
+from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
 
 TOPIC_A = protocol.topic("cam-a", protocol.FEATURE_FRAME)
 TIMESTAMP_ID = "cam_2026-11-30T07:55:00.123Z"  # a natural id a third party picks; ':' breaks the id pattern
 NAN, INF = float("nan"), float("inf")  # json.dumps writes them as NaN / Infinity, as a careless client would
-
-
-def raw_payload(header: dict | bytes, jpeg: bytes) -> bytes:
-    """A frame payload built by hand, bypassing encode_frame's checks."""
-    head = header if isinstance(header, bytes) else json.dumps(header).encode()
-    return protocol.FRAME_MAGIC + struct.pack(">I", len(head)) + head + jpeg
-
-
-def header_dict(jpeg: bytes, endpoint_id: str = "cam-a", frame_id: str = "bad", **changes) -> dict:
-    header = protocol.make_frame_header(jpeg, endpoint_id="cam-a", frame_id="placeholder", capture_time=1.0,
-                                        round=0, model_version="s0", width=48, height=32)
-    # Ids go in after validation, so a header can carry ids the protocol refuses.
-    return header.model_dump(exclude_none=True) | {"endpoint_id": endpoint_id, "frame_id": frame_id} | changes
 
 
 def bad_payloads() -> dict[str, tuple[str, bytes]]:

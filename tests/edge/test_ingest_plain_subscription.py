@@ -7,7 +7,7 @@ import pytest
 from edge.frame_index import FrameIndex
 from edge.ingest_config import IngestConfig
 from edge.store.local import LocalStore
-from tests.edge.test_ingest import Peer, frame_payload, make_ingest  # noqa: F401
+from tests.edge.ingest_parts import Peer, frame_payload
 
 pytestmark = pytest.mark.integration
 

@@ -98,3 +98,29 @@ def test_teacher_pseudo_labels_match_ground_truth(tmp_path, scenario, tiny_yolo)
     assert metric.compute().map50 > 0.3
     strict = label_frames(store, records, ["teacher"], LabelContext(tiny_yolo.pt, 0.999, tiny_yolo.imgsz))
     assert sum(len(f.item.classes) for f in strict) < sum(len(f.item.classes) for f in labelled)
+
+
+def test_import_labels_and_yolo_folders_follow_the_one_parser_rule(tmp_path, scenario):
+    """Import labels (edge), YOLO folders (edge) and the endpoint's image source all clip and drop alike."""
+    from edge.yolo_dataset import folder_items
+    from endpoint.yolo_labels import read_label_file
+
+    text = b"0 0.05 0.5 0.2 0.2\n1 1.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n"
+    store = LocalStore(tmp_path / "store")
+    put_frame(store, scenario, 0, with_labels=False)
+    store.put(import_label_key("cam-1", 2, "f.0000"), text)
+    (imported,) = label_frames(store, stored_frames(store), ["import"])
+
+    root = tmp_path / "folder"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "val" / "a.png"), scenario.frame("day", 0).image)
+    (root / "labels" / "val" / "a.txt").write_bytes(text)
+    (from_folder,) = folder_items(root, "val")
+    endpoint_boxes = [d.box for d in read_label_file(root / "labels" / "val" / "a.txt")]
+
+    expected = [[0.0, 0.4, 0.15, 0.6], [0.4, 0.4, 0.6, 0.6]]  # clipped; the box wholly outside is dropped
+    for boxes in (imported.item.boxes, from_folder.boxes, endpoint_boxes):
+        np.testing.assert_allclose(boxes, expected, atol=1e-6)
+    np.testing.assert_array_equal(imported.item.classes, [0, 2])
+    np.testing.assert_array_equal(from_folder.classes, [0, 2])

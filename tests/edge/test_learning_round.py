@@ -12,7 +12,7 @@ import time
 import cv2
 import pytest
 
-from edge.bootstrap import bootstrap_from_scenario, scenario_items
+from edge.bootstrap import bootstrap_from_scenario
 from edge.distill import distill_student
 from edge.evaluate import agreement, evaluate_onnx, evaluate_pt
 from edge.export import compare_fp32_int8, export_onnx, quantize_student
@@ -22,6 +22,7 @@ from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
 from edge.replay import ReplayBuffer
 from edge.store.local import LocalStore
 from edge.teacher import finetune_teacher
+from edge.yolo_dataset import scenario_items
 from endpoint.protocol import Detection, make_frame_header
 from endpoint.scenario import CLASS_NAMES, SyntheticScenario
 

@@ -55,8 +55,10 @@ def test_a_raw_hex_public_key_works_too(keys, tmp_path):
     private, public, _ = keys
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     (tmp_path / "key.hex").write_text(raw.hex() + "\n")
+    loaded = load_public_key(tmp_path / "key.hex")
+    assert loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == raw
     manifest = manifest_for(MODEL)
-    verify_model(canonical_bytes(manifest), sign(manifest, private), MODEL, load_public_key(tmp_path / "key.hex"))
+    assert verify_model(canonical_bytes(manifest), sign(manifest, private), MODEL, loaded) == manifest
 
 
 def _other_key_signature(manifest: Manifest, tmp_path) -> str:
@@ -124,7 +126,7 @@ def test_manifest_requires_a_target_and_a_positive_serial():
 def test_target_is_this_endpoint_or_its_fleet(target, ok):
     manifest = manifest_for(MODEL, target=target)
     if ok:
-        check_target(manifest, "cam-1", "default")
+        assert check_target(manifest, "cam-1", "default") is None  # accepted: it raises ModelRejected otherwise
     else:
         with pytest.raises(ModelRejected, match=f"wrong target: signed for '{target}'"):
             check_target(manifest, "cam-1", "default")

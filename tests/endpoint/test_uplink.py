@@ -1,36 +1,12 @@
 """Uplink unit tests with a fake link: order, window, acks, refusals, re-sends after a timeout or an outage."""
 
-import threading
 import time
-from types import SimpleNamespace
 
-from endpoint import protocol
-from endpoint.protocol import Ack
 from endpoint.spool import Spool
 from endpoint.token_bucket import TokenBucket
 from endpoint.uplink import Uplink
 from tests.endpoint.spool_frames import fill, frame_bytes
-
-
-class FakeLink:
-    def __init__(self):
-        self.connected = threading.Event()
-        self.connected.set()
-        self.connection_count = 1
-        self.sent: list[bytes] = []
-        self.handlers = {}
-        self.lock = threading.Lock()
-
-    def on(self, feature, handler):
-        self.handlers[feature] = handler
-
-    def publish(self, feature, payload, qos=1, retain=False):
-        with self.lock:
-            self.sent.append(payload)
-        return SimpleNamespace(rc=0)
-
-    def ack(self, ids, ok=True):
-        self.handlers["ack"](protocol.encode(Ack(endpoint_id="cam", frame_ids=ids, ok=ok, reason="" if ok else "x")))
+from tests.endpoint.uplink_parts import FakeLink, wait_until
 
 
 def _spool(tmp_path, n):
@@ -39,29 +15,20 @@ def _spool(tmp_path, n):
     return spool
 
 
-def _wait(cond, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_sends_oldest_first_within_window_and_acks_drain_the_spool(tmp_path):
     link, spool = FakeLink(), _spool(tmp_path, 10)
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=4, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: len(link.sent) == 4)
+        assert wait_until(lambda: len(link.sent) == 4)
         time.sleep(0.1)
         assert link.sent == [frame_bytes(f"f{i:010d}") for i in range(4)]  # the window holds the rest back
         link.ack([f"f{i:010d}" for i in range(4)])
-        assert _wait(lambda: len(link.sent) == 8)
+        assert wait_until(lambda: len(link.sent) == 8)
         link.ack([f"f{i:010d}" for i in range(4, 8)])
-        assert _wait(lambda: len(link.sent) == 10)
+        assert wait_until(lambda: len(link.sent) == 10)
         link.ack([f"f{i:010d}" for i in range(8, 10)])
-        assert _wait(up.drained)
+        assert wait_until(up.drained)
         assert up.stats.frames_acked == 10 and up.stats.frames_resent == 0
     finally:
         up.stop()
@@ -72,10 +39,10 @@ def test_unacked_frames_are_resent_after_the_timeout(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=0.2)
     up.start()
     try:
-        assert _wait(lambda: len(link.sent) >= 4)  # both sent, then both sent again
+        assert wait_until(lambda: len(link.sent) >= 4)  # both sent, then both sent again
         assert up.stats.frames_resent >= 2
         link.ack(["f0000000000", "f0000000001"])
-        assert _wait(up.drained)
+        assert wait_until(up.drained)
     finally:
         up.stop()
 
@@ -85,11 +52,11 @@ def test_an_outage_resends_what_was_in_flight(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: len(link.sent) == 3)
+        assert wait_until(lambda: len(link.sent) == 3)
         link.connected.clear()  # a short outage: paho reconnects
         link.connection_count += 1
         link.connected.set()
-        assert _wait(lambda: len(link.sent) == 6)  # re-sent without waiting for the 60 s timeout
+        assert wait_until(lambda: len(link.sent) == 6)  # re-sent without waiting for the 60 s timeout
     finally:
         up.stop()
 
@@ -99,10 +66,10 @@ def test_refused_frames_leave_the_spool_without_counting_as_acked(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: len(link.sent) == 2)
+        assert wait_until(lambda: len(link.sent) == 2)
         link.ack(["f0000000000"], ok=False)
         link.ack(["f0000000001"])
-        assert _wait(up.drained)
+        assert wait_until(up.drained)
         assert up.stats.frames_refused == 1 and up.stats.frames_acked == 1
     finally:
         up.stop()
@@ -115,7 +82,7 @@ def test_the_byte_rate_is_held(tmp_path):
     started = time.monotonic()
     up.start()
     try:
-        assert _wait(lambda: len(link.sent) == 6)
+        assert wait_until(lambda: len(link.sent) == 6)
         assert time.monotonic() - started >= 0.45  # over 5000 bytes beyond the first burst at 10 kB/s
     finally:
         up.stop()

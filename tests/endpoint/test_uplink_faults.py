@@ -10,7 +10,7 @@ from endpoint.spool import QUARANTINE_DIR, Spool
 from endpoint.token_bucket import TokenBucket
 from endpoint.uplink import Uplink
 from tests.endpoint.spool_frames import fill, frame_bytes
-from tests.endpoint.test_uplink import FakeLink, _wait
+from tests.endpoint.uplink_parts import FakeLink, wait_until
 
 BIG_JPEG_BYTES = 300 * 1024
 
@@ -45,7 +45,7 @@ def test_a_starved_bucket_waits_without_rereading_and_sends_once_the_rate_rises(
         assert reads <= 20, f"{reads:.0f} reads of a {BIG_JPEG_BYTES}-byte frame in 1 s"
         assert link.sent == []
         bucket.set_rate(10e6)
-        assert _wait(lambda: _sent_ids(link) == [frame_id])
+        assert wait_until(lambda: _sent_ids(link) == [frame_id])
     finally:
         up.stop()
 
@@ -56,7 +56,7 @@ def test_a_frame_larger_than_the_bucket_still_goes(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e6, 10_000), window=4, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: _sent_ids(link) == ids)  # the second waits out the first one's debt
+        assert wait_until(lambda: _sent_ids(link) == ids)  # the second waits out the first one's debt
     finally:
         up.stop()
 
@@ -73,7 +73,7 @@ def test_corrupt_or_misnamed_frames_are_quarantined_not_sent(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: spool.depth() == 2 and len(link.sent) == 2)
+        assert wait_until(lambda: spool.depth() == 2 and len(link.sent) == 2)
         assert _sent_ids(link) == good
         assert len(list((tmp_path / QUARANTINE_DIR).iterdir())) == 4
         assert up.stats.frames_quarantined == 4 and not any(f in spool for f in bad)
@@ -94,10 +94,10 @@ def test_an_unreadable_frame_does_not_stop_the_sender(tmp_path):
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=0.3)
     up.start()
     try:
-        assert _wait(lambda: ids[1] in _sent_ids(link))  # the sender lives and moves past it
+        assert wait_until(lambda: ids[1] in _sent_ids(link))  # the sender lives and moves past it
         first.path.rmdir()
         first.path.write_bytes(payload)  # the fault clears
-        assert _wait(lambda: ids[0] in _sent_ids(link))  # retried, not dropped: spool-until-ack holds
+        assert wait_until(lambda: ids[0] in _sent_ids(link))  # retried, not dropped: spool-until-ack holds
         link.ack(ids)
         assert up.wait_drained(5.0)
     finally:
@@ -111,7 +111,7 @@ def test_a_frame_deleted_behind_the_spools_back_is_dropped(tmp_path):
     up = Uplink(reads_link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
-        assert _wait(lambda: _sent_ids(reads_link) == [ids[1]])
+        assert wait_until(lambda: _sent_ids(reads_link) == [ids[1]])
         assert ids[0] not in spool
         reads_link.ack([ids[1]])
         assert up.wait_drained(5.0)
@@ -129,11 +129,11 @@ def test_in_flight_state_stays_within_the_window(tmp_path):
         def churned():
             peak.append(up.in_flight())
             return len(link.sent) >= 40
-        assert _wait(churned)  # no acks: the same frames time out and go again
+        assert wait_until(churned)  # no acks: the same frames time out and go again
         assert max(peak) <= 4
         assert set(_sent_ids(link)) == set(ids[:4])  # timed-out frames go before newer ones
         link.connection_count += 1  # a reconnect starts the window again
-        assert _wait(lambda: up.in_flight() <= 4 and len(link.sent) >= 50)
+        assert wait_until(lambda: up.in_flight() <= 4 and len(link.sent) >= 50)
         link.ack(ids)
         assert up.wait_drained(5.0) and up.in_flight() == 0
     finally:

@@ -12,25 +12,12 @@ import time
 import pytest
 import yaml
 
-from edge.yolo_dataset import LabelledImage, write_yolo_dataset
-from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+from tests.pipelines.domain_folders import make_domain_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 FIELDS = {"round", "endpoint", "domain", "policy", "budget_bytes", "upload_bytes", "push_bytes", "frames_uploaded",
           "model_version", "map50", "map50_95", "static_map50_95", "teacher_map50_95", "wall_s"}
-
-
-def make_domain_folder(root, domain: str, n_train: int, n_val: int):
-    """A YOLO data set folder (images/, labels/, data.yaml) of one synthetic domain, as a user would bring it."""
-    scenario = SyntheticScenario(seed=7)
-
-    def items(start, n):
-        return [LabelledImage(f"{domain}-{i:04d}", f.image, f.boxes, f.classes)
-                for i in range(start, start + n) for f in [scenario.frame(domain, i)]]
-
-    write_yolo_dataset(root, {"train": items(0, n_train), "val": items(10_000, n_val)}, CLASS_NAMES)
-    return root
 
 
 @pytest.fixture(scope="module")

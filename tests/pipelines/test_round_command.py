@@ -14,7 +14,7 @@ from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store.config import StoreConfig
 from pipelines.cli import main
-from tests.pipelines.test_lab_folders import make_domain_folder
+from tests.pipelines.domain_folders import make_domain_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

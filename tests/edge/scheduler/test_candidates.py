@@ -86,6 +86,8 @@ def test_repick_takes_the_better_evaluated_student_within_the_reserved_bytes():
 
 def test_simulated_rounds_record_every_students_evaluation():
     run = simulate_policy([fake_scenario()], "adaptive", 3_000_000, SimConfig(rounds=3, endpoints=1))
+    assert len(run.records) == 3  # one per round for the one endpoint: an empty list would pass the loop below
+    assert [rec.round for rec in run.records] == [0, 1, 2]
     for rec in run.records:
         assert set(rec.candidates) == {"pico", "nano"}
         assert (rec.candidate_map, rec.candidate_bytes) in rec.candidates.values()  # the deployed student's

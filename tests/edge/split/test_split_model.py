@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.bootstrap import scenario_items
+from edge.yolo_dataset import scenario_items
 from edge.evaluate import EVAL_CONF, EVAL_IOU
 from edge.map_metric import MeanAveragePrecision
 from edge.split.split_set import pair_of
