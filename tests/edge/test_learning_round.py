@@ -73,7 +73,7 @@ def test_one_round_recovers_after_domain_shift(tmp_path, tiny_yolo_pt):
     boot = stage("bootstrap", bootstrap_from_scenario, config, scenario)
     assert not boot.cached and boot.teacher.exists() and boot.student == tiny_yolo_pt
     again = stage("bootstrap_cached", bootstrap_from_scenario, config, scenario)
-    assert again.cached and again.teacher == boot.teacher and timings_s["bootstrap_cached"] < 10
+    assert again.cached and again.teacher == boot.teacher  # reused from the cache, not trained again
 
     store = LocalStore(tmp_path / "store")
     upload(store, scenario, "dusk", UPLOADED_FRAMES)
