@@ -51,7 +51,8 @@ def bootstrap_models(config: LearningConfig, train_items: Sequence[LabelledImage
         for role in to_train:
             log.info("bootstrap: training %s from %s on %d images", role, wanted[role].yaml, len(train_items))
             made[f"{role}.pt"] = train_from_spec(wanted[role], config.bootstrap, config,
-                                                 {"train": train_items, "val": val_items}, class_names, work / role)
+                                                 {"train": train_items, "val": val_items}, class_names, work / role,
+                                                 label=f"bootstrap {role}")
             trained.append(role)
         return made
 

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
+from edge.training_progress import watch
 from edge.yolo_dataset import LabelledImage, write_yolo_dataset
 
 if TYPE_CHECKING:
@@ -70,11 +71,12 @@ def model_source(spec: ModelSpec, cache_dir: Path) -> str:
 
 
 def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningConfig, run_dir: Path,
-               n_images: int = 0, **extra) -> Path:
+               n_images: int = 0, label: str = "training", **extra) -> Path:
     """One ultralytics training run with edgeloop's settings; returns the last weights.
 
     ``n_images`` (the training set's size) lets ``stage.target_images`` bound the epochs; ``extra`` goes to
-    ``YOLO.train`` as is (``distill_model=``, ``dis=``, ``freeze=``, ``deterministic=`` ...).
+    ``YOLO.train`` as is (``distill_model=``, ``dis=``, ``freeze=``, ``deterministic=`` ...). Each epoch is
+    reported as ``label: epoch i/n, loss ..., m:ss left`` where ``report_training_to`` asked for it.
     """
     YOLO = ultralytics_yolo()
     run_dir = Path(run_dir).resolve()
@@ -82,7 +84,9 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
                     optimizer="AdamW", lr0=stage.lr0, warmup_epochs=stage.warmup_epochs, seed=config.seed,
                     device=config.device, workers=0, amp=False, plots=False, verbose=False, val=False,
                     project=str(run_dir.parent), name=run_dir.name, exist_ok=True)
-    YOLO(source).train(**{**settings, **extra})
+    model = YOLO(source)
+    watch(model, label)
+    model.train(**{**settings, **extra})
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.
     return run_dir / "weights" / "last.pt"
 
@@ -142,11 +146,11 @@ def cached_build(folder: Path, names: Sequence[str], build: Builder) -> dict[str
 
 
 def train_from_spec(spec: ModelSpec, stage: TrainSpec, config: LearningConfig, splits: Mapping[str, Sequence],
-                    class_names: Sequence[str], work_dir: Path, **extra) -> Path:
+                    class_names: Sequence[str], work_dir: Path, label: str = "training", **extra) -> Path:
     """Write ``splits`` as a YOLO folder under ``work_dir`` and train ``spec`` on it; returns the last weights."""
     data_yaml = write_yolo_dataset(Path(work_dir) / "data", dict(splits), class_names)
     return train_yolo(model_source(spec, config.cache_dir), data_yaml, stage, config, Path(work_dir) / "runs" / "m",
-                      **extra)
+                      label=label, **extra)
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ def train_stage(start_weights: str | Path, items: Sequence[LabelledImage], stage
                                    {"train": train, "val": list(items[:FORMAL_VAL_IMAGES])}, class_names)
     started = time.perf_counter()
     last = train_yolo(str(start_weights), data_yaml, stage, config, run_dir / "runs" / role, n_images=len(train),
-                      **extra)
+                      label=role, **extra)
     train_s = time.perf_counter() - started
     out = run_dir / f"{role}.pt"
     shutil.copyfile(last, out)

@@ -70,7 +70,9 @@ class LabSession:
                     for i, ep in enumerate(endpoint_ids)}
         self.learner = Learner(config, learning=self.learning, store=store, first=first, val_sets=val_sets,
                                metrics=LearnerMetrics(args.metrics_port))
-        with self.console.status("bootstrap: training the first teacher and student (cached after the first run)"):
+        with self.console.status("bootstrap: training the first teacher and student (cached after the first run)") \
+                as status:
+            self.learner.on_stage = lambda text: (status.update(f"bootstrap: {text}"), log.info("%s", text))
             self.learner.start()
         self._stack.callback(self.learner.stop)
         first_version = self.learner.first_version

@@ -32,6 +32,7 @@ from edge.map_metric import MapResult
 from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
+from edge.training_progress import report_training_to
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
@@ -101,10 +102,11 @@ class RoundDriver:
         if not state.stage_done("collected"):
             self._timed("collected", lambda: self._collect(settings))
         records = [r for ep in self.endpoints for r in FrameIndex(self.store).frames(ep, p.round)]
-        if not state.stage_done("teacher"):
-            self._timed("teacher", lambda: self._teacher(records, settings))
-        if not state.stage_done("student"):
-            self._timed("student", self._student)
+        with report_training_to(lambda text: self.on_stage(f"round {p.round}: {text}")):
+            if not state.stage_done("teacher"):
+                self._timed("teacher", lambda: self._teacher(records, settings))
+            if not state.stage_done("student"):
+                self._timed("student", self._student)
         if not state.stage_done("registered"):
             self._timed("registered", self._register)
         if not state.stage_done("pushed"):

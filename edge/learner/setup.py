@@ -18,6 +18,7 @@ from edge.learning_config import LearningConfig
 from edge.registry import ModelRegistry
 from edge.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_keypair, load_private_key
 from edge.store import ObjectStore
+from edge.training_progress import report_training_to
 from edge.yolo_dataset import LabelledImage
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def initial_state(state_dir: Path, registry: ModelRegistry, learning: LearningCo
     if state is not None:
         return state, True
     on_stage("bootstrap: training the first teacher and student (cached after the first run)")
-    boot = bootstrap_models(learning, first.train, first.val, first.class_names)
+    with report_training_to(on_stage):
+        boot = bootstrap_models(learning, first.train, first.val, first.class_names)
     static = state_dir / "static.onnx"
     latest = registry.latest(STUDENT_NAME)
     if latest is None or latest.metrics.get("round") != BOOTSTRAP_ROUND or not static.exists():

@@ -99,3 +99,20 @@ def test_a_narrowed_yaml_trains_once_with_real_ultralytics(tmp_path):
 
     model = ultralytics_yolo()(str(pt)).model
     assert max(m.out_channels for m in model.modules() if hasattr(m, "out_channels")) <= 64
+
+
+@pytest.mark.integration
+def test_training_reports_each_epoch_with_losses_and_time_left(tmp_path):
+    from edge.training_progress import report_training_to
+
+    config = LearningConfig(imgsz=64, batch=8, cache_dir=tmp_path / "cache")
+    spec = ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.0625, 64))
+    items = scenario_items(SyntheticScenario(), "day", 0, 8, "train-")
+    lines: list[str] = []
+    with report_training_to(lines.append):
+        train_from_spec(spec, TrainSpec(epochs=2), config, {"train": items, "val": items[:2]}, CLASS_NAMES,
+                        tmp_path / "work", label="teacher")
+    train_from_spec(spec, TrainSpec(epochs=1), config, {"train": items, "val": items[:2]}, CLASS_NAMES,
+                    tmp_path / "quiet")  # outside the block: nobody asked, nothing reported
+    assert [line.split(",")[0] for line in lines] == ["teacher: epoch 1/2", "teacher: epoch 2/2"], lines
+    assert all("loss box" in line and line.endswith("left") for line in lines), lines
