@@ -18,6 +18,10 @@ def add_lab_arguments(p: argparse.ArgumentParser) -> None:
                    help="label sources in order of preference: oracle, import, teacher")
     p.add_argument("--imgsz", type=int, default=None,
                    help="training and student input size (default: the learning config's, 128)")
+    p.add_argument("--teacher", default=None, metavar="PT",
+                   help="start from these ultralytics weights for the teacher (e.g. COCO-pretrained yolo11s.pt "
+                        "whose classes match the scenario's); skips its bootstrap training")
+    p.add_argument("--student", default=None, metavar="PT", help="the same for the student")
     p.add_argument("--learning", default=None,
                    help="YAML file of learning settings (models, epochs, replay; see edge/learning_config.py)")
     p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",

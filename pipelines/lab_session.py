@@ -77,8 +77,9 @@ class LabSession:
         self._stack.callback(self.learner.stop)
         first_version = self.learner.first_version
         static = self.learner.state.static_onnx
-        say(f"bootstrap {'(cached) ' if self.learner.bootstrap_cached else ''}student {first_version}: "
-            f"{static.stat().st_size / 1e3:.0f} kB INT8")
+        source = ("your weights" if self.learning.teacher.weights and self.learning.student.weights
+                  else "cached" if self.learner.bootstrap_cached else "trained")
+        say(f"bootstrap ({source}): student {first_version}, {static.stat().st_size / 1e3:.0f} kB INT8")
 
         endpoints = LabEndpoints(_dir(out / "endpoints"))
         self._stack.callback(endpoints.stop)
@@ -127,12 +128,17 @@ class LabSession:
 
 
 def lab_learning_config(args, out: Path) -> LearningConfig:
-    """The learning settings: ``--learning FILE`` (or the defaults), with the lab's paths, seed and ``--imgsz``."""
+    """The learning settings: ``--learning FILE`` (or the defaults), with the lab's paths, seed, ``--imgsz``,
+    and ``--teacher`` / ``--student`` weights (which skip that model's bootstrap training)."""
     base = load_learning_config(args.learning) if args.learning else LearningConfig()
     update = {"cache_dir": Path(args.cache), "work_dir": out / "work", "seed": args.seed}
     if args.imgsz:
         update["imgsz"] = args.imgsz
-    return LearningConfig.model_validate({**base.model_dump(), **update})
+    raw = {**base.model_dump(), **update}
+    for role in ("teacher", "student"):
+        if getattr(args, role, None):
+            raw[role] = {**raw[role], "weights": Path(getattr(args, role)).resolve()}
+    return LearningConfig.model_validate(raw)
 
 
 def _dir(path: Path) -> Path:

@@ -86,6 +86,18 @@ def test_lab_on_the_embedded_amqtt_broker_stores_frames_and_learns(tmp_path, fol
     assert len(list((out / "store" / "frames" / "cam-1").rglob("*.jpg"))) == row["frames_uploaded"]
 
 
+def test_lab_starts_from_your_own_weights(tmp_path, folders, tiny_yolo_pt):
+    """--teacher/--student: weights an earlier step trained (the session's tiny detector) skip the bootstrap."""
+    out = tmp_path / "lab"
+    run = subprocess.run(lab_command(folders, out, "--rounds", "1", "--imgsz", "128", "--teacher", str(tiny_yolo_pt),
+                                     "--student", str(tiny_yolo_pt)), capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "bootstrap (your weights)" in run.stdout
+    assert "bootstrap: training teacher" not in (out / "lab.log").read_text()  # edge.bootstrap says it when it trains
+    [row] = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert row["static_map50_95"] > 0.05  # the day-trained detector, not a fresh one, is the first student
+
+
 def test_a_round_without_frames_fails_loudly(tmp_path, folders):
     out = tmp_path / "lab"
     run = subprocess.run(lab_command(folders, out, "--rounds", "1", "--policy", "model-first", "--budget-kbps", "0.001"),
