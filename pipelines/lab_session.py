@@ -49,7 +49,8 @@ class LabSession:
 
     def _start(self) -> None:
         args, out, say = self.args, self.out, self.console.print
-        self.learning = lab_learning_config(args, out)
+        first_folder = self.scenario.folders.get(self.scenario.domains[0]) if self.scenario.folders else None
+        self.learning = lab_learning_config(args, out, first_folder, say)
         broker = self._stack.enter_context(Broker(kind=args.broker, workdir=_dir(out / "broker")))
         store = open_store(self._store_config())
         say(f"broker [bold]{broker.kind}[/] on {broker.url}; store {store.describe()}")
@@ -127,9 +128,10 @@ class LabSession:
                            secret_key=self.args.s3_secret_key)
 
 
-def lab_learning_config(args, out: Path) -> LearningConfig:
+def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) -> LearningConfig:
     """The learning settings: ``--learning FILE`` (or the defaults), with the lab's paths, seed, ``--imgsz``,
-    and ``--teacher`` / ``--student`` weights (which skip that model's bootstrap training)."""
+    ``--teacher`` / ``--student`` weights (which skip that model's bootstrap training), and, for a YOLO folder,
+    data-aware image size, bootstrap epochs and batch wherever neither flag nor file set them."""
     base = load_learning_config(args.learning) if args.learning else LearningConfig()
     update = {"cache_dir": Path(args.cache), "work_dir": out / "work", "seed": args.seed}
     if args.imgsz:
@@ -138,6 +140,21 @@ def lab_learning_config(args, out: Path) -> LearningConfig:
     for role in ("teacher", "student"):
         if getattr(args, role, None):
             raw[role] = {**raw[role], "weights": Path(getattr(args, role)).resolve()}
+    if folder is not None:
+        from edge.data_profile import data_aware_settings, profile_folder
+
+        profile = profile_folder(folder)
+        chosen = data_aware_settings(profile)
+        explicit = base.model_fields_set | ({"imgsz"} if args.imgsz else set())
+        if "imgsz" not in explicit:
+            raw["imgsz"] = chosen.imgsz
+        if "batch" not in explicit:
+            raw["batch"] = chosen.batch
+        if "bootstrap" not in explicit:
+            raw["bootstrap"] = {**raw["bootstrap"], "epochs": chosen.epochs}
+        say(f"data-aware settings for {folder.name}: {chosen.describe(profile)}"
+            + (f"; kept from your flags or --learning: {', '.join(sorted(explicit & {'imgsz', 'batch', 'bootstrap'}))}"
+               if explicit & {"imgsz", "batch", "bootstrap"} else "") + " (override with --imgsz or --learning)")
     return LearningConfig.model_validate(raw)
 
 

@@ -58,6 +58,8 @@ def test_lab_runs_on_yolo_folders_into_s3_and_report_rebuilds(tmp_path, folders,
     assert rows[1]["map50_95_by_domain"]["dusk"] == rows[1]["map50_95"]
     assert (out / "map_per_round.png").stat().st_size > 10_000
     assert "round 1 (dusk)" in run.stdout
+    assert "data-aware settings for day" in run.stdout  # printed at start; this run's --learning file keeps its own
+    assert "kept from your flags or --learning: batch, bootstrap, imgsz" in run.stdout
     assert f"store s3://{s3_server.endpoint}/edgeloop-lab" in run.stdout
     from edge.store.s3 import S3Store
 
