@@ -152,9 +152,10 @@ def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) 
             raw["batch"] = chosen.batch
         if "bootstrap" not in explicit:
             raw["bootstrap"] = {**raw["bootstrap"], "epochs": chosen.epochs}
-        say(f"data-aware settings for {folder.name}: {chosen.describe(profile)}"
-            + (f"; kept from your flags or --learning: {', '.join(sorted(explicit & {'imgsz', 'batch', 'bootstrap'}))}"
-               if explicit & {"imgsz", "batch", "bootstrap"} else "") + " (override with --imgsz or --learning)")
+        say(f"data-aware settings for {folder.name}: {chosen.describe(profile)}")
+        kept = sorted(explicit & {"imgsz", "batch", "bootstrap"})
+        say(f"  kept from your flags or --learning: {', '.join(kept)}" if kept
+            else "  (override any of them with --imgsz or --learning)")
     return LearningConfig.model_validate(raw)
 
 
