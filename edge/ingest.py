@@ -76,10 +76,7 @@ class Ingest:
         self._inbox = Inbox(config.queue_max_messages, config.queue_max_bytes)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.connection = MqttConnection(config.broker_host, config.broker_port, config.client_id,
-                                         username=config.username, password=config.mqtt_password(),
-                                         keepalive_s=config.keepalive_s, tls_ca_file=config.tls_ca_file,
-                                         tls_cert_file=config.tls_cert_file, tls_key_file=config.tls_key_file)
+        self.connection = MqttConnection.from_config(config.broker)
         self._writer = FrameWriter(self.store, self._stopping, config.store_retry_initial_s,
                                    config.store_retry_max_s, self._store_failed)
         self._acks = AckBatcher(lambda topic, payload: self.connection.publish(topic, payload, qos=1),
@@ -104,7 +101,7 @@ class Ingest:
         self.connection.subscribe(self.topic_filter, self._on_message, qos=1)
         if not self.connection.start(timeout_s) and timeout_s is not None:
             self.stop()
-            raise TimeoutError(f"ingest not subscribed on {self.config.broker_host}:{self.config.broker_port} "
+            raise TimeoutError(f"ingest not subscribed on {self.config.broker.host}:{self.config.broker.port} "
                                f"within {timeout_s} s")
         log.info("ingest %s listening on %s with %d store workers, storing to %s", self.connection.client_id,
                  self.topic_filter, self.config.store_concurrency, self.store.describe())

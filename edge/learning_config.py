@@ -5,24 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from endpoint.config_base import StrictConfig
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(StrictConfig):
     """An ultralytics model built from YAML (optionally narrowed), or user weights when ``weights`` is set."""
 
-    model_config = ConfigDict(extra="forbid")
     yaml: str = Field("yolo11n.yaml", description="ultralytics model YAML name, e.g. yolo11n.yaml or yolo11s.yaml")
     scale: tuple[float, float, int] | None = Field(
         None, description="override of (depth_multiple, width_multiple, max_channels) for a narrower custom model")
     weights: Path | None = Field(None, description="user .pt file; when set, no bootstrap training happens")
 
 
-class TrainSpec(BaseModel):
+class TrainSpec(StrictConfig):
     """Optimizer settings of one training stage."""
 
-    model_config = ConfigDict(extra="forbid")
     epochs: int = Field(10, ge=1, description="passes over the stage's data set")
     lr0: float = Field(0.01, gt=0, description="initial learning rate (AdamW)")
     warmup_epochs: float = Field(0.5, ge=0, description="linear warm-up; short because data sets are small")
@@ -37,10 +36,9 @@ class TrainSpec(BaseModel):
         return max(min(2, self.epochs), min(self.epochs, -(-self.target_images // n_images)))
 
 
-class LearningConfig(BaseModel):
+class LearningConfig(StrictConfig):
     """Everything the teacher, student, replay and export steps need; read once by the entry point."""
 
-    model_config = ConfigDict(extra="forbid")
     teacher: ModelSpec = Field(default_factory=lambda: ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.25, 256)),
                                description="the edge-side teacher; wider than the student")
     student: ModelSpec = Field(default_factory=lambda: ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.125, 256)),
@@ -73,11 +71,3 @@ class LearningConfig(BaseModel):
                                           "a GPU (evaluation and export stay on the CPU, as on the endpoint)")
     cache_dir: Path = Field(Path("edgeloop-data/cache"), description="bootstrapped weights and generated model YAMLs")
     work_dir: Path = Field(Path("edgeloop-data/work"), description="training runs and data sets of each round")
-
-
-def load_learning_config(path: str | Path) -> LearningConfig:
-    """Read a LearningConfig from a YAML file (a ``learning:`` section or the bare fields)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if isinstance(raw, dict) and isinstance(raw.get("learning"), dict) and len(raw) == 1:
-        raw = raw["learning"]
-    return LearningConfig.model_validate(raw)

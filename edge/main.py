@@ -8,14 +8,15 @@ import threading
 
 from pydantic import ValidationError
 
-from edge.service_config import load_service_config
+from edge.service_config import EdgeServiceConfig
+from endpoint.config_base import load_config
 
 log = logging.getLogger(__name__)
 
 
 def run_edge(config_path: str) -> int:
     try:
-        config = load_service_config(config_path)
+        config = load_config(EdgeServiceConfig, config_path)
     except (OSError, ValueError, ValidationError) as exc:
         log.error("edgeloop edge: bad config %s: %s", config_path, exc)
         return 2

@@ -6,10 +6,13 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from endpoint.broker_config import BrokerConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,14 @@ class MqttConnection:
         self._acked_mids: set[int] = set()
         self._lock = threading.Lock()
         self._started = False
+
+    @classmethod
+    def from_config(cls, broker: "BrokerConfig", default_client_id: str = "", **options) -> "MqttConnection":
+        """A connection as ``broker`` says (the password is read now); ``options`` are the other keywords."""
+        return cls(broker.host, broker.port, broker.client_id or default_client_id,
+                   username=broker.username or None, password=broker.mqtt_password() or None,
+                   keepalive_s=broker.keepalive_s, tls_ca_file=broker.tls_ca_file,
+                   tls_cert_file=broker.tls_cert_file, tls_key_file=broker.tls_key_file, **options)
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
         """Deliver messages matching ``topic_filter`` to ``handler(topic, payload)`` (on paho's thread)."""

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from edge.ingest_config import IngestConfig
 from edge.learner.config import LearnerConfig
+from endpoint.config_base import StrictConfig
 
 Role = Literal["ingest", "learner"]
 
 
-class EdgeServiceConfig(BaseModel):
+class EdgeServiceConfig(StrictConfig):
     """Ingest scales out (many processes, one shared subscription); the learner runs once per fleet."""
 
-    model_config = ConfigDict(extra="forbid")
     roles: list[Role] = Field(default_factory=lambda: ["ingest", "learner"], min_length=1,
                               description="roles this process runs")
     ingest: IngestConfig | None = Field(None, description="settings of the ingest role")
@@ -29,9 +27,3 @@ class EdgeServiceConfig(BaseModel):
             if getattr(self, role) is None:
                 raise ValueError(f"role {role!r} is listed but the config has no '{role}:' section")
         return self
-
-
-def load_service_config(path: str | Path) -> EdgeServiceConfig:
-    """Read the service config; a bad field raises with its name."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    return EdgeServiceConfig.model_validate(raw)

@@ -11,8 +11,8 @@ Every request is guarded: a request that fails is answered ``ok=false`` with a r
 on, and a full queue answers ``busy``. The endpoint id in a request must be the topic's (which the
 broker's ACL ties to the sender's login).
 
-Run: ``python -m edge.split_server --set-dir DIR [--host H --port P] [--username split --password-file F]
-[--tls-ca-file ca.crt] [--options DIR/options.json]``.
+Run: ``edgeloop split-server --set-dir DIR [--broker-config FILE] [--host H --port P] [--username split
+--password-file F] [--tls-ca-file ca.crt] [--options DIR/options.json]``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from pathlib import Path
 
 from edge.mqtt_connection import MqttConnection
 from edge.split.selection import SplitController, load_options
-from edge.split.server_args import add_split_server_arguments, read_password
+from edge.split.server_args import add_split_server_arguments, broker_config_from_args
 from edge.split.split_set import load_split_set, pair_of
 from edge.split.tail_runner import MAX_IMAGE_PIXELS, SplitTailRunner, WholeModelRunner, detect_jpeg
 from endpoint import protocol
+from endpoint.broker_config import BrokerConfig
 from endpoint.feature_codec import CodecError, decode_tensors
 from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
                                      JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
@@ -66,7 +67,8 @@ class SplitServer:
                  iou_threshold: float = 0.7, share_group: str = "", max_wait_s: float = 1.0,
                  options_path: str | Path | None = None, controller: ControllerSettings = ControllerSettings(),
                  username: str | None = None, password: str | None = None, max_queue: int = 32,
-                 max_image_pixels: int = MAX_IMAGE_PIXELS, tls: BrokerTls = BrokerTls()):
+                 max_image_pixels: int = MAX_IMAGE_PIXELS, tls: BrokerTls = BrokerTls(),
+                 broker: BrokerConfig | None = None):
         self.set_dir = Path(set_dir)
         self.manifest = load_split_set(self.set_dir)
         self.threads, self.conf_threshold, self.iou_threshold = threads, conf_threshold, iou_threshold
@@ -83,8 +85,10 @@ class SplitServer:
         self._wake = threading.Condition()
         self._stopping = False
         self.served = self.dropped = self.failed = self.refused = 0
-        self.mqtt = MqttConnection(host, port, username=username, password=password, tls_ca_file=tls.ca_file,
-                                   tls_cert_file=tls.cert_file, tls_key_file=tls.key_file)
+        # a BrokerConfig (the CLI's) carries everything, client id and keepalive too; else the plain arguments
+        self.mqtt = MqttConnection.from_config(broker) if broker is not None else MqttConnection(
+            host, port, username=username, password=password, tls_ca_file=tls.ca_file,
+            tls_cert_file=tls.cert_file, tls_key_file=tls.key_file)
         feature_filter = (protocol.shared_subscription(share_group, FEATURE_SPLIT_REQUEST) if share_group
                           else protocol.topic("+", FEATURE_SPLIT_REQUEST))
         self.mqtt.subscribe(feature_filter, self._on_request, qos=0)
@@ -240,12 +244,11 @@ def _reason_code(exc: Exception) -> str:
 
 def run_split_server(args) -> int:
     """Serve until Ctrl-C or SIGTERM."""
-    server = SplitServer(args.set_dir, args.host, args.port, args.threads, share_group=args.share_group,
+    broker = broker_config_from_args(args)
+    server = SplitServer(args.set_dir, broker.host, broker.port, args.threads, share_group=args.share_group,
                          options_path=args.options,
                          controller=ControllerSettings(args.device_speed, 1.0, args.accuracy_floor),
-                         username=args.username or None, password=read_password(args) or None,
-                         max_queue=args.max_queue, tls=BrokerTls(args.tls_ca_file, args.tls_cert_file,
-                                                                 args.tls_key_file)).start()
+                         max_queue=args.max_queue, broker=broker).start()
     try:
         while True:
             time.sleep(1)
@@ -260,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve split-detector tails over MQTT")
     add_split_server_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    return run_split_server(args)
+    return run_split_server(args)  # logging is the caller's: ``edgeloop split-server`` configures it
 
 
 if __name__ == "__main__":

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 
-from endpoint.config import load_endpoint_config
+from endpoint.config import EndpointConfig
+from endpoint.config_base import load_config
 from endpoint.runtime import EndpointRuntime
 
 log = logging.getLogger(__name__)
 
 
 def run_endpoint(config_path: str) -> int:
-    config = load_endpoint_config(config_path)
+    config = load_config(EndpointConfig, config_path)
     runtime = EndpointRuntime(config)
 
     def _stop(signum, frame):

@@ -23,7 +23,7 @@ class MqttLink:
 
     def __init__(self, endpoint_id: str, host: str, port: int, username: str = "", password: str = "",
                  keepalive_s: int = 15, model_version: Callable[[], str] = lambda: "", tls_ca_file: str = "",
-                 tls_cert_file: str = "", tls_key_file: str = ""):
+                 tls_cert_file: str = "", tls_key_file: str = "", client_id: str = ""):
         self.endpoint_id = endpoint_id
         self.host, self.port = host, port
         self._model_version = model_version
@@ -33,7 +33,7 @@ class MqttLink:
         self._pending_mid: int | None = None
         self._acked_mids: set[int] = set()
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"endpoint-{endpoint_id}",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"endpoint-{endpoint_id}",
                                   protocol=mqtt.MQTTv311, clean_session=True)
         if username:
             self.client.username_pw_set(username, password or None)

@@ -49,7 +49,7 @@ class EndpointRuntime:
         self.models = _open_models(config)
         b = config.broker
         self.link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
-                             self.models.version, b.tls_ca_file, b.tls_cert_file, b.tls_key_file)
+                             self.models.version, b.tls_ca_file, b.tls_cert_file, b.tls_key_file, b.client_id)
         self.spool = Spool(config.uplink.spool_dir, config.uplink.spool_max_frames)
         self.bucket = TokenBucket(config.uplink.rate_bytes_per_s, config.uplink.burst_bytes)
         self.uplink = Uplink(self.link, self.spool, self.bucket, config.uplink.window, config.uplink.ack_timeout_s)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import Field
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
-from endpoint.config import BrokerConfig
+from endpoint.broker_config import BrokerConfig
+from endpoint.config_base import StrictConfig
 from endpoint.protocol import ENDPOINT_ID_PATTERN
 from endpoint.sources import SourceConfig
 
 
-class SplitModeConfig(BaseModel):
+class SplitModeConfig(StrictConfig):
     """Which half of which split runs here, and how its features travel."""
 
-    model_config = ConfigDict(extra="forbid")
     set_dir: str = Field(description="split set folder (python -m edge.split build): <key>.head.onnx and full.onnx")
     split_key: str = Field("after4", description="pair to start with (after4, after4-bn4), or 'device' / 'edge'")
     codec: str = Field("q8c-zlib", description="feature codec: fp32, fp16-zlib, q8c-zlib ... q2c-zlib")
@@ -26,21 +23,14 @@ class SplitModeConfig(BaseModel):
     conf_threshold: float = Field(0.25, description="detector confidence threshold (device-only, and sent to no one)")
 
 
-class SplitEndpointConfig(BaseModel):
+class SplitEndpointConfig(StrictConfig):
     """An endpoint in split mode: a source, a broker and a split set; no sampling, spool or model push."""
 
-    model_config = ConfigDict(extra="forbid")
     endpoint_id: str = Field("cam-1", pattern=ENDPOINT_ID_PATTERN, description="unique id, also the topic level")
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    split: SplitModeConfig
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="the broker the split server listens on")
+    source: SourceConfig = Field(default_factory=SourceConfig, description="where frames come from")
+    split: SplitModeConfig = Field(description="the split set, the pair to start with, and the codec")
     summary_path: str = Field("", description="write a JSON summary of the run here at exit")
 
 
-def load_split_endpoint_config(path: str | Path) -> SplitEndpointConfig:
-    """Read and validate a split-mode YAML config; a bad field raises with its name."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    return SplitEndpointConfig.model_validate(raw)
-
-
-__all__ = ["SplitEndpointConfig", "SplitModeConfig", "load_split_endpoint_config"]
+__all__ = ["SplitEndpointConfig", "SplitModeConfig"]

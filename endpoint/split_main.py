@@ -11,17 +11,19 @@ from pathlib import Path
 
 from endpoint.mqtt_link import MqttLink
 from endpoint.split_client import SplitClient
-from endpoint.split_config import load_split_endpoint_config
+from endpoint.config_base import load_config
+from endpoint.split_config import SplitEndpointConfig
 from endpoint.sources import open_source
 
 log = logging.getLogger(__name__)
 
 
 def run_split_endpoint(config_path: str) -> int:
-    config = load_split_endpoint_config(config_path)
+    config = load_config(SplitEndpointConfig, config_path)
     b, s = config.broker, config.split
     link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
-                    tls_ca_file=b.tls_ca_file, tls_cert_file=b.tls_cert_file, tls_key_file=b.tls_key_file)
+                    tls_ca_file=b.tls_ca_file, tls_cert_file=b.tls_cert_file, tls_key_file=b.tls_key_file,
+                    client_id=b.client_id)
     client = SplitClient(link, config.endpoint_id, s.set_dir, s.split_key, s.codec, s.timeout_s, s.jpeg_quality,
                          s.threads, s.conf_threshold, s.follow_directives)
     stop = threading.Event()

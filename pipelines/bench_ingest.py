@@ -231,13 +231,14 @@ def bench_stream(name: str, jpegs: list[bytes], size: tuple[int, int], args, bro
     """One timed run of the fleet against ``args.workers`` ingest instances."""
     from edge.ingest import Ingest
     from edge.ingest_config import IngestConfig
+    from endpoint.broker_config import BrokerConfig
 
     group = None if broker.kind == "amqtt" else "bench"  # amqtt has no shared subscriptions
     if group is None and args.workers > 1:
         raise SystemExit("--workers > 1 needs shared subscriptions (Mosquitto); amqtt would store every frame twice")
     run = uuid.uuid4().hex[:6]
     endpoint_ids = [f"bench-{run}-{i:03d}" for i in range(args.endpoints)]
-    config = IngestConfig(broker_port=broker.port, shared_group=group, store_concurrency=args.pool_size)
+    config = IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=group, store_concurrency=args.pool_size)
     ingests = [Ingest(config, store).start() for _ in range(args.workers)]
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()

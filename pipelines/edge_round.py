@@ -19,14 +19,15 @@ log = logging.getLogger(__name__)
 
 def run_round_command(args) -> int:
     from edge.learner.collect import NoFramesError
-    from edge.learner.config import load_learner_config
+    from edge.learner.config import LearnerConfig
     from edge.learner.service import Learner
     from edge.learner.state import STATE_FILE
+    from endpoint.config_base import load_config
     from pipelines.report import results_table
 
     console = Console(width=170)
     try:
-        config = load_learner_config(args.config)
+        config = load_config(LearnerConfig, args.config, section="learner")
     except (OSError, ValueError, ValidationError) as exc:
         console.print(f"[red]edgeloop round: bad config {args.config}:[/] {exc}")
         return 2

@@ -44,6 +44,7 @@ def fuzz_ingest(host: str, port: int, work: Path, messages: int, seed: int, rate
     from edge.frame_keys import meta_key
     from edge.ingest import Ingest
     from edge.ingest_config import IngestConfig
+    from endpoint.broker_config import BrokerConfig
     from edge.store.config import StoreConfig
     from endpoint import protocol
 
@@ -60,7 +61,7 @@ def fuzz_ingest(host: str, port: int, work: Path, messages: int, seed: int, rate
             with lock:
                 acked_ok.update(raw.get("frame_ids", []))
 
-    config = IngestConfig(broker_host=host, broker_port=port, client_id="fuzz-ingest",
+    config = IngestConfig(broker=BrokerConfig(host=host, port=port, client_id="fuzz-ingest"),
                           store=StoreConfig(kind="local", path=str(work / "store")), store_concurrency=4)
     with EscapedExceptions() as escaped:
         meter = RssMeter()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipelines.logs import LOG_FORMAT
+
 log = logging.getLogger(__name__)
 
 # A lab run starts afresh: the learner's state from an earlier run in --out is not resumed.
@@ -31,7 +33,7 @@ def run_lab(args) -> int:
             target = out / stale
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    handler = _log_to_file(out / "lab.log", verbose=getattr(args, "verbose", False))
+    handler, console_levels = _log_to_file(out / "lab.log", verbose=getattr(args, "verbose", False))
     console.print(f"edgeloop lab: {args.endpoints} endpoints, {args.rounds} rounds, scenario {args.scenario}, "
                   f"policy {args.policy}, {args.budget_kbps:g} kbit/s; details in {out / 'lab.log'}")
     try:
@@ -43,6 +45,8 @@ def run_lab(args) -> int:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        for console_handler, level in console_levels.items():  # the CLI's console as it was
+            console_handler.setLevel(level)
 
 
 def _run_rounds(args, out: Path, console: Console) -> int:
@@ -75,18 +79,18 @@ def _run_rounds(args, out: Path, console: Console) -> int:
     return 0
 
 
-def _log_to_file(path: Path, verbose: bool) -> logging.Handler:
-    """Everything goes to ``lab.log``; the console keeps the tables, progress and warnings (all of it with -v)."""
+def _log_to_file(path: Path, verbose: bool) -> tuple[logging.Handler, dict[logging.Handler, int]]:
+    """Add ``lab.log`` to the CLI's logging; the console keeps tables and warnings (all with -v) until restored."""
     os.environ.setdefault("YOLO_VERBOSE", "True" if verbose else "False")  # before ultralytics is imported
     root = logging.getLogger()
+    console_levels = {}
     if not verbose:
         for handler in root.handlers:
             if type(handler) is logging.StreamHandler:
+                console_levels[handler] = handler.level
                 handler.setLevel(logging.WARNING)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    return handler
+    return handler, console_levels

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from endpoint.config import EndpointConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -39,12 +41,13 @@ class LabEndpoints:
         self.root = root
         self.endpoints: list[LabEndpoint] = []
 
-    def add(self, endpoint_id: str, config: dict) -> LabEndpoint:
-        folder = self.root / endpoint_id
+    def add(self, config: EndpointConfig) -> LabEndpoint:
+        """Write a validated config for the endpoint's process (validated again there, by the same model)."""
+        folder = self.root / config.endpoint_id
         folder.mkdir(parents=True, exist_ok=True)
         config_path = folder / "endpoint.yaml"
-        config_path.write_text(yaml.safe_dump({"endpoint_id": endpoint_id, **config}, sort_keys=False))
-        ep = LabEndpoint(endpoint_id, config_path, folder / "endpoint.log")
+        config_path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        ep = LabEndpoint(config.endpoint_id, config_path, folder / "endpoint.log")
         self.endpoints.append(ep)
         return ep
 

@@ -16,8 +16,12 @@ from edge.learner.metrics import LearnerMetrics
 from edge.learner.round_driver import RoundSettings
 from edge.learner.service import Learner
 from edge.learner.setup import FirstModels
-from edge.learning_config import LearningConfig, load_learning_config
+from edge.learning_config import LearningConfig
 from edge.store import StoreConfig, open_store
+from endpoint.broker_config import BrokerConfig
+from endpoint.config import EndpointConfig, ModelConfig, SamplerConfig, UplinkConfig
+from endpoint.config_base import load_config
+from endpoint.sources import SourceConfig
 from pipelines.broker import Broker
 from pipelines.lab_endpoints import LabEndpoints
 from pipelines.scenarios import open_scenario
@@ -56,12 +60,12 @@ class LabSession:
         say(f"broker [bold]{broker.kind}[/] on {broker.url}; store {store.describe()}")
         # amqtt has no shared subscriptions: there ingest subscribes plainly (one ingest, so nothing is split).
         shared_group = "ingest" if broker.kind == "mosquitto" else None
-        ingest = Ingest(IngestConfig(broker_port=broker.port, shared_group=shared_group), store).start()
+        ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=shared_group), store).start()
         self._stack.callback(ingest.stop)
 
         endpoint_ids = [f"cam-{i + 1}" for i in range(args.endpoints)]
         config = LearnerConfig(
-            broker_port=broker.port, client_id="edgeloop-lab-learner", state_dir=out,
+            broker=BrokerConfig(port=broker.port, client_id="edgeloop-lab-learner"), state_dir=out,
             endpoints=[LearnerEndpoint(id=ep) for ep in endpoint_ids], domain=self.scenario.domains[0],
             policy=args.policy, budget_kbps=args.budget_kbps, round_s=args.round_s, frames=args.frames,
             labels=args.labels.split(","), metrics_port=0)
@@ -88,17 +92,17 @@ class LabSession:
             models_dir = _dir(out / "endpoints" / endpoint_id / "models")
             model_path = models_dir / f"{first_version}.onnx"
             shutil.copyfile(static, model_path)  # the factory image: every endpoint starts on the first student
-            endpoints.add(endpoint_id, {
-                "broker": {"port": broker.port},
-                "source": {**self.scenario.endpoint_source(i),
-                           "fps": max(1.0, args.frames / max(1.0, args.round_s * 0.8))},
-                "sampler": {"name": "uniform", "sample_rate": 1.0, "seed": args.seed + i},
-                "uplink": {"spool_dir": str(out / "endpoints" / endpoint_id / "spool"), "ack_timeout_s": 5.0},
-                "model": {"path": str(model_path), "version": first_version, "models_dir": str(models_dir),
-                          "public_key": str(self.learner.public_key)},
-                "telemetry_interval_s": 1.0,
-                "metrics_port": (args.metrics_port + 1 + i) if args.metrics_port else 0,
-            })
+            # typed here, so a wrong field fails in the lab, not in an endpoint's log
+            endpoints.add(EndpointConfig(
+                endpoint_id=endpoint_id, broker=BrokerConfig(port=broker.port),
+                source=SourceConfig.model_validate({**self.scenario.endpoint_source(i),
+                                                    "fps": max(1.0, args.frames / max(1.0, args.round_s * 0.8))}),
+                sampler=SamplerConfig(name="uniform", sample_rate=1.0, seed=args.seed + i),
+                uplink=UplinkConfig(spool_dir=str(out / "endpoints" / endpoint_id / "spool"), ack_timeout_s=5.0),
+                model=ModelConfig(path=str(model_path), version=first_version, models_dir=str(models_dir),
+                                  public_key=str(self.learner.public_key)),
+                telemetry_interval_s=1.0,
+                metrics_port=(args.metrics_port + 1 + i) if args.metrics_port else 0))
         endpoints.start()
         self.endpoints = endpoints
 
@@ -132,7 +136,7 @@ def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) 
     """The learning settings: ``--learning FILE`` (or the defaults), with the lab's paths, seed, ``--imgsz``,
     ``--teacher`` / ``--student`` weights (which skip that model's bootstrap training), and, for a YOLO folder,
     data-aware image size, bootstrap epochs and batch wherever neither flag nor file set them."""
-    base = load_learning_config(args.learning) if args.learning else LearningConfig()
+    base = load_config(LearningConfig, args.learning, section="learning") if args.learning else LearningConfig()
     update = {"cache_dir": Path(args.cache), "work_dir": out / "work", "seed": args.seed}
     if args.imgsz:
         update["imgsz"] = args.imgsz

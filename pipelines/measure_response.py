@@ -218,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-frames", type=int, default=96, help="held-out new-domain frames per evaluation")
     parser.add_argument("--work", default="edgeloop-data/measure-response", help="training runs and models")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from pipelines.logs import configure_logging
+
+    configure_logging()
     settings = MeasureSettings(frames=tuple(int(x) for x in args.frames.split(",")),
                                seeds=tuple(int(x) for x in args.seeds.split(",")), eval_frames=args.eval_frames)
     measure_response_surfaces(args.out, settings, args.work)

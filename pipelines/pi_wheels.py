@@ -137,5 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
+    from pipelines.logs import configure_logging
+
+    configure_logging(level=logging.WARNING)
     sys.exit(main(sys.argv[1:]))

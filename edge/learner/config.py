@@ -5,22 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from edge.learning_config import LearningConfig
 from edge.store.config import StoreConfig
 from edge.yolo_dataset import LabelledImage
+from endpoint.broker_config import BrokerConfig
+from endpoint.config_base import StrictConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LabelledData(_Strict):
+class LabelledData(StrictConfig):
     """Labelled frames: a YOLO folder (images/<split>, labels/<split>, data.yaml) or the synthetic scenario."""
 
     folder: Path | None = Field(None, description="YOLO data set folder")
@@ -59,26 +55,18 @@ class LabelledData(_Strict):
         return self.synthetic_domain or self.folder.name
 
 
-class LearnerEndpoint(_Strict):
+class LearnerEndpoint(StrictConfig):
     """An endpoint the learner plans for, pushes to, and scores on its held-out labelled frames."""
 
     id: str = Field(pattern=ID_PATTERN, description="the endpoint's endpoint_id")
     val: LabelledData | None = Field(None, description="held-out frames that score this endpoint (none: unscored)")
 
 
-class LearnerConfig(_Strict):
+class LearnerConfig(StrictConfig):
     """Everything the learner needs; its state persists in ``state_dir``."""
 
-    broker_host: str = Field("127.0.0.1", description="MQTT broker host")
-    broker_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
-    username: str | None = Field(None, description="MQTT user name, if the broker wants one")
-    password: str | None = Field(None, description="MQTT password")
-    password_file: str = Field("", description="read the MQTT password from this file instead (a Docker secret, "
-                               "made by deploy/make-secrets.sh)")
-    tls_ca_file: str = Field("", description="CA certificate of the broker: set, connect with TLS (port 8883)")
-    tls_cert_file: str = Field("", description="client certificate, only if the broker asks for one")
-    tls_key_file: str = Field("", description="key of tls_cert_file")
-    client_id: str = Field("edgeloop-learner", description="MQTT client id (one learner per fleet)")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="the fleet's broker; an empty "
+                                 "client_id means 'edgeloop-learner' (one learner per fleet)")
     store: StoreConfig = Field(default_factory=StoreConfig, description="the store ingest writes frames to")
     state_dir: Path = Field(Path("edgeloop-data/learner"),
                             description="signing key, models, replay, scheduler history and the round state")
@@ -107,15 +95,3 @@ class LearnerConfig(_Strict):
     rounds: int = Field(0, ge=0, description="stop after this many rounds (0: run until stopped)")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")
-
-    def mqtt_password(self) -> str | None:
-        """The password: ``password_file``'s content when set, else ``password`` (read at connect time)."""
-        return Path(self.password_file).read_text().strip() if self.password_file else self.password
-
-
-def load_learner_config(path: str | Path) -> LearnerConfig:
-    """Read the learner's settings: the ``learner:`` section of an edge service config, or a file of them alone."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if isinstance(raw, dict) and isinstance(raw.get("learner"), dict):
-        raw = raw["learner"]
-    return LearnerConfig.model_validate(raw)

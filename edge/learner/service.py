@@ -57,9 +57,7 @@ class Learner:
         first = self.first or self._first_from_config()
         self.state, self.bootstrap_cached = initial_state(c.state_dir, self.registry, self.learning, first,
                                                           self.endpoint_ids, c.fleet, self.on_stage)
-        self.mqtt = MqttConnection(c.broker_host, c.broker_port, client_id=c.client_id, username=c.username,
-                                   password=c.mqtt_password(), tls_ca_file=c.tls_ca_file, tls_cert_file=c.tls_cert_file,
-                                   tls_key_file=c.tls_key_file)
+        self.mqtt = MqttConnection.from_config(c.broker, default_client_id="edgeloop-learner")
         self.fleet = FleetView(self.mqtt, self.endpoint_ids, on_version=self._on_version,
                                on_online=lambda ep: self.reconciler and self.reconciler.reconnected(ep))
         self.pusher = Pusher(self.mqtt, self.registry, self.fleet, STUDENT_NAME)

@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-frames", type=int, default=48, help="labelled scenario frames for mAP")
     p.add_argument("--codecs", default="", help="comma separated codec names (default: fp32 .. q2c-zlib)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     from edge.split.measure import options_table
     from edge.split.profile import profile_table
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from endpoint.config_base import StrictConfig
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(StrictConfig):
     """``local`` needs only a directory; ``s3`` needs an endpoint, a bucket and keys."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["local", "s3"] = Field("local", description="local directory or S3-compatible server")
     path: str = Field("edgeloop-data/store", description="root directory of the local store")
     endpoint: str = Field("127.0.0.1:9000", description="S3 host:port")

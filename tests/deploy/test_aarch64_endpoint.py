@@ -26,6 +26,7 @@ from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
 from edge.store.local import LocalStore
 from endpoint import protocol
+from endpoint.broker_config import BrokerConfig
 from endpoint.model_manifest import Manifest
 from tests.deploy import aarch64_sysroot
 from tests.deploy.aarch64_sysroot import REPO_ROOT, Aarch64Root, SysrootUnavailable, ensure_sysroot
@@ -120,7 +121,7 @@ def test_aarch64_endpoint_uploads_frames_and_swaps_to_a_signed_push(tmp_path, br
 
     store = LocalStore(tmp_path / "store")
     index = FrameIndex(store)
-    ingest = Ingest(IngestConfig(broker_host=broker.host, broker_port=broker.port, shared_group="",
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(host=broker.host, port=broker.port), shared_group="",
                                  ack_flush_interval_s=0.05), store).start()
     edge = EdgeSide(broker.port)
     log_path = tmp_path / "endpoint.log"

@@ -16,13 +16,14 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from edge.service_config import load_service_config
-from endpoint.config import load_endpoint_config
+from edge.service_config import EdgeServiceConfig
+from endpoint.config import EndpointConfig
+from endpoint.config_base import load_config
 from pipelines.cli import build_parser
 from tests.deploy.compose_file import (COMPOSE_PATH, REPO, MissingVariable, bind_source_for, host_path, is_bind,
                                        load_compose, mounts, read_env_file, required_variables)
 
-CONFIG_LOADERS = {"endpoint": load_endpoint_config, "edge": load_service_config}
+CONFIG_MODELS = {"endpoint": EndpointConfig, "edge": EdgeServiceConfig}
 PORT = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<container>\d+)(?:/(?P<proto>tcp|udp))?$")
 # what deploy/make-secrets.sh writes: never in git, so a fresh checkout lacks them until it runs
 GENERATED = ("deploy/secrets/", "deploy/mosquitto/passwords", "deploy/mosquitto/certs/", ".env")
@@ -72,7 +73,7 @@ def _edgeloop_services(compose: dict) -> dict[str, list[str]]:
 def _config_of(compose: dict, service: str):
     command = compose["services"][service]["command"]
     path = bind_source_for(compose["services"][service], command[command.index("--config") + 1])
-    return CONFIG_LOADERS[command[1]](path)
+    return load_config(CONFIG_MODELS[command[1]], path)
 
 
 def test_matches_the_compose_specification_schema(compose):
@@ -174,7 +175,7 @@ def test_service_runs_an_edgeloop_subcommand_with_a_valid_config(compose, servic
     assert args.command == ("edge" if service == "edge" else "endpoint")
     host_config = bind_source_for(compose["services"][service], args.config)
     assert host_config is not None, f"{service}: {args.config} is not mounted from the repository"
-    CONFIG_LOADERS[args.command](host_config)  # raises on a field the config class does not know
+    load_config(CONFIG_MODELS[args.command], host_config)  # raises on a field the config class does not know
 
 
 def test_every_edgeloop_command_exists_in_the_cli(compose):
@@ -203,9 +204,9 @@ def test_credentials_come_from_make_secrets_and_line_up(compose, deployment):
     edge = _config_of(compose, "edge")
     logins = [(edge.ingest, "edge"), (edge.learner, "learner")]
     for role, user in logins:
-        assert role.broker_host == "mosquitto" and role.username == user and not role.password
-        assert _secret_file(compose, "edge", role.password_file) == f"deploy/secrets/{user}.password"
-        assert role.broker_port == 8883 and bind_source_for(services["edge"], role.tls_ca_file) == \
+        assert role.broker.host == "mosquitto" and role.broker.username == user and not role.broker.password
+        assert _secret_file(compose, "edge", role.broker.password_file) == f"deploy/secrets/{user}.password"
+        assert role.broker.port == 8883 and bind_source_for(services["edge"], role.broker.tls_ca_file) == \
             REPO / "deploy/mosquitto/certs/ca.crt"
         assert role.store.kind == "s3" and role.store.endpoint.split(":")[0] == "minio"
         assert role.store.access_key == services["minio"]["environment"]["MINIO_ROOT_USER"]

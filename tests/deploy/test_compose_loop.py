@@ -53,8 +53,8 @@ def edge_config(tmp: Path, deployment: Path, broker: RepoBroker, s3, ingest_metr
     s3_secret.write_text(s3.secret_key)
     for role in ("ingest", "learner"):
         section = config[role]
-        section.update(broker_host="127.0.0.1", broker_port=broker.tls_port, tls_ca_file=broker.ca_file,
-                       password_file=secret(deployment, section["username"]))
+        section["broker"].update(host="127.0.0.1", port=broker.tls_port, tls_ca_file=broker.ca_file,
+                                 password_file=secret(deployment, section["broker"]["username"]))
         section["store"].update(endpoint=s3.endpoint, bucket="compose-loop", access_key=s3.access_key,
                                 secret_key_file=str(s3_secret))
     config["ingest"]["metrics_port"] = ingest_metrics

@@ -12,9 +12,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.service_config import load_service_config
+from edge.service_config import EdgeServiceConfig
 from endpoint import protocol
-from endpoint.config import BrokerConfig, load_endpoint_config
+from endpoint.config import BrokerConfig, EndpointConfig
+from endpoint.config_base import load_config
 from endpoint.mqtt_link import MqttLink
 from endpoint.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
     encode_split_request
@@ -88,10 +89,11 @@ def test_every_compose_login_connects_over_tls_with_its_generated_secret(repo_br
         relative = host_path(compose["secrets"][entry["source"]]["file"]).relative_to(REPO)
         return (secrets[0] / relative).read_text().strip()
 
-    edge = load_service_config(REPO / "deploy/config/compose-edge.yaml")
-    logins = [("edge", role.username, role.password_file, role.broker_port) for role in (edge.ingest, edge.learner)]
+    edge = load_config(EdgeServiceConfig, REPO / "deploy/config/compose-edge.yaml")
+    logins = [("edge", role.broker.username, role.broker.password_file, role.broker.port)
+              for role in (edge.ingest, edge.learner)]
     for i in (1, 2):
-        b = load_endpoint_config(REPO / f"deploy/config/compose-endpoint-{i}.yaml").broker
+        b = load_config(EndpointConfig, REPO / f"deploy/config/compose-endpoint-{i}.yaml").broker
         logins.append((f"endpoint-{i}", b.username, b.password_file, b.port))
     assert {user for _, user, _, _ in logins} == {"edge", "learner", "cam-1", "cam-2"}
     for service, user, password_file, port in logins:

@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from edge.ingest_config import IngestConfig
+from endpoint.broker_config import BrokerConfig
 from endpoint import protocol
 
 
@@ -35,7 +36,7 @@ def frame_payload(endpoint_id: str, frame_id: str, round_index: int = 0, jpeg: b
 
 
 def ingest_config(broker, **overrides) -> IngestConfig:
-    fields = dict(broker_host=broker.host, broker_port=broker.port, shared_group="", ack_flush_interval_s=0.02,
+    fields = dict(broker=BrokerConfig(host=broker.host, port=broker.port), shared_group="", ack_flush_interval_s=0.02,
                   store_retry_initial_s=0.02, store_retry_max_s=0.2)
     return IngestConfig(**(fields | overrides))
 

@@ -172,15 +172,15 @@ def test_run_ingest_serves_metrics_and_returns_on_stop(broker, tmp_path, peer):
 def test_ingest_config_is_strict_and_loads_yaml(tmp_path):
     from pydantic import ValidationError
 
-    from edge.ingest_config import load_ingest_config
+    from endpoint.config_base import load_config
 
     path = tmp_path / "ingest.yaml"
-    path.write_text("broker_port: 1884\nshared_group: ''\nstore: {kind: s3, bucket: frames}\n")
-    config = load_ingest_config(path)
-    assert (config.broker_port, config.shared_group, config.store.bucket) == (1884, "", "frames")
-    path.write_text("ingest:\n  broker_port: 1885\n")
-    assert load_ingest_config(path).broker_port == 1885
-    path.write_text("broker_prot: 1884\n")
-    with pytest.raises(ValidationError):
-        load_ingest_config(path)
+    path.write_text("broker: {port: 1884}\nshared_group: ''\nstore: {kind: s3, bucket: frames}\n")
+    config = load_config(IngestConfig, path, section="ingest")
+    assert (config.broker.port, config.shared_group, config.store.bucket) == (1884, "", "frames")
+    path.write_text("ingest:\n  broker: {port: 1885}\n")
+    assert load_config(IngestConfig, path, section="ingest").broker.port == 1885
+    path.write_text("broker: {prot: 1884}\n")
+    with pytest.raises(ValidationError, match=r"(?s)IngestConfig in .*ingest\.yaml.*broker\.prot"):
+        load_config(IngestConfig, path, section="ingest")
     assert all(field.description for field in IngestConfig.model_fields.values())

@@ -6,6 +6,7 @@ import pytest
 
 from edge.frame_index import FrameIndex
 from edge.ingest_config import IngestConfig
+from endpoint.broker_config import BrokerConfig
 from edge.store.local import LocalStore
 from tests.edge.ingest_parts import Peer, frame_payload
 
@@ -23,7 +24,7 @@ def amqtt_broker(tmp_path):
 
 
 def test_plain_subscription_on_amqtt_stores_and_acks(amqtt_broker, tmp_path, make_ingest):  # noqa: F811
-    config = IngestConfig(broker_host=amqtt_broker.host, broker_port=amqtt_broker.port, shared_group=None,
+    config = IngestConfig(broker=BrokerConfig(host=amqtt_broker.host, port=amqtt_broker.port), shared_group=None,
                           ack_flush_interval_s=0.02)
     store = LocalStore(tmp_path / "store")
     ingest = make_ingest(config, store)

@@ -16,6 +16,7 @@ from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store.local import LocalStore
 from endpoint import protocol
+from endpoint.broker_config import BrokerConfig
 from endpoint.protocol import Plan, Telemetry
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def _client(port):
 
 def test_endpoint_streams_each_plans_domain_and_keeps_its_byte_cap(tmp_path, broker):
     store = LocalStore(tmp_path / "store")
-    ingest = Ingest(IngestConfig(broker_port=broker.port), store).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port)), store).start()
     telemetry: queue.Queue[Telemetry] = queue.Queue()
     edge = _client(broker.port)
     edge.on_message = lambda c, u, m: telemetry.put(protocol.decode(m.payload))

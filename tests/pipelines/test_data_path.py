@@ -13,6 +13,7 @@ import yaml
 from edge.frame_index import FrameIndex
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
+from endpoint.broker_config import BrokerConfig
 from edge.store import StoreConfig
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_
     bucket = "datapath"
     store_config = StoreConfig(kind="s3", endpoint=s3_server.endpoint, bucket=bucket,
                                access_key=s3_server.access_key, secret_key=s3_server.secret_key)
-    ingest = Ingest(IngestConfig(broker_port=broker.port, store=store_config)).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store_config)).start()
     detector = {"path": str(tiny_yolo_onnx), "version": "v0001"}  # a detecting endpoint, as in the field
     proc = _start_endpoint(_endpoint_config(tmp_path, broker.port, model=detector), tmp_path / "endpoint.log")
     try:

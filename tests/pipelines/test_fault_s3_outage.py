@@ -10,6 +10,7 @@ import pytest
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store import StoreConfig
+from endpoint.broker_config import BrokerConfig
 from pipelines.s3_server import SeaweedS3
 from tests.pipelines.endpoint_process import start_endpoint
 from tests.pipelines.fault_parts import EdgeWatch, assert_every_ack_stored, uploading_endpoint_config, wait_exit
@@ -34,7 +35,8 @@ def test_a_store_outage_of_30_s_loses_no_acked_frame_and_stores_none_twice(tmp_p
     store_config = StoreConfig(kind="s3", endpoint=own_s3.endpoint, bucket="faults", access_key=own_s3.access_key,
                                secret_key=own_s3.secret_key)
     # retries at most 1 s apart, so the test does not wait out a long backoff after the restart
-    ingest = Ingest(IngestConfig(broker_port=broker.port, store=store_config, store_retry_max_s=1.0)).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store_config,
+                                 store_retry_max_s=1.0)).start()
     watch = EdgeWatch(broker.port)
     log_path = tmp_path / "endpoint.log"
     config = uploading_endpoint_config(tmp_path, broker.port, tiny_yolo_onnx, tmp_path / "spool", N_FRAMES, FPS)

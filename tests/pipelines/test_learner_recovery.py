@@ -51,7 +51,7 @@ class AckRecorder:
 def test_learner_killed_during_distillation_resumes_the_round(tmp_path, broker, tiny_yolo_pt):
     store_dir, state_dir = tmp_path / "store", tmp_path / "learner"
     edge_yaml = tmp_path / "edge.yaml"
-    broker_fields = {"broker_host": "127.0.0.1", "broker_port": broker.port}
+    broker_fields = {"broker": {"host": "127.0.0.1", "port": broker.port}}
     edge_yaml.write_text(yaml.safe_dump({
         "roles": ["ingest", "learner"],
         "ingest": {**broker_fields, "store": {"kind": "local", "path": str(store_dir)}},

@@ -13,6 +13,7 @@ import yaml
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store.config import StoreConfig
+from endpoint.broker_config import BrokerConfig
 from pipelines.cli import main
 from tests.pipelines.domain_folders import make_domain_folder
 
@@ -26,7 +27,7 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     state_dir = tmp_path / "edge-state"
     config = tmp_path / "round.yaml"
     config.write_text(yaml.safe_dump({
-        "broker_port": broker.port, "store": store.model_dump(), "state_dir": str(state_dir),
+        "broker": {"port": broker.port}, "store": store.model_dump(), "state_dir": str(state_dir),
         "bootstrap": {"folder": str(day)}, "endpoints": [{"id": "cam-1", "val": {"folder": str(dusk)}}],
         "policy": "fixed-50-50", "domain": "dusk",
         "budget_kbps": 8000, "round_s": 3, "frames": 12, "labels": ["oracle"],
@@ -39,7 +40,7 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert (deploy / "v0001.onnx").exists() and (deploy / "model_signing.pub").exists()
     assert main(["round", "--config", str(config), "--init"]) == 2  # never overwrites the key endpoints trust
 
-    ingest = Ingest(IngestConfig(broker_port=broker.port, store=store)).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store)).start()
     endpoint_dir = tmp_path / "cam-1"
     endpoint_config = endpoint_dir / "endpoint.yaml"
     endpoint_dir.mkdir()
@@ -78,12 +79,14 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
 def test_the_shipped_example_round_config_parses():
     from pathlib import Path
 
-    from edge.learner.config import load_learner_config
-    from edge.service_config import load_service_config
+    from edge.learner.config import LearnerConfig
+    from edge.service_config import EdgeServiceConfig
+    from endpoint.config_base import load_config
 
     deploy = Path(__file__).resolve().parents[2] / "deploy" / "config"
-    config = load_learner_config(deploy / "round.yaml")
+    config = load_config(LearnerConfig, deploy / "round.yaml", section="learner")
     assert config.endpoints[0].id == "cam-1" and config.policy == "adaptive" and config.learning.imgsz == 160
     assert "oracle" not in config.labels  # endpoints' own labels are never the default outside the lab
-    service = load_service_config(deploy / "edge.yaml")
-    assert service.roles == ["ingest", "learner"] and service.learner == load_learner_config(deploy / "edge.yaml")
+    service = load_config(EdgeServiceConfig, deploy / "edge.yaml")
+    assert service.roles == ["ingest", "learner"]
+    assert service.learner == load_config(LearnerConfig, deploy / "edge.yaml", section="learner")

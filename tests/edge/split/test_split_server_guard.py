@@ -134,11 +134,30 @@ def test_a_jpeg_claiming_60000_squared_is_refused_and_the_worker_keeps_serving(b
 def test_the_split_server_reads_its_broker_password_from_a_file(tmp_path):
     import argparse
 
-    from edge.split.server_args import add_split_server_arguments, read_password
+    from edge.split.server_args import add_split_server_arguments, broker_config_from_args
 
     parser = argparse.ArgumentParser()
     add_split_server_arguments(parser)
     (tmp_path / "split.password").write_text("s3cret\n")
     args = parser.parse_args(["--set-dir", "x", "--username", "split", "--password-file",
                               str(tmp_path / "split.password"), "--tls-ca-file", "ca.crt", "--max-queue", "4"])
-    assert (args.username, read_password(args), args.tls_ca_file, args.max_queue) == ("split", "s3cret", "ca.crt", 4)
+    broker = broker_config_from_args(args)
+    assert (broker.username, broker.mqtt_password(), broker.tls_ca_file, args.max_queue) == \
+        ("split", "s3cret", "ca.crt", 4)
+
+
+def test_the_split_server_takes_a_broker_config_file_and_flags_override_it(tmp_path, monkeypatch):
+    import argparse
+
+    from edge.split.server_args import add_split_server_arguments, broker_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_split_server_arguments(parser)
+    config = tmp_path / "endpoint.yaml"  # any file with a broker: section, e.g. an endpoint's config
+    config.write_text("endpoint_id: cam-1\nbroker: {host: edge.lan, port: 8883, username: split, "
+                      "password_env: SPLIT_MQTT_PASSWORD, tls_ca_file: ca.crt}\n")
+    monkeypatch.setenv("SPLIT_MQTT_PASSWORD", "from-env")
+    broker = broker_config_from_args(parser.parse_args(["--set-dir", "x", "--broker-config", str(config),
+                                                        "--port", "9883"]))
+    assert (broker.host, broker.port, broker.username, broker.mqtt_password(), broker.tls_ca_file) == \
+        ("edge.lan", 9883, "split", "from-env", "ca.crt")
