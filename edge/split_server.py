@@ -31,9 +31,9 @@ from edge.split.selection import SplitController, load_options
 from edge.split.server_args import add_split_server_arguments, read_password
 from edge.split.split_set import load_split_set, pair_of
 from edge.split.tail_runner import MAX_IMAGE_PIXELS, SplitTailRunner, WholeModelRunner, detect_jpeg
-from endpoint import protocol
-from endpoint.feature_codec import CodecError, decode_tensors
-from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
+from endpoint.wire import protocol
+from endpoint.wire.feature_codec import CodecError, decode_tensors
+from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
                                      JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
                                      encode_message)
 

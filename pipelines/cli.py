@@ -9,7 +9,7 @@ import sys
 
 def _endpoint(args) -> int:
     if args.mode == "split":
-        from endpoint.split_main import run_split_endpoint
+        from endpoint.split.main import run_split_endpoint
 
         return run_split_endpoint(args.config)
     from endpoint.main import run_endpoint

@@ -105,7 +105,7 @@ class LabSession:
 
     def _bootstrap_items(self, split: str):
         from edge.yolo_dataset import scenario_items
-        from endpoint.scenario import SyntheticScenario
+        from endpoint.sources.scenario import SyntheticScenario
         from edge.yolo_dataset import folder_items
 
         first = self.scenario.domains[0]

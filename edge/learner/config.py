@@ -40,7 +40,7 @@ class LabelledData(_Strict):
 
             return folder_items(self.folder, split)[: self.frames]
         from edge.yolo_dataset import scenario_items
-        from endpoint.scenario import SyntheticScenario
+        from endpoint.sources.scenario import SyntheticScenario
 
         # held-out frames start far past anything an endpoint streams
         start = 0 if split == "train" else 1_000_000
@@ -51,7 +51,7 @@ class LabelledData(_Strict):
             from edge.yolo_dataset import folder_class_names
 
             return folder_class_names(self.folder)
-        from endpoint.scenario import CLASS_NAMES
+        from endpoint.sources.scenario import CLASS_NAMES
 
         return list(CLASS_NAMES)
 

@@ -35,7 +35,7 @@ from edge.scheduler.plans import to_protocol_plans
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
-from endpoint import protocol
+from endpoint.wire import protocol
 
 log = logging.getLogger(__name__)
 

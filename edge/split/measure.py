@@ -23,10 +23,10 @@ from edge.split.selection import DEVICE_KEY, EDGE_KEY, SplitOption
 from edge.split.split_set import SplitSetManifest, pair_of
 from edge.split.tail_runner import SplitTailRunner, WholeModelRunner, detect_jpeg
 from edge.yolo_dataset import LabelledImage
-from endpoint.detections import Detections
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg
-from endpoint.split_protocol import (JPEG_PAIR_ID, SplitRequestHeader, SplitResult, encode_message,
+from endpoint.model.detections import Detections
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
+from endpoint.split.head import SplitHeadRunner, frame_to_jpeg
+from endpoint.wire.split_protocol import (JPEG_PAIR_ID, SplitRequestHeader, SplitResult, encode_message,
                                      encode_split_request)
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def measure_pair(folder: Path, manifest: SplitSetManifest, key: str, items: Sequ
 def measure_whole(folder: Path, manifest: SplitSetManifest, items: Sequence[LabelledImage], jpeg_quality: int = 90,
                   timing_runs: int = 10) -> list[SplitOption]:
     """Device-only (full model on the device) and edge-only (JPEG up, full model on the edge)."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     detector = OnnxDetector(Path(folder) / manifest.full_onnx, conf_threshold=EVAL_CONF, iou_threshold=EVAL_IOU)
     device, edge = _Tally(), _Tally()

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from endpoint.detections import Detections
-from endpoint.letterbox import boxes_to_source, letterbox_geometry, to_model_input
-from endpoint.nms import non_max_suppression
-from endpoint.split_head import open_session, open_split_half, read_whole_metadata
+from endpoint.model.detections import Detections
+from endpoint.model.letterbox import boxes_to_source, letterbox_geometry, to_model_input
+from endpoint.model.nms import non_max_suppression
+from endpoint.split.head import open_session, open_split_half, read_whole_metadata
 
 log = logging.getLogger(__name__)
 

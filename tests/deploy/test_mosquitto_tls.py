@@ -13,10 +13,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.service_config import load_service_config
-from endpoint import protocol
+from endpoint.wire import protocol
 from endpoint.config import BrokerConfig, load_endpoint_config
-from endpoint.mqtt_link import MqttLink
-from endpoint.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
+from endpoint.uplink.link import MqttLink
+from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
     encode_split_request
 from tests.deploy.compose_file import REPO, host_path, load_compose
 from tests.deploy.mosquitto_repo import (Client, make_secrets, needs_mosquitto, repo_broker,  # noqa: F401

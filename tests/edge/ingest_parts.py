@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from edge.ingest_config import IngestConfig
-from endpoint import protocol
+from endpoint.wire import protocol
 
 
 def make_jpeg(seed: int = 0, width: int = 48, height: int = 32) -> bytes:

@@ -7,9 +7,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol
+from endpoint.wire import protocol
 from endpoint.config import EndpointConfig
-from endpoint.protocol import FrameDetections
+from endpoint.wire.protocol import FrameDetections
 from endpoint.runtime import EndpointRuntime
 
 pytestmark = pytest.mark.integration

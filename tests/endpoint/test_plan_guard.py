@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from endpoint import protocol
+from endpoint.wire import protocol
 from endpoint.config import EndpointConfig
 from endpoint.runtime import EndpointRuntime
 

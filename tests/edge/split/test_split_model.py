@@ -8,10 +8,10 @@ from edge.evaluate import EVAL_CONF, EVAL_IOU
 from edge.map_metric import MeanAveragePrecision
 from edge.split.split_set import pair_of
 from edge.split.tail_runner import SplitTailRunner
-from endpoint.detector import OnnxDetector
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.scenario import SyntheticScenario
-from endpoint.split_head import SplitHeadRunner, SplitModelError
+from endpoint.model.detector import OnnxDetector
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.split.head import SplitHeadRunner, SplitModelError
 from tests.edge.split.conftest import CUTS
 
 pytestmark = pytest.mark.integration

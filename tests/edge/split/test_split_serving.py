@@ -10,12 +10,12 @@ from edge.split.selection import SplitOption, save_options
 from edge.split.split_set import pair_of
 from edge.split.tail_runner import SplitTailRunner, WholeModelRunner
 from edge.split_server import ControllerSettings, SplitServer
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.mqtt_link import MqttLink
-from endpoint.scenario import SyntheticScenario
-from endpoint.split_client import SplitClient
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg
-from endpoint.split_protocol import FEATURE_SPLIT_REQUEST
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
+from endpoint.uplink.link import MqttLink
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.split.client import SplitClient
+from endpoint.split.head import SplitHeadRunner, frame_to_jpeg
+from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from endpoint.letterbox import LetterboxGeometry, letterbox_geometry, to_model_input
+from endpoint.model.letterbox import LetterboxGeometry, letterbox_geometry, to_model_input
 
 log = logging.getLogger(__name__)
 

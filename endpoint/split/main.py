@@ -9,10 +9,10 @@ import statistics
 import threading
 from pathlib import Path
 
-from endpoint.mqtt_link import MqttLink
-from endpoint.split_client import SplitClient
-from endpoint.split_config import load_split_endpoint_config
-from endpoint.sources import open_source
+from endpoint.uplink.link import MqttLink
+from endpoint.split.client import SplitClient
+from endpoint.split.config import load_split_endpoint_config
+from endpoint.sources.streams import open_source
 
 log = logging.getLogger(__name__)
 

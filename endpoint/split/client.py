@@ -18,13 +18,13 @@ from typing import Protocol
 
 import numpy as np
 
-from endpoint.detections import Detections
-from endpoint.feature_codec import CodecSpec, encode_tensors
-from endpoint.letterbox import boxes_to_source, to_model_input
-from endpoint.nms import non_max_suppression
-from endpoint.protocol import ProtocolError
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg, open_session, read_whole_metadata
-from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
+from endpoint.model.detections import Detections
+from endpoint.wire.feature_codec import CodecSpec, encode_tensors
+from endpoint.model.letterbox import boxes_to_source, to_model_input
+from endpoint.model.nms import non_max_suppression
+from endpoint.wire.protocol import ProtocolError
+from endpoint.split.head import SplitHeadRunner, frame_to_jpeg, open_session, read_whole_metadata
+from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
                                      JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
                                      decode_directive, decode_result, encode_split_request)
 
@@ -34,7 +34,7 @@ FULL_ONNX_NAME = "full.onnx"
 
 
 class Link(Protocol):
-    """What the client needs of an MQTT session (``endpoint.mqtt_link.MqttLink`` is one)."""
+    """What the client needs of an MQTT session (``endpoint.uplink.link.MqttLink`` is one)."""
 
     def on(self, feature: str, handler) -> None: ...
 

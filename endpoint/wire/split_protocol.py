@@ -2,7 +2,7 @@
 
 Topics follow ``edgeloop/v1/<endpoint_id>/<feature>``. A request is binary like a frame
 upload: ``ELS1``, a 4-byte big-endian header length, the JSON header, then the payload
-(an ``endpoint.feature_codec`` blob, or JPEG bytes when the whole frame goes to the edge).
+(an ``endpoint.wire.feature_codec`` blob, or JPEG bytes when the whole frame goes to the edge).
 Results and directives are JSON. Requests and results travel at QoS 0: a late answer is
 worthless for live detection, so nothing is re-sent; the endpoint times a request out instead.
 """
@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from endpoint.protocol import (ENDPOINT_ID_PATTERN, pack_binary, unpack_binary, FRAME_ID_PATTERN, MAX_JSON_PAYLOAD_BYTES,
+from endpoint.wire.protocol import (ENDPOINT_ID_PATTERN, pack_binary, unpack_binary, FRAME_ID_PATTERN, MAX_JSON_PAYLOAD_BYTES,
                                PROTOCOL_VERSION, Detection, ProtocolError)
 
 FEATURE_SPLIT_REQUEST = "split_request"

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from endpoint.detections import Detections
-from endpoint.letterbox import ModelInputBuffer, boxes_to_source
-from endpoint.nms import end2end_filter, non_max_suppression
+from endpoint.model.detections import Detections
+from endpoint.model.letterbox import ModelInputBuffer, boxes_to_source
+from endpoint.model.nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
 
