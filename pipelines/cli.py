@@ -56,7 +56,7 @@ def _bench(args) -> int:
 
 
 def _split_server(args) -> int:
-    from edge.split_server import run_split_server
+    from edge.split.server import run_split_server
 
     return run_split_server(args)
 

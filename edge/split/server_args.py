@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_split_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``edgeloop split-server`` (and ``python -m edge.split_server``)."""
+    """The flags of ``edgeloop split-server`` (and ``python -m edge.split.server``)."""
     parser.add_argument("--set-dir", required=True, help="split set folder (python -m edge.split build)")
     parser.add_argument("--host", default="127.0.0.1", help="MQTT broker host")
     parser.add_argument("--port", type=int, default=1883, help="MQTT broker port (8883 with --tls-ca-file)")

@@ -106,7 +106,7 @@ def test_every_compose_login_connects_over_tls_with_its_generated_secret(repo_br
 
 def test_the_split_server_answers_an_endpoint_over_tls_with_the_split_login(repo_broker, secrets, tmp_path):
     from edge.split.split_set import MANIFEST_NAME, SplitSetManifest
-    from edge.split_server import BrokerTls, SplitServer
+    from edge.split.server import BrokerTls, SplitServer
 
     manifest = SplitSetManifest(source_sha256="0" * 64, imgsz=32, layers=4, class_names=["car"],
                                 layer_gflops=[0.0] * 4, pairs=[])

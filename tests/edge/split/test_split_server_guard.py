@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.split.split_set import MANIFEST_NAME, PairInfo, SplitSetManifest
-from edge.split_server import SplitServer
+from edge.split.server import SplitServer
 from endpoint.wire import protocol
 from endpoint.wire.feature_codec import CodecSpec, encode_tensors
 from endpoint.wire.split_protocol import (FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, JPEG_PAIR_ID, SplitRequestHeader,

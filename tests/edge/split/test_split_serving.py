@@ -9,7 +9,7 @@ import pytest
 from edge.split.selection import SplitOption, save_options
 from edge.split.split_set import pair_of
 from edge.split.tail_runner import SplitTailRunner, WholeModelRunner
-from edge.split_server import ControllerSettings, SplitServer
+from edge.split.server import ControllerSettings, SplitServer
 from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from endpoint.uplink.link import MqttLink
 from endpoint.sources.scenario import SyntheticScenario

@@ -11,7 +11,7 @@ Every request is guarded: a request that fails is answered ``ok=false`` with a r
 on, and a full queue answers ``busy``. The endpoint id in a request must be the topic's (which the
 broker's ACL ties to the sender's login).
 
-Run: ``python -m edge.split_server --set-dir DIR [--host H --port P] [--username split --password-file F]
+Run: ``python -m edge.split.server --set-dir DIR [--host H --port P] [--username split --password-file F]
 [--tls-ca-file ca.crt] [--options DIR/options.json]``.
 """
 
