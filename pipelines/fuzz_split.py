@@ -33,7 +33,8 @@ class _Requests:
         from edge.split.split_set import load_split_set
         from endpoint.wire.feature_codec import CodecSpec, encode_tensors
         from endpoint.sources.scenario import SyntheticScenario
-        from endpoint.split.head import SplitHeadRunner, frame_to_jpeg
+        from endpoint.model.letterbox import frame_to_jpeg
+        from endpoint.model.split_halves import SplitHeadRunner
 
         manifest = load_split_set(set_dir)
         pair = manifest.pairs[0]

@@ -11,7 +11,7 @@ from edge.split.tail_runner import SplitTailRunner
 from endpoint.model.detector import OnnxDetector
 from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from endpoint.sources.scenario import SyntheticScenario
-from endpoint.split.head import SplitHeadRunner, SplitModelError
+from endpoint.model.split_halves import SplitHeadRunner, SplitModelError
 from tests.edge.split.conftest import CUTS
 
 pytestmark = pytest.mark.integration
