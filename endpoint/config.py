@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 from endpoint.sources.streams import SourceConfig
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 
 
 class _Strict(BaseModel):

@@ -15,19 +15,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from endpoint.wire import protocol
 from endpoint.config import EndpointConfig
-from endpoint.uplink.detections_publisher import DetectionsPublisher
 from endpoint.loop.frame_loop import FrameLoop
 from endpoint.loop.frame_writer import FrameWriter, WriteJob
-from endpoint.uplink.link import MqttLink
-from endpoint.wire.protocol import Detection, Plan, ProtocolError, Telemetry
 from endpoint.loop.run_stats import RunStats
-from endpoint.uplink.sampler import STRATEGIES, Sampler, SamplerParams
 from endpoint.sources.streams import SourceFrame, drops_when_behind, open_source
+from endpoint.uplink.detections_publisher import DetectionsPublisher
+from endpoint.uplink.link import MqttLink
+from endpoint.uplink.sampler import STRATEGIES, Sampler, SamplerParams
 from endpoint.uplink.spool import Spool
 from endpoint.uplink.token_bucket import TokenBucket
 from endpoint.uplink.uplink import Uplink
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Detection, Plan, ProtocolError, Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -115,10 +115,10 @@ def _student_yaml(work: Path) -> Path:
 def build_cases(names: list[str], work: Path, calibration: list[np.ndarray],
                 student_onnx: Path | None = None) -> list[ModelCase]:
     """Export each model to FP32 ONNX as the edge ships it (``export_onnx``) and quantize it (``quantize_int8``)."""
-    from edge.training import ultralytics_yolo
     from edge.export import export_onnx
     from edge.learning_config import LearningConfig
     from edge.quantize import quantize_int8
+    from edge.training import ultralytics_yolo
 
     cases = []
     for name in names:

@@ -31,10 +31,10 @@ class _Requests:
 
     def __init__(self, set_dir: Path):
         from edge.split.split_set import load_split_set
-        from endpoint.wire.feature_codec import CodecSpec, encode_tensors
-        from endpoint.sources.scenario import SyntheticScenario
         from endpoint.model.letterbox import frame_to_jpeg
         from endpoint.model.split_halves import SplitHeadRunner
+        from endpoint.sources.scenario import SyntheticScenario
+        from endpoint.wire.feature_codec import CodecSpec, encode_tensors
 
         manifest = load_split_set(set_dir)
         pair = manifest.pairs[0]

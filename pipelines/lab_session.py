@@ -105,8 +105,8 @@ class LabSession:
 
     def _bootstrap_items(self, split: str):
         from edge.yolo_dataset import scenario_items
-        from endpoint.sources.scenario import SyntheticScenario
         from edge.yolo_dataset import folder_items
+        from endpoint.sources.scenario import SyntheticScenario
 
         first = self.scenario.domains[0]
         if self.scenario.folders:

@@ -30,11 +30,11 @@ def build_and_measure(pt: str | Path, out: str | Path, imgsz: int, cuts, bottlen
                       measure_frames: int = 48, codecs=None, bottleneck_steps: int = 300, seed: int = 0,
                       domain: str = "day", timing_runs: int = 10):
     """Build a split set from scenario frames, measure it, and save ``options.json``; returns (manifest, measurement)."""
-    from edge.yolo_dataset import scenario_items
     from edge.split.bottleneck import BottleneckTraining
     from edge.split.measure import DEFAULT_CODECS, measure_options
     from edge.split.selection import save_options
     from edge.split.split_set import build_split_set
+    from edge.yolo_dataset import scenario_items
     from endpoint.sources.scenario import SyntheticScenario
 
     scenario = SyntheticScenario(seed=seed)

@@ -24,11 +24,11 @@ from edge.split.split_set import SplitSetManifest, pair_of
 from edge.split.tail_runner import SplitTailRunner, detect_jpeg
 from edge.yolo_dataset import LabelledImage
 from endpoint.model.detections import Detections
-from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from endpoint.model.letterbox import frame_to_jpeg
 from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from endpoint.wire.split_protocol import (JPEG_PAIR_ID, SplitRequestHeader, SplitResult, encode_message,
-                                     encode_split_request)
+                                          encode_split_request)
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from endpoint.model.detector import OnnxDetector
 from endpoint.wire import protocol
 from endpoint.wire.feature_codec import CodecError, decode_tensors
 from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
-                                     JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
-                                     encode_message)
+                                          JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
+                                          encode_message)
 
 log = logging.getLogger(__name__)
 

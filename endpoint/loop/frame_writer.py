@@ -10,12 +10,12 @@ from typing import Callable
 
 import cv2
 
+from endpoint.loop.run_stats import RunStats
+from endpoint.sources.streams import SourceFrame
+from endpoint.uplink.sampler import Sampler
+from endpoint.uplink.spool import Spool, SpoolFull
 from endpoint.wire import protocol
 from endpoint.wire.protocol import Detection
-from endpoint.loop.run_stats import RunStats
-from endpoint.uplink.sampler import Sampler
-from endpoint.sources.streams import SourceFrame
-from endpoint.uplink.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from endpoint.loop.frame_loop import FrameLoop
 from endpoint.loop.frame_writer import FrameWriter
 from endpoint.loop.run_stats import RunStats
-from endpoint.uplink.sampler import Sampler, SamplerParams
 from endpoint.sources.streams import SourceConfig, open_source
+from endpoint.uplink.sampler import Sampler, SamplerParams
 from endpoint.uplink.spool import Spool
 
 

@@ -8,10 +8,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from endpoint.wire import protocol
 from endpoint.config import EndpointConfig
 from endpoint.model.detections import Detections
 from endpoint.model.slot import ModelSlot
+from endpoint.wire import protocol
 from endpoint.wire.protocol import Ack, Detection
 
 log = logging.getLogger(__name__)

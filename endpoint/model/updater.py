@@ -11,11 +11,11 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from endpoint.model.slot import ModelSlot
 from endpoint.wire import protocol
 from endpoint.wire.delta import DeltaError, apply_delta
 from endpoint.wire.durable_file import TMP_PREFIX, write_durably
 from endpoint.wire.manifest import VERSION_PATTERN, Manifest
-from endpoint.model.slot import ModelSlot
 from endpoint.model.verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
                                    check_target, sidecar_paths, verify_manifest)
 from endpoint.wire.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError

@@ -19,14 +19,14 @@ from typing import Protocol
 import numpy as np
 
 from endpoint.model.detections import Detections
-from endpoint.wire.feature_codec import CodecSpec, encode_tensors
 from endpoint.model.detector import OnnxDetector
 from endpoint.model.letterbox import frame_to_jpeg
-from endpoint.wire.protocol import ProtocolError
 from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.wire.feature_codec import CodecSpec, encode_tensors
+from endpoint.wire.protocol import ProtocolError
 from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
-                                     JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
-                                     decode_directive, decode_result, encode_split_request)
+                                          JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
+                                          decode_directive, decode_result, encode_split_request)
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from endpoint.config import BrokerConfig
-from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 from endpoint.sources.streams import SourceConfig
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 
 
 class SplitModeConfig(BaseModel):

@@ -9,10 +9,10 @@ import statistics
 import threading
 from pathlib import Path
 
-from endpoint.uplink.link import MqttLink
+from endpoint.sources.streams import open_source
 from endpoint.split.client import SplitClient
 from endpoint.split.config import load_split_endpoint_config
-from endpoint.sources.streams import open_source
+from endpoint.uplink.link import MqttLink
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from edge.frame_index import FrameRecord
 from edge.labels import LabelContext, import_label_key, label_frames, stored_frames
 from edge.map_metric import MeanAveragePrecision
 from edge.store.local import LocalStore
-from endpoint.wire.protocol import Detection, make_frame_header
 from endpoint.sources.scenario import SyntheticScenario
+from endpoint.wire.protocol import Detection, make_frame_header
 
 
 def put_frame(store, scenario, index, with_labels, endpoint_id="cam-1", round_index=2, domain="day"):

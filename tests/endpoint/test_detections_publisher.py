@@ -7,8 +7,8 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from endpoint.wire import protocol
 from endpoint.uplink.detections_publisher import DetectionsPublisher
+from endpoint.wire import protocol
 from endpoint.wire.protocol import MAX_DETECTIONS_PER_MESSAGE, Detection, FrameDetections, ProtocolError
 
 T0 = 1_795_000_000.0

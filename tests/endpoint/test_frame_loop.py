@@ -7,11 +7,11 @@ import pytest
 
 from endpoint.loop.frame_loop import FrameLoop
 from endpoint.loop.frame_writer import FrameWriter
-from endpoint.wire.protocol import Detection
 from endpoint.loop.run_stats import RECENT_SAMPLED_IDS, RunStats
-from endpoint.uplink.sampler import Sampler, SamplerParams
 from endpoint.sources.streams import SourceConfig, SourceFrame, drops_when_behind
+from endpoint.uplink.sampler import Sampler, SamplerParams
 from endpoint.uplink.spool import Spool
+from endpoint.wire.protocol import Detection
 
 WAIT_S = 10.0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from endpoint.model.letterbox import (ModelInputBuffer, boxes_to_input, boxes_to_source, letterbox, letterbox_geometry,
-                                to_model_input)
+                                      to_model_input)
 from endpoint.model.nms import end2end_filter, nms_indices, non_max_suppression
 
 # source (h, w), input (h, w), resized (w, h), pad_left, pad_top — worked out by hand from LetterBox's formulas

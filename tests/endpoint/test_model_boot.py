@@ -10,10 +10,10 @@ import pytest
 
 from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
-from endpoint.wire import protocol
 from endpoint.config import EndpointConfig
-from endpoint.wire.manifest import Manifest, canonical_bytes
 from endpoint.model.runner import ModelRunner
+from endpoint.wire import protocol
+from endpoint.wire.manifest import Manifest, canonical_bytes
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 
 from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
+from endpoint.model.slot import ModelSlot
+from endpoint.model.updater import ModelUpdater
+from endpoint.model.verify import load_public_key
 from endpoint.wire import protocol
 from endpoint.wire.manifest import Manifest, canonical_bytes
-from endpoint.model.slot import ModelSlot
-from endpoint.model.verify import load_public_key
-from endpoint.model.updater import ModelUpdater
 from tests.push_fixtures import IMAGE, OrtDetector
 
 ENDPOINT = "cam-1"

@@ -12,12 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.split.split_set import MANIFEST_NAME, PairInfo, SplitSetManifest
 from edge.split.server import SplitServer
+from edge.split.split_set import MANIFEST_NAME, PairInfo, SplitSetManifest
 from endpoint.wire import protocol
 from endpoint.wire.feature_codec import CodecSpec, encode_tensors
 from endpoint.wire.split_protocol import (FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, JPEG_PAIR_ID, SplitRequestHeader,
-                                     decode_result, decode_split_request, encode_split_request)
+                                          decode_result, decode_split_request, encode_split_request)
 from endpoint.wire.protocol import ProtocolError, pack_binary
 
 

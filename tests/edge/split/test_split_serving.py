@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from edge.split.selection import SplitOption, save_options
+from edge.split.server import ControllerSettings, SplitServer
 from edge.split.split_set import pair_of
 from edge.split.tail_runner import SplitTailRunner, detect_jpeg
-from edge.split.server import ControllerSettings, SplitServer
-from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.uplink.link import MqttLink
-from endpoint.sources.scenario import SyntheticScenario
-from endpoint.split.client import SplitClient
 from endpoint.model.detector import OnnxDetector
 from endpoint.model.letterbox import frame_to_jpeg
 from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.split.client import SplitClient
+from endpoint.uplink.link import MqttLink
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST
 
 pytestmark = pytest.mark.integration
