@@ -65,7 +65,7 @@ def bootstrap_models(config: LearningConfig, train_items: Sequence[LabelledImage
 
 def bootstrap_from_scenario(config: LearningConfig, scenario, val_offset: int = 100_000) -> BootstrapResult:
     """Bootstrap on the scenario's first domain (train frames from 0, val frames from ``val_offset``)."""
-    from endpoint.scenario import CLASS_NAMES
+    from endpoint.sources.scenario import CLASS_NAMES
 
     domain = scenario.domains[0].name
     train = scenario_items(scenario, domain, 0, config.bootstrap_train_frames, "train-")

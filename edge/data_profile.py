@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge.yolo_dataset import IMAGE_SUFFIXES
-from endpoint.yolo_labels import read_yolo_labels
+from endpoint.wire.yolo_labels import read_yolo_labels
 
 TARGET_OBJECT_PX = 16
 TARGET_IMAGE_PASSES = 3000

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from endpoint.delta_apply import OP_COPY, OP_INSERT, apply_delta, pack_delta
+from endpoint.wire.delta import OP_COPY, OP_INSERT, apply_delta, pack_delta
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def _pixels(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
 def evaluate_onnx(onnx_path: str | Path, items: Sequence[LabelledImage], conf: float = EVAL_CONF,
                   iou: float = EVAL_IOU) -> MapResult:
     """mAP50 and mAP50-95 of the ONNX file as the endpoint runs it (``OnnxDetector``)."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     detector = OnnxDetector(onnx_path, conf_threshold=conf, iou_threshold=iou)
     metric = MeanAveragePrecision()
@@ -78,7 +78,7 @@ def evaluate_pt(weights: str | Path, items: Sequence[LabelledImage], imgsz: int,
 def agreement(student_onnx: str | Path, teacher_pt: str | Path, images: Sequence[np.ndarray | bytes], imgsz: int,
               teacher_conf: float = 0.4) -> MapResult:
     """Label-free estimate: the student's mAP against the teacher's pseudo-labels (teacher boxes >= teacher_conf)."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     decoded = [decode_image(im) for im in images]
     detector = OnnxDetector(student_onnx, conf_threshold=EVAL_CONF, iou_threshold=EVAL_IOU)

@@ -93,7 +93,7 @@ class Fp32Int8Comparison:
 
 def measure_latency_ms(onnx_path: str | Path, image: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
     """Median wall time of ``OnnxDetector.detect`` (letterbox, inference, NMS) on this CPU, in milliseconds."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     detector = OnnxDetector(onnx_path)
     for _ in range(warmup):

@@ -8,8 +8,8 @@ import struct
 
 from PIL import Image
 
-from endpoint import protocol
-from endpoint.protocol import FEATURE_FRAME, Frame, ProtocolError
+from endpoint.wire import protocol
+from endpoint.wire.protocol import FEATURE_FRAME, Frame, ProtocolError
 
 MAX_JPEG_PIXELS = 40_000_000  # far above any camera frame; refuses decompression bombs before decoding
 MAX_ECHOED_ID_CHARS = 1024  # a refusal names the frame id it refuses; longer ids are not echoed back

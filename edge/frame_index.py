@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 
 from edge import frame_keys
 from edge.store.base import ObjectStore
-from endpoint.protocol import FrameHeader
+from endpoint.wire.protocol import FrameHeader
 
 log = logging.getLogger(__name__)
 

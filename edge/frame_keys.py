@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from endpoint.protocol import ENDPOINT_ID_PATTERN, FRAME_ID_PATTERN
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN, FRAME_ID_PATTERN
 
 FRAMES_ROOT = "frames"
 JPEG_SUFFIX = ".jpg"

@@ -25,8 +25,8 @@ from edge.ingest_inbox import Inbox, Incoming
 from edge.ingest_writer import FrameWriter, Outcome
 from edge.mqtt_connection import MqttConnection
 from edge.store import ObjectStore, StoreError, open_store
-from endpoint import protocol
-from endpoint.protocol import FEATURE_FRAME
+from endpoint.wire import protocol
+from endpoint.wire.protocol import FEATURE_FRAME
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Callable
 
-from endpoint import protocol
-from endpoint.protocol import ENDPOINT_ID_PATTERN, FEATURE_ACK
+from endpoint.wire import protocol
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN, FEATURE_ACK
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
-"""Configuration of the edge ingest service, read once by the entry point with ``endpoint.config_base.load_config``."""
+"""Configuration of the edge ingest service, read once by the entry point with ``endpoint.wire.config_base.load_config``."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from edge.store.config import StoreConfig
-from endpoint.broker_config import BrokerConfig
-from endpoint.config_base import StrictConfig
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.config_base import StrictConfig
 
 
 class IngestConfig(StrictConfig):

@@ -19,7 +19,7 @@ from edge.frame_index import FrameIndex, FrameRecord
 from edge.frame_keys import round_dir
 from edge.store.base import ObjectStore
 from edge.yolo_dataset import LabelledImage
-from endpoint.yolo_labels import parse_yolo_labels
+from endpoint.wire.yolo_labels import parse_yolo_labels
 
 log = logging.getLogger(__name__)
 

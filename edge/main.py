@@ -9,7 +9,7 @@ import threading
 from pydantic import ValidationError
 
 from edge.service_config import EdgeServiceConfig
-from endpoint.config_base import load_config
+from endpoint.wire.config_base import load_config
 
 log = logging.getLogger(__name__)
 

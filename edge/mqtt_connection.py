@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 if TYPE_CHECKING:
-    from endpoint.broker_config import BrokerConfig
+    from endpoint.wire.broker_config import BrokerConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any, Callable, Literal
 import paho.mqtt.client as mqtt
 
 from edge.delta_encode import encode_delta
-from endpoint import protocol
-from endpoint.model_manifest import Manifest, canonical_bytes
-from endpoint.protocol import ModelAnnouncement
+from endpoint.wire import protocol
+from endpoint.wire.manifest import Manifest, canonical_bytes
+from endpoint.wire.protocol import ModelAnnouncement
 
 log = logging.getLogger(__name__)
 

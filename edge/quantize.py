@@ -13,7 +13,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edge.dfl_rewrite import rewrite_dfl_softmax
-from endpoint.letterbox import to_model_input
+from endpoint.model.letterbox import to_model_input
 
 log = logging.getLogger(__name__)
 

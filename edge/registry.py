@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.signing import sign
 from edge.store.base import ObjectStore, StoreError
-from endpoint.model_manifest import Manifest, canonical_bytes, parse_manifest
+from endpoint.wire.manifest import Manifest, canonical_bytes, parse_manifest
 
 log = logging.getLogger(__name__)
 

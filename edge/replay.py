@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge.yolo_dataset import LabelledImage, write_yolo_dataset
-from endpoint.yolo_labels import read_yolo_labels
+from endpoint.wire.yolo_labels import read_yolo_labels
 
 log = logging.getLogger(__name__)
 

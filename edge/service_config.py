@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from edge.ingest_config import IngestConfig
 from edge.learner.config import LearnerConfig
-from endpoint.config_base import StrictConfig
+from endpoint.wire.config_base import StrictConfig
 
 Role = Literal["ingest", "learner"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from endpoint.model_manifest import Manifest, canonical_bytes
+from endpoint.wire.manifest import Manifest, canonical_bytes
 
 PRIVATE_KEY_FILE = "model_signing.key"
 PUBLIC_KEY_FILE = "model_signing.pub"

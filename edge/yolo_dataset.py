@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import yaml
 
-from endpoint.yolo_labels import read_yolo_labels
+from endpoint.wire.yolo_labels import read_yolo_labels
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def scenario_items(scenario, domain: str, start: int, count: int, prefix: str = 
 def scenario_dataset(root: str | Path, scenario, domain: str, n_train: int, n_val: int,
                      val_offset: int = 100_000) -> Path:
     """A YOLO data set from a synthetic scenario's domain; val frames never overlap train frames."""
-    from endpoint.scenario import CLASS_NAMES
+    from endpoint.sources.scenario import CLASS_NAMES
 
     return write_yolo_dataset(root, {"train": scenario_items(scenario, domain, 0, n_train, "train-"),
                                      "val": scenario_items(scenario, domain, val_offset, n_val, "val-")},

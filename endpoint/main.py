@@ -6,7 +6,7 @@ import logging
 import signal
 
 from endpoint.config import EndpointConfig
-from endpoint.config_base import load_config
+from endpoint.wire.config_base import load_config
 from endpoint.runtime import EndpointRuntime
 
 log = logging.getLogger(__name__)

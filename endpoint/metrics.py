@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from endpoint.protocol import Telemetry
+from endpoint.wire.protocol import Telemetry
 
 # telemetry field -> (counter name without _total, help)
 _TOTALS = {"frames_sampled": ("edgeloop_endpoint_frames_sampled", "frames sampled for upload"),

@@ -15,19 +15,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from endpoint import protocol
 from endpoint.config import EndpointConfig
-from endpoint.detections_publisher import DetectionsPublisher
-from endpoint.frame_loop import FrameLoop
-from endpoint.frame_writer import FrameWriter, WriteJob
-from endpoint.mqtt_link import MqttLink
-from endpoint.protocol import Detection, Plan, ProtocolError, Telemetry
-from endpoint.run_stats import RunStats
-from endpoint.sampler import STRATEGIES, Sampler, SamplerParams
-from endpoint.sources import SourceFrame, drops_when_behind, open_source
-from endpoint.spool import Spool
-from endpoint.token_bucket import TokenBucket
-from endpoint.uplink import Uplink
+from endpoint.loop.frame_loop import FrameLoop
+from endpoint.loop.frame_writer import FrameWriter, WriteJob
+from endpoint.loop.run_stats import RunStats
+from endpoint.sources.streams import SourceFrame, drops_when_behind, open_source
+from endpoint.uplink.detections_publisher import DetectionsPublisher
+from endpoint.uplink.link import MqttLink
+from endpoint.uplink.sampler import STRATEGIES, Sampler, SamplerParams
+from endpoint.uplink.spool import Spool
+from endpoint.uplink.token_bucket import TokenBucket
+from endpoint.uplink.uplink import Uplink
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Detection, Plan, ProtocolError, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class EndpointRuntime:
 
 
 def _open_models(config: EndpointConfig):
-    from endpoint.model_runner import ModelRunner
+    from endpoint.model.runner import ModelRunner
 
     return ModelRunner(config)
 

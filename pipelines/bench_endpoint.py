@@ -1,7 +1,7 @@
 """``edgeloop bench endpoint``: what the endpoint's detector costs on this CPU, beside its bare model and ultralytics.
 
 For the lab student (128 px) and yolo11n at 320 and 640 px, each as FP32 and INT8, on the same real frames:
-bare ``session.run``, ``OnnxDetector.detect`` and their ratio, the full endpoint loop (``endpoint.loop_bench``:
+bare ``session.run``, ``OnnxDetector.detect`` and their ratio, the full endpoint loop (``endpoint.loop.loop_bench``:
 capture, detect, sample, JPEG, spool), ultralytics' own ``YOLO(onnx).predict``, and the file bytes. Every model is
 built from ultralytics YAML with random weights (nothing is downloaded; latency does not depend on training),
 unless ``--student-onnx`` names a trained student. Medians over ``--iterations``; FP32 and INT8 take turns in short
@@ -85,7 +85,7 @@ def read_frames(video: str | Path, limit: int = MAX_FRAMES) -> tuple[list[np.nda
         capture.release()
     if frames:
         return frames, f"{video} ({frames[0].shape[1]}x{frames[0].shape[0]})"
-    from endpoint.scenario import SyntheticScenario
+    from endpoint.sources.scenario import SyntheticScenario
 
     scenario = SyntheticScenario()
     frames = [scenario.frame("day", i).image for i in range(limit)]
@@ -98,7 +98,7 @@ def _student_yaml(work: Path) -> Path:
     from ultralytics.nn.tasks import yaml_model_load
 
     from edge.learning_config import LearningConfig
-    from endpoint.scenario import CLASS_NAMES
+    from endpoint.sources.scenario import CLASS_NAMES
 
     spec = LearningConfig().student
     cfg = yaml_model_load(spec.yaml)
@@ -115,10 +115,10 @@ def _student_yaml(work: Path) -> Path:
 def build_cases(names: list[str], work: Path, calibration: list[np.ndarray],
                 student_onnx: Path | None = None) -> list[ModelCase]:
     """Export each model to FP32 ONNX as the edge ships it (``export_onnx``) and quantize it (``quantize_int8``)."""
-    from edge.training import ultralytics_yolo
     from edge.export import export_onnx
     from edge.learning_config import LearningConfig
     from edge.quantize import quantize_int8
+    from edge.training import ultralytics_yolo
 
     cases = []
     for name in names:
@@ -161,7 +161,7 @@ class RunAndDetect:
 
 def time_run_and_detect(detectors: dict, frames: list[np.ndarray], iterations: int) -> dict[str, RunAndDetect]:
     """Bare session.run and detect() per detector; detectors take turns in blocks of ``BLOCK_ITERATIONS``."""
-    from endpoint.letterbox import to_model_input
+    from endpoint.model.letterbox import to_model_input
 
     times = {key: ([], []) for key in detectors}
     block_runs: dict[str, list[float]] = {key: [] for key in detectors}
@@ -195,7 +195,7 @@ def _ultralytics_threads(threads: int):
     """ultralytics opens its onnxruntime session with default options; cap its threads as ours are capped."""
     import onnxruntime as ort
 
-    from endpoint.detector import session_options
+    from endpoint.model.detector import session_options
 
     real = ort.InferenceSession
 
@@ -211,7 +211,7 @@ def _ultralytics_threads(threads: int):
 
 def _bare_run_ms(det, frame: np.ndarray, calls: int) -> float:
     """Median ms of the detector's bare session.run on ``frame``, letterboxed once outside the timing."""
-    from endpoint.letterbox import to_model_input
+    from endpoint.model.letterbox import to_model_input
 
     tensor, _ = to_model_input(frame, det.input_size)
     output = [det.session.get_outputs()[0].name]
@@ -236,12 +236,12 @@ def time_ultralytics(det, frames: list[np.ndarray], iterations: int, threads: in
 
 
 def time_loop(det, video: str, synthetic: bool, frames: list[np.ndarray], iterations: int, work: Path):
-    """The endpoint's full loop (``endpoint.loop_bench``), unpaced, and the bare run timed just before and after it.
+    """The endpoint's full loop (``endpoint.loop.loop_bench``), unpaced, and the bare run timed just before and after it.
 
     The bracket makes the loop's share of 1 / session.run a ratio of two numbers taken under the same load.
     """
-    from endpoint.loop_bench import bench_loop
-    from endpoint.sources import SourceConfig
+    from endpoint.loop.loop_bench import bench_loop
+    from endpoint.sources.streams import SourceConfig
 
     source = SourceConfig(kind="scenario") if synthetic else SourceConfig(kind="video", path=str(video))
     before = _bare_run_ms(det, frames[0], BRACKET_CALLS)
@@ -253,7 +253,7 @@ def time_loop(det, video: str, synthetic: bool, frames: list[np.ndarray], iterat
 def measure(cases: list[ModelCase], frames: list[np.ndarray], video: str, synthetic: bool, iterations: int,
             threads: int, work: Path, progress=lambda text: None) -> list[Row]:
     """Every measurement of every case; FP32 and INT8 of one model side by side."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     rows = []
     for case in cases:
@@ -317,7 +317,7 @@ def run_bench_endpoint(args) -> int:
              f"iterations, frames: {frames_text}")
     console.print(results_table(rows, title), highlight=False)
     console.print("run = bare session.run on a ready tensor; detect = letterbox + run + NMS; detect/run = median "
-                  "of adjacent pairs; loop = capture, detect, sample, JPEG, spool (endpoint.loop_bench, overlapped "
+                  "of adjacent pairs; loop = capture, detect, sample, JPEG, spool (endpoint.loop.loop_bench, overlapped "
                   "threads); loop fps x run = the loop's frames/s as a share of 1 / run, run timed just around the "
                   "loop; ultralytics = YOLO(onnx).predict on the same file, ultra/detect = its time over detect(), "
                   "the two in turns; int8/fp32 run = median over adjacent blocks")

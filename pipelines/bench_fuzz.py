@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 RATE_PER_S = 250.0  # mutants and valid messages per second per receiver: the receivers keep up, nothing is shed
 # Each refusal is logged at WARNING by design; thousands of them would bury the tables.
-QUIET_LOGGERS = ("edge.ingest", "edge.learner.fleet", "edge.mqtt_connection", "edge.split_server")
+QUIET_LOGGERS = ("edge.ingest", "edge.learner.fleet", "edge.mqtt_connection", "edge.split.server")
 RECEIVERS = ("ingest", "endpoint", "fleet", "split")
 
 

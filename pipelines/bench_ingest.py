@@ -88,7 +88,7 @@ def make_jpegs(video: str | None) -> tuple[list[bytes], int, int]:
             images.append(image)
         capture.release()
     else:
-        from endpoint.scenario import SyntheticScenario
+        from endpoint.sources.scenario import SyntheticScenario
 
         scenario = SyntheticScenario()
         images = [scenario.frame("day", i).image for i in range(DISTINCT_JPEGS)]
@@ -101,7 +101,7 @@ def make_jpegs(video: str | None) -> tuple[list[bytes], int, int]:
 # --- the publisher process -----------------------------------------------------------------------
 
 def _frame_templates(endpoint_id: str, jpegs: list[bytes], width: int, height: int) -> list[dict]:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     return [protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id="x", capture_time=0.0, round=0,
                                        model_version="bench", width=width, height=height).model_dump()
@@ -109,7 +109,7 @@ def _frame_templates(endpoint_id: str, jpegs: list[bytes], width: int, height: i
 
 
 def _payload(template: dict, frame_id: str, jpeg: bytes) -> bytes:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     head = json.dumps({**template, "frame_id": frame_id, "capture_time": time.time()}).encode()
     return protocol.FRAME_MAGIC + struct.pack(">I", len(head)) + head + jpeg
@@ -121,7 +121,7 @@ def _run_endpoint(port: int, endpoint_id: str, frames: int, stop_at: float, wind
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     templates = _frame_templates(endpoint_id, jpegs, *size)
     sent_at: dict[str, tuple[float, float, int]] = {}  # id -> (first send, last send, jpeg index)
@@ -231,7 +231,7 @@ def bench_stream(name: str, jpegs: list[bytes], size: tuple[int, int], args, bro
     """One timed run of the fleet against ``args.workers`` ingest instances."""
     from edge.ingest import Ingest
     from edge.ingest_config import IngestConfig
-    from endpoint.broker_config import BrokerConfig
+    from endpoint.wire.broker_config import BrokerConfig
 
     group = None if broker.kind == "amqtt" else "bench"  # amqtt has no shared subscriptions
     if group is None and args.workers > 1:

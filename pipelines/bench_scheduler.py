@@ -20,7 +20,7 @@ def run_bench_scheduler(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from edge.scheduler.registry import POLICY_NAMES
+    from edge.scheduler.policies import POLICY_NAMES
     from edge.scheduler.simulate import SimConfig, budget_grid, sweep
     from edge.scheduler.surfaces import SurfaceError, load_surfaces
     from pipelines.measure_response import DEFAULT_SURFACES_PATH

@@ -57,7 +57,7 @@ def bench_model(settings: BenchSplitSettings, cache_dir: Path = CACHE_DIR) -> Pa
     from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
     from edge.training import cached_build, hash_items, train_from_spec
     from edge.yolo_dataset import scenario_items
-    from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+    from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
     scenario = SyntheticScenario(seed=settings.seed)
     splits = {"train": scenario_items(scenario, "day", 0, settings.train_frames, "train-"),

@@ -87,9 +87,9 @@ def run_bench_spool(args) -> int:
 
 def measure(workdirs: dict[int, Path]) -> list[DepthResult]:
     """Open a spool per depth, then time select+ack cycles on each in alternating rounds."""
-    from endpoint.spool import Spool
-    from endpoint.token_bucket import TokenBucket
-    from endpoint.uplink import Uplink
+    from endpoint.uplink.spool import Spool
+    from endpoint.uplink.token_bucket import TokenBucket
+    from endpoint.uplink.uplink import Uplink
 
     uplinks, open_s = {}, {}
     for depth, workdir in workdirs.items():

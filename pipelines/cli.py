@@ -10,7 +10,7 @@ from pipelines.logs import configure_logging
 
 def _endpoint(args) -> int:
     if args.mode == "split":
-        from endpoint.split_main import run_split_endpoint
+        from endpoint.split.main import run_split_endpoint
 
         return run_split_endpoint(args.config)
     from endpoint.main import run_endpoint
@@ -57,7 +57,7 @@ def _bench(args) -> int:
 
 
 def _split_server(args) -> int:
-    from edge.split_server import run_split_server
+    from edge.split.server import run_split_server
 
     return run_split_server(args)
 

@@ -22,7 +22,7 @@ def run_round_command(args) -> int:
     from edge.learner.config import LearnerConfig
     from edge.learner.service import Learner
     from edge.learner.state import STATE_FILE
-    from endpoint.config_base import load_config
+    from endpoint.wire.config_base import load_config
     from pipelines.report import results_table
 
     console = Console(width=170)

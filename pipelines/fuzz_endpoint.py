@@ -34,7 +34,7 @@ START_TIMEOUT_S = 60.0
 
 
 def _manifest(model: bytes, version: str, serial: int, target: str = ENDPOINT):
-    from endpoint.model_manifest import Manifest
+    from endpoint.wire.manifest import Manifest
 
     return Manifest(name="student", version=version, parent_version="v0001", format="onnx-fp32", target=target,
                     serial=serial, sha256=hashlib.sha256(model).hexdigest(), size_bytes=len(model),
@@ -44,8 +44,8 @@ def _manifest(model: bytes, version: str, serial: int, target: str = ENDPOINT):
 def _push(manifest, key, body: bytes, encoding: str = "full", parent: str = "") -> tuple[dict, bytes]:
     """The announcement (a dict, to mutate) and model_data payload of one push."""
     from edge.signing import sign
-    from endpoint import protocol
-    from endpoint.model_manifest import canonical_bytes
+    from endpoint.wire import protocol
+    from endpoint.wire.manifest import canonical_bytes
 
     header = protocol.make_model_data_header(body, endpoint_id=ENDPOINT, version=manifest.version,
                                              encoding=encoding, parent_version=parent)
@@ -58,7 +58,7 @@ def _push(manifest, key, body: bytes, encoding: str = "full", parent: str = "") 
 
 def _hostile_pushes(key, attacker_key, running: bytes) -> list[tuple[dict, bytes]]:
     """Pushes that must never install, even unmutated: bad signer, other target, bytes that are not a model."""
-    from endpoint.delta_apply import OP_COPY, OP_INSERT, pack_delta
+    from endpoint.wire.delta import OP_COPY, OP_INSERT, pack_delta
 
     junk = random.Random(0).randbytes(4096)
     not_onnx = b"NOT-ONNX" + running[8:]  # a delta of two ops, rebuilding a file that cannot load
@@ -71,7 +71,7 @@ def _hostile_pushes(key, attacker_key, running: bytes) -> list[tuple[dict, bytes
 
 
 def _is_valid_plan(payload: bytes) -> bool:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     try:
         message = protocol.decode(payload)
@@ -102,7 +102,7 @@ def _start(work: Path, host: str, port: int, model_path: Path, public_key: Path)
 def fuzz_endpoint(host: str, port: int, work: Path, messages: int, seed: int, rate_per_s: float,
                   model_path: Path) -> FuzzRow:
     from edge.signing import generate_keypair, load_private_key
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     row = FuzzRow("endpoint (plan, model, model_data, ack)")
     mutator = Mutator(seed + 1)
@@ -185,7 +185,7 @@ def fuzz_endpoint(host: str, port: int, work: Path, messages: int, seed: int, ra
 
 def _mutant(mutator: Mutator, plan: dict, ack: dict, hostile: list[tuple[dict, bytes]],
             current_round: int) -> tuple[str, bytes]:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     pick = mutator.rng.random()
     if pick < 0.3:

@@ -22,7 +22,7 @@ REPORT_WAIT_S = 10.0
 
 
 def _templates() -> dict[str, dict]:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     return {protocol.FEATURE_STATUS: protocol.Status(endpoint_id="cam-1", state="online", model_version="v0001",
                                                      time=1.7e9).model_dump(mode="json"),
@@ -36,7 +36,7 @@ def _templates() -> dict[str, dict]:
 def fuzz_fleet(host: str, port: int, work: Path, messages: int, seed: int, rate_per_s: float) -> FuzzRow:
     from edge.learner.fleet import FleetView
     from edge.mqtt_connection import MqttConnection
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     row = FuzzRow("learner fleet view (status, telemetry, acks)")
     mutator = Mutator(seed + 2)
@@ -81,7 +81,7 @@ def fuzz_fleet(host: str, port: int, work: Path, messages: int, seed: int, rate_
 
 def _send_valid(sender: Sender, fleet, feature: str, n: int) -> int:
     """Send cam-1's report of version ``fz<n>``; 1 when the view shows it within REPORT_WAIT_S."""
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     version = f"fz{n:06d}"
     since = time.time()

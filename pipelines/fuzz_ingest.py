@@ -23,7 +23,7 @@ RESENDS = 2  # an endpoint re-sends what stays unacked (ingest may drop a frame 
 
 
 def _frame(endpoint_id: str, frame_id: str, jpeg: bytes, width: int = 96, height: int = 72, **fields) -> bytes:
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     header = protocol.make_frame_header(jpeg, endpoint_id=endpoint_id, frame_id=frame_id, capture_time=1.7e9,
                                         round=0, model_version="v0001", width=width, height=height, **fields)
@@ -32,7 +32,7 @@ def _frame(endpoint_id: str, frame_id: str, jpeg: bytes, width: int = 96, height
 
 def _templates() -> list[bytes]:
     """Valid uploads to mutate: a plain frame, one with boxes and labels, and a JPEG bomb that is only a claim."""
-    from endpoint.protocol import Detection
+    from endpoint.wire.protocol import Detection
 
     boxes = [Detection(cls=1, conf=0.5, box=(0.1, 0.1, 0.5, 0.5))]
     return [_frame(ENDPOINT, "mut-plain", small_jpeg(1)),
@@ -44,9 +44,9 @@ def fuzz_ingest(host: str, port: int, work: Path, messages: int, seed: int, rate
     from edge.frame_keys import meta_key
     from edge.ingest import Ingest
     from edge.ingest_config import IngestConfig
-    from endpoint.broker_config import BrokerConfig
+    from endpoint.wire.broker_config import BrokerConfig
     from edge.store.config import StoreConfig
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     row = FuzzRow("ingest (frames)")
     mutator = Mutator(seed)

@@ -31,9 +31,10 @@ class _Requests:
 
     def __init__(self, set_dir: Path):
         from edge.split.split_set import load_split_set
-        from endpoint.feature_codec import CodecSpec, encode_tensors
-        from endpoint.scenario import SyntheticScenario
-        from endpoint.split_head import SplitHeadRunner, frame_to_jpeg
+        from endpoint.model.letterbox import frame_to_jpeg
+        from endpoint.model.split_halves import SplitHeadRunner
+        from endpoint.sources.scenario import SyntheticScenario
+        from endpoint.wire.feature_codec import CodecSpec, encode_tensors
 
         manifest = load_split_set(set_dir)
         pair = manifest.pairs[0]
@@ -50,7 +51,7 @@ class _Requests:
 
     def encode(self, index: int, endpoint_id: str = ENDPOINT) -> tuple[str, bytes]:
         """A fresh request id and the request built from payload ``index``."""
-        from endpoint.split_protocol import SplitRequestHeader, encode_split_request
+        from endpoint.wire.split_protocol import SplitRequestHeader, encode_split_request
 
         pair_id, codec, payload, (w, h) = self.payloads[index]
         request_id = f"{endpoint_id}-{next(self._ids):08d}"
@@ -62,8 +63,8 @@ class _Requests:
 
 def fuzz_split(host: str, port: int, work: Path, messages: int, seed: int, rate_per_s: float,
                set_dir: Path) -> FuzzRow:
-    from endpoint import protocol
-    from endpoint.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, decode_result
+    from endpoint.wire import protocol
+    from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, decode_result
 
     row = FuzzRow("split server (requests)")
     mutator = Mutator(seed + 3)

@@ -18,10 +18,10 @@ from edge.learner.service import Learner
 from edge.learner.setup import FirstModels
 from edge.learning_config import LearningConfig
 from edge.store import StoreConfig, open_store
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from endpoint.config import EndpointConfig, ModelConfig, SamplerConfig, UplinkConfig
-from endpoint.config_base import load_config
-from endpoint.sources import SourceConfig
+from endpoint.wire.config_base import load_config
+from endpoint.sources.streams import SourceConfig
 from pipelines.broker import Broker
 from pipelines.lab_endpoints import LabEndpoints
 from pipelines.scenarios import open_scenario
@@ -113,8 +113,8 @@ class LabSession:
 
     def _bootstrap_items(self, split: str):
         from edge.yolo_dataset import scenario_items
-        from endpoint.scenario import SyntheticScenario
         from edge.yolo_dataset import folder_items
+        from endpoint.sources.scenario import SyntheticScenario
 
         first = self.scenario.domains[0]
         if self.scenario.folders:

@@ -80,8 +80,8 @@ class _WireMeter:
     def push_bytes(self, model_bytes: bytes, parent_bytes: bytes | None = None) -> int:
         from edge.publisher import ModelPublisher
         from edge.signing import sign
-        from endpoint.model_manifest import Manifest
-        from endpoint.scenario import CLASS_NAMES
+        from endpoint.sources.scenario import CLASS_NAMES
+        from endpoint.wire.manifest import Manifest
 
         manifest = Manifest(name="student", version="v0002", target="measure", serial=2, parent_version="v0001",
                             format="onnx-int8",
@@ -98,7 +98,7 @@ class _WireMeter:
 
 def _frame_payload_bytes(items, detector, jpeg_quality: int) -> list[int]:
     """Bytes of each frame as the endpoint uploads it: header (with detections and scenario labels) plus JPEG."""
-    from endpoint import protocol
+    from endpoint.wire import protocol
 
     sizes = []
     for i, item in enumerate(items):
@@ -119,16 +119,16 @@ def measure_response_surfaces(out_path: str | Path = DEFAULT_SURFACES_PATH, sett
                               work_dir: str | Path = "edgeloop-data/measure-response"):
     """Run the measurement and write the surface file (rewritten after every upload size, so a stop keeps results)."""
     from edge.bootstrap import bootstrap_from_scenario
-    from edge.training import train_yolo
     from edge.distill import distill_student
     from edge.learning_config import LearningConfig
     from edge.replay import ReplayBuffer
+    from edge.training import train_yolo
     from edge.scheduler.surfaces import (ScenarioSurface, SurfaceFile, SurfacePoint,
                                          save_surfaces)
     from edge.teacher import finetune_teacher
     from edge.yolo_dataset import write_yolo_dataset
-    from endpoint.detector import OnnxDetector
-    from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+    from endpoint.model.detector import OnnxDetector
+    from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
     work = Path(work_dir).resolve()
     config = LearningConfig(cache_dir=work / "cache", work_dir=work / "work")

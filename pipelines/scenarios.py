@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.yolo_dataset import LabelledImage, folder_class_names, folder_items, scenario_items
-from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
 log = logging.getLogger(__name__)
 

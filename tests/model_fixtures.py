@@ -70,7 +70,7 @@ def _train_and_export(settings: TinyYoloSettings, folder: Path, work: Path) -> d
     from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
     from edge.training import model_source, train_yolo, ultralytics_yolo
     from edge.yolo_dataset import scenario_dataset
-    from endpoint.scenario import SyntheticScenario
+    from endpoint.sources.scenario import SyntheticScenario
 
     started = time.monotonic()
     # the data stay in the folder: tests read TinyYolo.data_yaml

@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 from edge.learning_config import LearningConfig
 from edge.store.config import StoreConfig
 from edge.yolo_dataset import LabelledImage
-from endpoint.broker_config import BrokerConfig
-from endpoint.config_base import StrictConfig
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.config_base import StrictConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -36,7 +36,7 @@ class LabelledData(StrictConfig):
 
             return folder_items(self.folder, split)[: self.frames]
         from edge.yolo_dataset import scenario_items
-        from endpoint.scenario import SyntheticScenario
+        from endpoint.sources.scenario import SyntheticScenario
 
         # held-out frames start far past anything an endpoint streams
         start = 0 if split == "train" else 1_000_000
@@ -47,7 +47,7 @@ class LabelledData(StrictConfig):
             from edge.yolo_dataset import folder_class_names
 
             return folder_class_names(self.folder)
-        from endpoint.scenario import CLASS_NAMES
+        from endpoint.sources.scenario import CLASS_NAMES
 
         return list(CLASS_NAMES)
 

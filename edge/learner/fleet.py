@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from endpoint import protocol
-from endpoint.protocol import Ack, ProtocolError, Status, Telemetry
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack, ProtocolError, Status, Telemetry
 
 log = logging.getLogger(__name__)
 

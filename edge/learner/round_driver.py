@@ -36,7 +36,7 @@ from edge.training_progress import report_training_to
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
-from endpoint import protocol
+from endpoint.wire import protocol
 
 log = logging.getLogger(__name__)
 

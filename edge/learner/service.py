@@ -21,7 +21,7 @@ from edge.learner.round_result import RoundResult
 from edge.learner.setup import FirstModels, initial_state, open_registry, signing_key
 from edge.learning_config import LearningConfig
 from edge.mqtt_connection import MqttConnection
-from edge.scheduler.registry import make_policy
+from edge.scheduler.policies import make_policy
 from edge.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)

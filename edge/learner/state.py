@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.scheduler.policy import EndpointPlan, PushOption
-from endpoint.durable_file import write_durably
+from endpoint.wire.durable_file import write_durably
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"

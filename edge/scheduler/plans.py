@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from endpoint.protocol import Plan
+from endpoint.wire.protocol import Plan
 
 from edge.scheduler.policy import Allocation
 

@@ -15,8 +15,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from edge.scheduler.lookahead import Situation
+from edge.scheduler.policies import make_policy
 from edge.scheduler.policy import Budget, EndpointState, PushOption, RoundRecord
-from edge.scheduler.registry import make_policy
 from edge.scheduler.surfaces import ScenarioSurface, TrueSurface
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ OPTIONS_NAME = "options.json"
 
 def letterboxed_batch(images, imgsz: int) -> np.ndarray:
     """N x 3 x imgsz x imgsz float32 model inputs (as the endpoint letterboxes them) for bottleneck training."""
-    from endpoint.letterbox import to_model_input
+    from endpoint.model.letterbox import to_model_input
 
     return np.concatenate([to_model_input(im, imgsz)[0] for im in images])
 
@@ -30,12 +30,12 @@ def build_and_measure(pt: str | Path, out: str | Path, imgsz: int, cuts, bottlen
                       measure_frames: int = 48, codecs=None, bottleneck_steps: int = 300, seed: int = 0,
                       domain: str = "day", timing_runs: int = 10):
     """Build a split set from scenario frames, measure it, and save ``options.json``; returns (manifest, measurement)."""
-    from edge.yolo_dataset import scenario_items
     from edge.split.bottleneck import BottleneckTraining
     from edge.split.measure import DEFAULT_CODECS, measure_options
     from edge.split.selection import save_options
     from edge.split.split_set import build_split_set
-    from endpoint.scenario import SyntheticScenario
+    from edge.yolo_dataset import scenario_items
+    from endpoint.sources.scenario import SyntheticScenario
 
     scenario = SyntheticScenario(seed=seed)
     train_images = None

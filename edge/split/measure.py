@@ -21,13 +21,14 @@ from edge.map_metric import MeanAveragePrecision
 from edge.split.profile import SplitProfile, median_ms, profile_pair
 from edge.split.selection import DEVICE_KEY, EDGE_KEY, SplitOption
 from edge.split.split_set import SplitSetManifest, pair_of
-from edge.split.tail_runner import SplitTailRunner, WholeModelRunner, detect_jpeg
+from edge.split.tail_runner import SplitTailRunner, detect_jpeg
 from edge.yolo_dataset import LabelledImage
-from endpoint.detections import Detections
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg
-from endpoint.split_protocol import (JPEG_PAIR_ID, SplitRequestHeader, SplitResult, encode_message,
-                                     encode_split_request)
+from endpoint.model.detections import Detections
+from endpoint.model.letterbox import frame_to_jpeg
+from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
+from endpoint.wire.split_protocol import (JPEG_PAIR_ID, SplitRequestHeader, SplitResult, encode_message,
+                                          encode_split_request)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def measure_pair(folder: Path, manifest: SplitSetManifest, key: str, items: Sequ
 def measure_whole(folder: Path, manifest: SplitSetManifest, items: Sequence[LabelledImage], jpeg_quality: int = 90,
                   timing_runs: int = 10) -> list[SplitOption]:
     """Device-only (full model on the device) and edge-only (JPEG up, full model on the edge)."""
-    from endpoint.detector import OnnxDetector
+    from endpoint.model.detector import OnnxDetector
 
     detector = OnnxDetector(Path(folder) / manifest.full_onnx, conf_threshold=EVAL_CONF, iou_threshold=EVAL_IOU)
     device, edge = _Tally(), _Tally()
@@ -133,12 +134,12 @@ def measure_whole(folder: Path, manifest: SplitSetManifest, items: Sequence[Labe
         jpegs.append(jpeg)
         edge.add(detect_jpeg(detector, jpeg, image.shape[:2]), item, image,
                  request_bytes(jpeg, JPEG_PAIR_ID, "jpeg", image))
-    whole = WholeModelRunner(Path(folder) / manifest.full_onnx, TIMING_THREADS)
+    whole = OnnxDetector(Path(folder) / manifest.full_onnx, conf_threshold=SERVE_CONF, threads=TIMING_THREADS)
     n = max(1, min(4, len(images)))
     turn = iter(range(10**9))
-    detect_ms = median_ms(lambda: whole.detect(images[next(turn) % n], SERVE_CONF), timing_runs)
+    detect_ms = median_ms(lambda: whole.detect(images[next(turn) % n]), timing_runs)
     jpeg_ms = median_ms(lambda: frame_to_jpeg(images[next(turn) % n], detector.input_size, jpeg_quality), timing_runs)
-    edge_ms = median_ms(lambda: whole.detect_jpeg(jpegs[next(turn) % n], images[0].shape[:2], SERVE_CONF),
+    edge_ms = median_ms(lambda: detect_jpeg(whole, jpegs[next(turn) % n], images[0].shape[:2]),
                         timing_runs)
     return [device.option(DEVICE_KEY, "", manifest.layers - 1, detect_ms, 0.0),
             edge.option(EDGE_KEY, "jpeg", -1, jpeg_ms, edge_ms)]

@@ -78,7 +78,7 @@ def profile_pair(pair: SplitPair, gflops: Sequence[float], images: Sequence[np.n
                  threads: int = 1) -> SplitProfile:
     """Measure one exported pair on this CPU with onnxruntime (``threads`` per session), over ``images`` in turn."""
     from edge.split.tail_runner import SplitTailRunner
-    from endpoint.split_head import SplitHeadRunner
+    from endpoint.model.split_halves import SplitHeadRunner
 
     head, tail = SplitHeadRunner(pair.head_path, threads), SplitTailRunner(pair.tail_path, threads)
     feats = [head.run(im) for im in images]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from endpoint.broker_config import BrokerConfig
-from endpoint.config_base import load_config
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.config_base import load_config
 
 # flag dest -> BrokerConfig field; a flag left out (None) keeps the field from --broker-config or its default
 BROKER_FLAGS = {"host": "host", "port": "port", "username": "username", "password": "password",
@@ -14,7 +14,7 @@ BROKER_FLAGS = {"host": "host", "port": "port", "username": "username", "passwor
 
 
 def add_split_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``edgeloop split-server`` (and ``python -m edge.split_server``)."""
+    """The flags of ``edgeloop split-server`` (and ``python -m edge.split.server``)."""
     parser.add_argument("--set-dir", required=True, help="split set folder (python -m edge.split build)")
     parser.add_argument("--broker-config", default=None,
                         help="YAML with the broker settings (a BrokerConfig, or a file with a 'broker:' section); "

@@ -157,7 +157,7 @@ def export_split(model: nn.Module, split_after: int, out_dir: str | Path, imgsz:
 
 
 def _ultralytics_metadata(model: nn.Module, imgsz: int) -> dict[str, str]:
-    """The metadata keys ``endpoint.detector`` reads from an ultralytics export."""
+    """The metadata keys ``endpoint.model.detector`` reads from an ultralytics export."""
     return {"task": "detect", "stride": str(int(max(model.stride))), "imgsz": str([imgsz, imgsz]),
             "names": str(dict(model.names)), "end2end": "False", "batch": "1"}
 

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from endpoint.detections import Detections
-from endpoint.letterbox import boxes_to_source, letterbox_geometry, to_model_input
-from endpoint.nms import non_max_suppression
-from endpoint.split_head import open_session, open_split_half, read_whole_metadata
+from endpoint.model.detections import Detections
+from endpoint.model.detector import DEFAULT_CONF_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET
+from endpoint.model.letterbox import boxes_to_source, letterbox_geometry
+from endpoint.model.nms import non_max_suppression
+from endpoint.model.split_halves import open_split_half
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def raw_to_detections(raw: np.ndarray, source_hw: tuple[int, int], input_hw: tuple[int, int], nc: int,
-                      conf_threshold: float, iou_threshold: float, max_det: int = 300) -> Detections:
+                      conf_threshold: float, iou_threshold: float, max_det: int = DEFAULT_MAX_DET) -> Detections:
     """NMS on a (1, 4 + nc, N) detect output and boxes mapped to the source image, as ``OnnxDetector`` does."""
     xyxy, conf, cls = non_max_suppression(np.asarray(raw, np.float32)[0], conf_threshold, iou_threshold, max_det,
                                           nc=nc)
@@ -51,34 +52,12 @@ class SplitTailRunner:
             feed[spec.name] = np.ascontiguousarray(tensor, dtype=np.float32)
         return self._session.run(None, feed)[0]
 
-    def detect(self, tensors: Sequence[np.ndarray], source_hw: tuple[int, int], conf_threshold: float = 0.25,
-               iou_threshold: float = 0.7, max_det: int = 300) -> Detections:
+    def detect(self, tensors: Sequence[np.ndarray], source_hw: tuple[int, int],
+               conf_threshold: float = DEFAULT_CONF_THRESHOLD, iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+               max_det: int = DEFAULT_MAX_DET) -> Detections:
         """Detections in source-image pixels for a frame of ``source_hw`` (height, width)."""
         return raw_to_detections(self.run(tensors), source_hw, self.meta.input_hw, len(self.meta.class_names),
                                  conf_threshold, iou_threshold, max_det)
-
-
-class WholeModelRunner:
-    """The unsplit detector (``full.onnx`` of a split set) with a set thread count: device-only and edge-only."""
-
-    def __init__(self, path: str | Path, threads: int = 0):
-        self.path = Path(path)
-        self._session = open_session(self.path, threads)
-        self.input_hw, self.class_names = read_whole_metadata(self.path, self._session)
-        self._input_name = self._session.get_inputs()[0].name
-
-    def detect(self, image_bgr: np.ndarray, conf_threshold: float = 0.25, iou_threshold: float = 0.7,
-               max_det: int = 300) -> Detections:
-        """Detections in pixels of ``image_bgr``."""
-        tensor, geo = to_model_input(image_bgr, self.input_hw)
-        raw = self._session.run(None, {self._input_name: tensor})[0]
-        return raw_to_detections(raw, geo.source_hw, self.input_hw, len(self.class_names), conf_threshold,
-                                 iou_threshold, max_det)
-
-    def detect_jpeg(self, jpeg: bytes, source_hw: tuple[int, int], conf_threshold: float = 0.25,
-                    iou_threshold: float = 0.7) -> Detections:
-        """Edge-only: detections of an uploaded JPEG, in pixels of the ``source_hw`` frame it was shrunk from."""
-        return detect_jpeg(lambda image: self.detect(image, conf_threshold, iou_threshold), jpeg, source_hw)
 
 
 def detect_jpeg(detector, jpeg: bytes, source_hw: tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> Detections:
@@ -113,5 +92,4 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     return image
 
 
-__all__ = ["MAX_IMAGE_PIXELS", "SplitTailRunner", "WholeModelRunner", "decode_image", "detect_jpeg",
-           "raw_to_detections"]
+__all__ = ["MAX_IMAGE_PIXELS", "SplitTailRunner", "decode_image", "detect_jpeg", "raw_to_detections"]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from endpoint.config_base import StrictConfig
+from endpoint.wire.config_base import StrictConfig
 
 
 class StoreConfig(StrictConfig):

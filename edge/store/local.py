@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edge.store.base import StoreError, check_key
-from endpoint.durable_file import TMP_PREFIX, fsync_dir, write_durably
+from endpoint.wire.durable_file import TMP_PREFIX, fsync_dir, write_durably
 
 
 class LocalStore:

@@ -25,9 +25,9 @@ from edge.mqtt_connection import MqttConnection
 from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
 from edge.store.local import LocalStore
-from endpoint import protocol
-from endpoint.broker_config import BrokerConfig
-from endpoint.model_manifest import Manifest
+from endpoint.wire import protocol
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.manifest import Manifest
 from tests.deploy import aarch64_sysroot
 from tests.deploy.aarch64_sysroot import REPO_ROOT, Aarch64Root, SysrootUnavailable, ensure_sysroot
 

@@ -18,7 +18,7 @@ import yaml
 
 from edge.service_config import EdgeServiceConfig
 from endpoint.config import EndpointConfig
-from endpoint.config_base import load_config
+from endpoint.wire.config_base import load_config
 from pipelines.cli import build_parser
 from tests.deploy.compose_file import (COMPOSE_PATH, REPO, MissingVariable, bind_source_for, host_path, is_bind,
                                        load_compose, mounts, read_env_file, required_variables)

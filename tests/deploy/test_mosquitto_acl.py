@@ -8,8 +8,8 @@ import queue
 
 import pytest
 
-from endpoint import protocol
-from endpoint.split_protocol import FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT
+from endpoint.wire import protocol
+from endpoint.wire.split_protocol import FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT
 from tests.deploy.compose_file import bind_source_for, load_compose
 from tests.deploy.mosquitto_repo import (DEPLOY, Client, clients, needs_mosquitto, repo_broker,  # noqa: F401
                                          repo_conf, secrets)

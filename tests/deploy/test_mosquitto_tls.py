@@ -13,11 +13,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.service_config import EdgeServiceConfig
-from endpoint import protocol
+from endpoint.wire import protocol
 from endpoint.config import BrokerConfig, EndpointConfig
-from endpoint.config_base import load_config
-from endpoint.mqtt_link import MqttLink
-from endpoint.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
+from endpoint.wire.config_base import load_config
+from endpoint.uplink.link import MqttLink
+from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, SplitRequestHeader, decode_result, \
     encode_split_request
 from tests.deploy.compose_file import REPO, host_path, load_compose
 from tests.deploy.mosquitto_repo import (Client, make_secrets, needs_mosquitto, repo_broker,  # noqa: F401
@@ -107,8 +107,8 @@ def test_every_compose_login_connects_over_tls_with_its_generated_secret(repo_br
 
 
 def test_the_split_server_answers_an_endpoint_over_tls_with_the_split_login(repo_broker, secrets, tmp_path):
+    from edge.split.server import BrokerTls, SplitServer
     from edge.split.split_set import MANIFEST_NAME, SplitSetManifest
-    from edge.split_server import BrokerTls, SplitServer
 
     manifest = SplitSetManifest(source_sha256="0" * 64, imgsz=32, layers=4, class_names=["car"],
                                 layer_gflops=[0.0] * 4, pairs=[])

@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from edge.ingest_config import IngestConfig
-from endpoint.broker_config import BrokerConfig
-from endpoint import protocol
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire import protocol
 
 
 def make_jpeg(seed: int = 0, width: int = 48, height: int = 32) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.delta_encode import encode_delta, encode_delta_with_stats, tensor_spans
-from endpoint.delta_apply import DeltaError, apply_delta
+from endpoint.wire.delta import DeltaError, apply_delta
 
 def _changed_tensor_bytes(a: Path, b: Path) -> int:
     import onnx
@@ -64,7 +64,7 @@ def _header_then(delta: bytes, body_edit) -> bytes:
     import struct
     import zlib
 
-    from endpoint.delta_apply import HEADER
+    from endpoint.wire.delta import HEADER
 
     magic, sha, target, ops, ins = HEADER.unpack_from(delta)
     body = zlib.decompress(delta[HEADER.size:])
@@ -73,7 +73,7 @@ def _header_then(delta: bytes, body_edit) -> bytes:
 
 
 def _good_delta() -> bytes:
-    from endpoint.delta_apply import OP_COPY, OP_INSERT, pack_delta
+    from endpoint.wire.delta import OP_COPY, OP_INSERT, pack_delta
 
     return pack_delta(hashlib.sha256(PARENT).digest(), 110, [(OP_COPY, 10, 100), (OP_INSERT, 0, 10)], b"0123456789")
 

@@ -10,7 +10,7 @@ import pytest
 from edge import frame_keys
 from edge.frame_index import FrameIndex, FrameRecord
 from edge.store.local import LocalStore
-from endpoint import protocol
+from endpoint.wire import protocol
 
 
 def test_keys_are_zero_padded_and_parse_back():

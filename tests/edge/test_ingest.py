@@ -172,7 +172,7 @@ def test_run_ingest_serves_metrics_and_returns_on_stop(broker, tmp_path, peer):
 def test_ingest_config_is_strict_and_loads_yaml(tmp_path):
     from pydantic import ValidationError
 
-    from endpoint.config_base import load_config
+    from endpoint.wire.config_base import load_config
 
     path = tmp_path / "ingest.yaml"
     path.write_text("broker: {port: 1884}\nshared_group: ''\nstore: {kind: s3, bucket: frames}\n")

@@ -11,7 +11,7 @@ from edge.frame_index import FrameRecord
 from edge.ingest_inbox import Inbox, Incoming
 from edge.ingest_writer import FrameWriter, Outcome
 from edge.store.local import LocalStore
-from endpoint import protocol
+from endpoint.wire import protocol
 from tests.edge.ingest_parts import frame_payload, ingest_config, make_jpeg
 
 

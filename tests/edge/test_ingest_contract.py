@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.frame_index import FrameIndex
 from edge.store.local import LocalStore
-from endpoint import protocol
+from endpoint.wire import protocol
 from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from edge.frame_index import FrameIndex
 from edge.ingest import FrameRejected, check_frame_message
-from endpoint import protocol
+from endpoint.wire import protocol
 from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
 
 TOPIC_A = protocol.topic("cam-a", protocol.FEATURE_FRAME)

@@ -6,7 +6,7 @@ import pytest
 
 from edge.frame_index import FrameIndex
 from edge.ingest_config import IngestConfig
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from edge.store.local import LocalStore
 from tests.edge.ingest_parts import Peer, frame_payload
 

@@ -10,8 +10,8 @@ from edge.frame_index import FrameRecord
 from edge.labels import LabelContext, import_label_key, label_frames, stored_frames
 from edge.map_metric import MeanAveragePrecision
 from edge.store.local import LocalStore
-from endpoint.protocol import Detection, make_frame_header
-from endpoint.scenario import SyntheticScenario
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.wire.protocol import Detection, make_frame_header
 
 
 def put_frame(store, scenario, index, with_labels, endpoint_id="cam-1", round_index=2, domain="day"):
@@ -103,7 +103,7 @@ def test_teacher_pseudo_labels_match_ground_truth(tmp_path, scenario, tiny_yolo)
 def test_import_labels_and_yolo_folders_follow_the_one_parser_rule(tmp_path, scenario):
     """Import labels (edge), YOLO folders (edge) and the endpoint's image source all clip and drop alike."""
     from edge.yolo_dataset import folder_items
-    from endpoint.yolo_labels import read_label_file
+    from endpoint.wire.yolo_labels import read_label_file
 
     text = b"0 0.05 0.5 0.2 0.2\n1 1.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n"
     store = LocalStore(tmp_path / "store")

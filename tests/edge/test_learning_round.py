@@ -23,8 +23,8 @@ from edge.replay import ReplayBuffer
 from edge.store.local import LocalStore
 from edge.teacher import finetune_teacher
 from edge.yolo_dataset import scenario_items
-from endpoint.protocol import Detection, make_frame_header
-from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
+from endpoint.wire.protocol import Detection, make_frame_header
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

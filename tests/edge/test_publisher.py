@@ -16,11 +16,11 @@ from edge.publisher import ModelPublisher, PushError
 from edge.registry import ModelRegistry
 from edge.signing import generate_keypair, load_private_key
 from edge.store.local import LocalStore
-from endpoint import protocol
-from endpoint.model_slot import ModelSlot
-from endpoint.model_verify import load_public_key
-from endpoint.protocol import ProtocolError
-from endpoint.updater import ModelUpdater
+from endpoint.model.slot import ModelSlot
+from endpoint.model.updater import ModelUpdater
+from endpoint.model.verify import load_public_key
+from endpoint.wire import protocol
+from endpoint.wire.protocol import ProtocolError
 from tests.push_fixtures import IMAGE, OrtDetector
 
 BODY = b"model bytes " * 100

@@ -9,8 +9,8 @@ import pytest
 from onnx import numpy_helper
 
 from edge.dfl_rewrite import rewrite_dfl_softmax
-from endpoint.detector import OnnxDetector
-from endpoint.scenario import SyntheticScenario
+from endpoint.model.detector import OnnxDetector
+from endpoint.sources.scenario import SyntheticScenario
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from edge.registry import ModelRegistry
 from edge.signing import generate_keypair, load_private_key
 from edge.store.base import StoreError
 from edge.store.local import LocalStore
-from endpoint.model_manifest import canonical_bytes
-from endpoint.model_verify import load_public_key, verify_model
+from endpoint.model.verify import load_public_key, verify_model
+from endpoint.wire.manifest import canonical_bytes
 
 FIELDS = dict(format="onnx-int8", input_size=(96, 128), class_names=["person", "car"])
 

@@ -88,7 +88,7 @@ def test_local_put_fsyncs_the_file_before_the_rename_and_the_folders_after(tmp_p
     import os
     import stat
 
-    import endpoint.durable_file as durable_file
+    import endpoint.wire.durable_file as durable_file
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace

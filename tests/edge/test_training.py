@@ -13,7 +13,7 @@ import pytest
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
 from edge.training import cache_key, cached_build, hash_items, train_from_spec, train_stage
 from edge.yolo_dataset import LabelledImage, scenario_items
-from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 from tests.model_fixtures import TinyYoloSettings
 
 

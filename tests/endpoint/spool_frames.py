@@ -1,7 +1,7 @@
 """Real protocol frames for spool and uplink tests: the uplink refuses to send anything else."""
 
-from endpoint import protocol
-from endpoint.spool import Spool
+from endpoint.uplink.spool import Spool
+from endpoint.wire import protocol
 
 
 def frame_bytes(frame_id: str, jpeg_bytes: int = 64) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from endpoint.config import EndpointConfig
-from endpoint.config_base import MAX_CONFIG_BYTES, StrictConfig, load_config
+from endpoint.wire.config_base import MAX_CONFIG_BYTES, StrictConfig, load_config
 
 
 def test_a_bad_field_names_the_model_the_file_and_the_field(tmp_path):

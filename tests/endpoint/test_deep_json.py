@@ -9,9 +9,9 @@ import struct
 import pytest
 
 from edge.learner.fleet import FleetView
-from endpoint import protocol
-from endpoint.protocol import ProtocolError
-from endpoint.split_protocol import SPLIT_MAGIC, decode_result, decode_split_request
+from endpoint.wire import protocol
+from endpoint.wire.protocol import ProtocolError
+from endpoint.wire.split_protocol import SPLIT_MAGIC, decode_result, decode_split_request
 
 DEEP = b"[" * 100_000  # 100 kB: under every size limit
 

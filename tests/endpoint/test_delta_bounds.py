@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tracemalloc
 
-from endpoint.delta_apply import HEADER, OP, OP_COPY, DeltaError, apply_delta
+from endpoint.wire.delta import HEADER, OP, OP_COPY, DeltaError, apply_delta
 
 PARENT = bytes(4 * 1024 * 1024)  # a 4 MB parent; the signed new model is the same size
 SIGNED_SIZE_BYTES = len(PARENT)

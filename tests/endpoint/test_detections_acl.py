@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol
+from endpoint.wire import protocol
 from pipelines.broker import mosquitto_binary
 from pipelines.ports import free_port, wait_for_port
 

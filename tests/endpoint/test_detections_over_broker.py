@@ -7,10 +7,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol
 from endpoint.config import EndpointConfig
-from endpoint.protocol import FrameDetections
 from endpoint.runtime import EndpointRuntime
+from endpoint.wire import protocol
+from endpoint.wire.protocol import FrameDetections
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from endpoint import protocol
-from endpoint.detections_publisher import DetectionsPublisher
-from endpoint.protocol import MAX_DETECTIONS_PER_MESSAGE, Detection, FrameDetections, ProtocolError
+from endpoint.uplink.detections_publisher import DetectionsPublisher
+from endpoint.wire import protocol
+from endpoint.wire.protocol import MAX_DETECTIONS_PER_MESSAGE, Detection, FrameDetections, ProtocolError
 
 T0 = 1_795_000_000.0
 

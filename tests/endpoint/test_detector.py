@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from endpoint.detections import Detections
-from endpoint.detector import ModelLoadError, OnnxDetector
-from endpoint.scenario import SyntheticScenario
+from endpoint.model.detections import Detections
+from endpoint.model.detector import ModelLoadError, OnnxDetector
+from endpoint.sources.scenario import SyntheticScenario
 
 
 def _frames() -> list[np.ndarray]:
@@ -227,7 +227,7 @@ def test_detections_to_protocol_normalizes_and_clips():
 
 
 def test_detector_module_imports_no_torch_ultralytics_or_edge():
-    code = ("import sys, endpoint.detector; "
+    code = ("import sys, endpoint.model.detector; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ultralytics', 'edge')); "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

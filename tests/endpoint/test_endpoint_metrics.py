@@ -3,7 +3,7 @@
 from prometheus_client import CollectorRegistry
 
 from endpoint.metrics import EndpointMetrics
-from endpoint.protocol import Telemetry
+from endpoint.wire.protocol import Telemetry
 
 
 def _telemetry(frames_dropped: int) -> Telemetry:

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from endpoint.feature_codec import CodecError, CodecSpec, decode_tensors, encode_tensors, pack_bits, unpack_bits
+from endpoint.wire.feature_codec import CodecError, CodecSpec, decode_tensors, encode_tensors, pack_bits, unpack_bits
 
 
 def _features(seed: int = 0) -> list[np.ndarray]:

@@ -5,13 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-from endpoint.frame_loop import FrameLoop
-from endpoint.frame_writer import FrameWriter
-from endpoint.protocol import Detection
-from endpoint.run_stats import RECENT_SAMPLED_IDS, RunStats
-from endpoint.sampler import Sampler, SamplerParams
-from endpoint.sources import SourceConfig, SourceFrame, drops_when_behind
-from endpoint.spool import Spool
+from endpoint.loop.frame_loop import FrameLoop
+from endpoint.loop.frame_writer import FrameWriter
+from endpoint.loop.run_stats import RECENT_SAMPLED_IDS, RunStats
+from endpoint.sources.streams import SourceConfig, SourceFrame, drops_when_behind
+from endpoint.uplink.sampler import Sampler, SamplerParams
+from endpoint.uplink.spool import Spool
+from endpoint.wire.protocol import Detection
 
 WAIT_S = 10.0
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from endpoint.letterbox import (ModelInputBuffer, boxes_to_input, boxes_to_source, letterbox, letterbox_geometry,
-                                to_model_input)
-from endpoint.nms import end2end_filter, nms_indices, non_max_suppression
+from endpoint.model.letterbox import (ModelInputBuffer, boxes_to_input, boxes_to_source, letterbox, letterbox_geometry,
+                                      to_model_input)
+from endpoint.model.nms import end2end_filter, nms_indices, non_max_suppression
 
 # source (h, w), input (h, w), resized (w, h), pad_left, pad_top — worked out by hand from LetterBox's formulas
 GEOMETRY_TABLE = [

@@ -10,10 +10,10 @@ import pytest
 
 from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
-from endpoint import protocol
 from endpoint.config import EndpointConfig
-from endpoint.model_manifest import Manifest, canonical_bytes
-from endpoint.model_runner import ModelRunner
+from endpoint.model.runner import ModelRunner
+from endpoint.wire import protocol
+from endpoint.wire.manifest import Manifest, canonical_bytes
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_a_tampered_stored_model_is_skipped_with_a_logged_reason(tmp_path, keys,
     ep = Endpoint(tmp_path, keys, push_models)
     ep.store("v0002", push_models.few_changed.read_bytes())
     _flip(ep.store("v0003", push_models.all_changed.read_bytes()))
-    with caplog.at_level(logging.WARNING, logger="endpoint.model_runner"):
+    with caplog.at_level(logging.WARNING, logger="endpoint.model.runner"):
         runner = ep.boot()
     assert _running(runner) == ("v0002", 2, "v0002.onnx")
     assert ("stored model v0003 fails its check: corrupted: sha256 does not match the manifest; "
@@ -104,7 +104,7 @@ def test_when_no_stored_model_passes_the_configured_one_boots(tmp_path, keys, pu
         path.write_bytes(model[:-100])
     elif damage == "forged sidecar":
         path.with_suffix(".manifest.json").write_bytes(canonical_bytes(manifest_for(model, "v0009")))
-    with caplog.at_level(logging.WARNING, logger="endpoint.model_runner"):
+    with caplog.at_level(logging.WARNING, logger="endpoint.model.runner"):
         runner = ep.boot()
     assert _running(runner) == ("v0001", 0, "v0001.onnx")
     assert f"stored model v0002 fails its check: {reason}" in caplog.text

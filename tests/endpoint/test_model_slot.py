@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from endpoint.model_slot import ModelSlot
+from endpoint.model.slot import ModelSlot
 from tests.push_fixtures import IMAGE, OrtDetector
 
 def test_swap_under_load_drops_no_call(push_models):

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from edge.signing import generate_keypair, load_private_key, sign, sign_bytes
-from endpoint.model_manifest import Manifest, canonical_bytes, parse_manifest
-from endpoint.model_verify import (ModelRejected, check_target, load_public_key, sidecar_paths, verify_model,
+from endpoint.wire.manifest import Manifest, canonical_bytes, parse_manifest
+from endpoint.model.verify import (ModelRejected, check_target, load_public_key, sidecar_paths, verify_model,
                                    verify_stored)
 
 MODEL = b"\x08\x07" + bytes(range(256)) * 40

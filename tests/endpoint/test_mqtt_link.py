@@ -10,8 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol
-from endpoint.mqtt_link import MqttLink
+from endpoint.uplink.link import MqttLink
+from endpoint.wire import protocol
 
 pytestmark = pytest.mark.integration
 

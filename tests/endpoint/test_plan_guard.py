@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from endpoint import protocol
 from endpoint.config import EndpointConfig
 from endpoint.runtime import EndpointRuntime
+from endpoint.wire import protocol
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from endpoint import protocol
-from endpoint.protocol import Ack, Detection, Plan, ProtocolError, Status, Telemetry
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack, Detection, Plan, ProtocolError, Status, Telemetry
 
 JPEG = b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
 

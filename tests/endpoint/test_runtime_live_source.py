@@ -9,10 +9,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol, runtime as runtime_module
+from endpoint.wire import protocol
+
+from endpoint import runtime as runtime_module
 from endpoint.config import EndpointConfig
 from endpoint.runtime import EndpointRuntime
-from endpoint.sources import SourceFrame
+from endpoint.sources.streams import SourceFrame
 from pipelines.ports import free_port
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from edge.frame_index import FrameIndex
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store.local import LocalStore
-from endpoint import protocol
-from endpoint.broker_config import BrokerConfig
-from endpoint.protocol import Plan, Telemetry
+from endpoint.wire import protocol
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.protocol import Plan, Telemetry
 
 pytestmark = pytest.mark.integration
 

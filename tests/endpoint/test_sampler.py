@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from endpoint.sampler import Candidate, Sampler, SamplerParams, low_confidence, strategy, uniform
+from endpoint.uplink.sampler import Candidate, Sampler, SamplerParams, low_confidence, strategy, uniform
 
 
 @pytest.mark.parametrize("confs, expected", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from endpoint.scenario import CLASS_NAMES, DEFAULT_DOMAINS, Domain, SyntheticScenario
+from endpoint.sources.scenario import CLASS_NAMES, DEFAULT_DOMAINS, Domain, SyntheticScenario
 
 INDICES = range(40)
 

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from endpoint import sources
-from endpoint.scenario import SyntheticScenario
-from endpoint.sources import SourceConfig, drops_when_behind, open_source
+from endpoint.sources import streams as sources
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.sources.streams import SourceConfig, drops_when_behind, open_source
 
 
 def _write_video(path, frames: int, size_wh=(64, 48)):

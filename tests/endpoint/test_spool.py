@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from endpoint import spool as spool_module
-from endpoint.spool import QUARANTINE_DIR, CorruptFrame, Spool, SpoolDiskFull, SpoolFull
+from endpoint.uplink import spool as spool_module
+from endpoint.uplink.spool import QUARANTINE_DIR, CorruptFrame, Spool, SpoolDiskFull, SpoolFull
 from tests.endpoint.spool_frames import fill, frame_bytes
 
 
@@ -126,7 +126,7 @@ def test_bad_files_are_quarantined_at_start_and_named(tmp_path, caplog):
     (tmp_path / "abc.frame").write_bytes(b"garbage")  # not a frame name
     (tmp_path / "5.frame").write_bytes(frame_bytes("f0000000005"))  # not the canonical name of seq 5
     (tmp_path / "notes.txt").write_text("left by an operator")  # not ours: ignored, never sent
-    with caplog.at_level(logging.WARNING, logger="endpoint.spool"):
+    with caplog.at_level(logging.WARNING, logger="endpoint.uplink.spool"):
         spool = Spool(tmp_path)
     assert [e.frame_id for e in spool.pending()] == ids
     quarantined = sorted(p.name for p in (tmp_path / QUARANTINE_DIR).iterdir())

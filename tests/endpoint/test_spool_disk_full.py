@@ -3,8 +3,8 @@
 
 import pytest
 
-from endpoint import protocol
-from endpoint.spool import Spool, SpoolDiskFull, SpoolFull
+from endpoint.uplink.spool import Spool, SpoolDiskFull, SpoolFull
+from endpoint.wire import protocol
 from tests.endpoint.spool_frames import frame_bytes
 
 JPEG_BYTES = 16 * 1024

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from endpoint.token_bucket import TokenBucket
+from endpoint.uplink.token_bucket import TokenBucket
 
 
 class FakeClock:

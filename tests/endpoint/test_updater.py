@@ -10,11 +10,11 @@ import pytest
 
 from edge.publisher import ModelPublisher
 from edge.signing import generate_keypair, load_private_key, sign
-from endpoint import protocol
-from endpoint.model_manifest import Manifest, canonical_bytes
-from endpoint.model_slot import ModelSlot
-from endpoint.model_verify import load_public_key
-from endpoint.updater import ModelUpdater
+from endpoint.model.slot import ModelSlot
+from endpoint.model.updater import ModelUpdater
+from endpoint.model.verify import load_public_key
+from endpoint.wire import protocol
+from endpoint.wire.manifest import Manifest, canonical_bytes
 from tests.push_fixtures import IMAGE, OrtDetector
 
 ENDPOINT = "cam-1"
@@ -221,7 +221,7 @@ def test_a_replayed_older_push_after_a_newer_install_is_refused(push_models, key
 
 def test_a_stale_push_is_refused_before_its_delta_is_rebuilt(push_models, keys, tmp_path, monkeypatch):
     rig = Rig(push_models, keys, tmp_path, start=("v0001", 5))
-    monkeypatch.setattr("endpoint.updater.apply_delta", lambda *a: pytest.fail("a stale delta was inflated"))
+    monkeypatch.setattr("endpoint.model.updater.apply_delta", lambda *a: pytest.fail("a stale delta was inflated"))
     model = push_models.few_changed.read_bytes()
     manifest, signature = signed(rig.private, model, "v0002")
     rig.publisher.push(ENDPOINT, manifest, signature, model, encoding="delta",

@@ -2,9 +2,9 @@
 
 import time
 
-from endpoint.spool import Spool
-from endpoint.token_bucket import TokenBucket
-from endpoint.uplink import Uplink
+from endpoint.uplink.spool import Spool
+from endpoint.uplink.token_bucket import TokenBucket
+from endpoint.uplink.uplink import Uplink
 from tests.endpoint.spool_frames import fill, frame_bytes
 from tests.endpoint.uplink_parts import FakeLink, wait_until
 

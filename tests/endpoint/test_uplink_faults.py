@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from endpoint import protocol
-from endpoint.spool import QUARANTINE_DIR, Spool
-from endpoint.token_bucket import TokenBucket
-from endpoint.uplink import Uplink
+from endpoint.uplink.spool import QUARANTINE_DIR, Spool
+from endpoint.uplink.token_bucket import TokenBucket
+from endpoint.uplink.uplink import Uplink
+from endpoint.wire import protocol
 from tests.endpoint.spool_frames import fill, frame_bytes
 from tests.endpoint.uplink_parts import FakeLink, wait_until
 

@@ -1,12 +1,12 @@
-"""endpoint.yolo_labels: the one YOLO label parser and its clipping rule, shared by the endpoint and the edge."""
+"""endpoint.wire.yolo_labels: the one YOLO label parser and its clipping rule, shared by the endpoint and the edge."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from endpoint.protocol import MAX_BOXES_PER_FRAME
-from endpoint.yolo_labels import parse_yolo_labels, read_label_file, read_yolo_labels
+from endpoint.wire.protocol import MAX_BOXES_PER_FRAME
+from endpoint.wire.yolo_labels import parse_yolo_labels, read_label_file, read_yolo_labels
 
 # (label text, expected xyxy boxes, expected classes)
 CASES = [

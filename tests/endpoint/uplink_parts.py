@@ -4,8 +4,8 @@ import threading
 import time
 from types import SimpleNamespace
 
-from endpoint import protocol
-from endpoint.protocol import Ack
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack
 
 
 class FakeLink:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge.yolo_dataset import scenario_items, write_yolo_dataset
-from endpoint.scenario import CLASS_NAMES, SyntheticScenario
+from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
 
 def make_domain_folder(root, domain: str, n_train: int, n_val: int):

@@ -13,8 +13,8 @@ import yaml
 
 from edge.mqtt_connection import MqttConnection
 from edge.publisher import ModelPublisher
-from endpoint import protocol
-from endpoint.model_manifest import Manifest
+from endpoint.wire import protocol
+from endpoint.wire.manifest import Manifest
 
 
 def manifest_for(model: bytes, version: str, target: str = "cam-1") -> Manifest:

@@ -17,7 +17,7 @@ from edge import frame_keys
 from edge.frame_index import FrameRecord
 from edge.mqtt_connection import MqttConnection
 from edge.store import ObjectStore
-from endpoint import protocol
+from endpoint.wire import protocol
 
 ENDPOINT_ID = "cam-9"
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from edge.training import hash_items
 from edge.yolo_dataset import scenario_items
-from endpoint.scenario import SyntheticScenario
+from endpoint.sources.scenario import SyntheticScenario
 from pipelines.bench_split import BenchSplitSettings, bench_model
 
 

@@ -13,7 +13,7 @@ import yaml
 from edge.frame_index import FrameIndex
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from edge.store import StoreConfig
 
 pytestmark = pytest.mark.integration

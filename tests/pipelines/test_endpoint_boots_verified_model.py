@@ -9,7 +9,7 @@ import pytest
 
 from edge.mqtt_connection import MqttConnection
 from edge.signing import generate_keypair, load_private_key, sign
-from endpoint import protocol
+from endpoint.wire import protocol
 from tests.pipelines.endpoint_process import (EdgeSide, manifest_for, start_endpoint, stop_endpoint,
                                               write_endpoint_config)
 

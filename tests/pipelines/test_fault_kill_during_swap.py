@@ -13,9 +13,9 @@ from typing import Callable
 import pytest
 
 from edge.signing import generate_keypair, load_private_key, sign
-from endpoint.model_manifest import canonical_bytes
-from endpoint.model_verify import ModelRejected, load_public_key, sidecar_paths, verify_stored
-from endpoint.updater import TMP_PREFIX
+from endpoint.model.updater import TMP_PREFIX
+from endpoint.model.verify import ModelRejected, load_public_key, sidecar_paths, verify_stored
+from endpoint.wire.manifest import canonical_bytes
 from tests.pipelines.endpoint_process import (EdgeSide, manifest_for, start_endpoint, stop_endpoint,
                                               write_endpoint_config)
 

@@ -10,7 +10,7 @@ import pytest
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store import StoreConfig
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from pipelines.s3_server import SeaweedS3
 from tests.pipelines.endpoint_process import start_endpoint
 from tests.pipelines.fault_parts import EdgeWatch, assert_every_ack_stored, uploading_endpoint_config, wait_exit

@@ -13,7 +13,7 @@ import pytest
 
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from tests.pipelines.endpoint_process import start_endpoint
 from tests.pipelines.fault_parts import (ENDPOINT_ID, EdgeWatch, assert_every_ack_stored,
                                          assert_stored_exactly_once, uploading_endpoint_config, wait_exit)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from endpoint.config import EndpointConfig, SamplerConfig
-from endpoint.config_base import load_config
+from endpoint.wire.config_base import load_config
 from pipelines.lab_endpoints import LabEndpoints
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from edge.frame_index import FrameIndex
 from edge.store.local import LocalStore
-from endpoint import protocol
+from endpoint.wire import protocol
 from pipelines.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

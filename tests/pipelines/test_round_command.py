@@ -13,7 +13,7 @@ import yaml
 from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.store.config import StoreConfig
-from endpoint.broker_config import BrokerConfig
+from endpoint.wire.broker_config import BrokerConfig
 from pipelines.cli import main
 from tests.pipelines.domain_folders import make_domain_folder
 
@@ -81,7 +81,7 @@ def test_the_shipped_example_round_config_parses():
 
     from edge.learner.config import LearnerConfig
     from edge.service_config import EdgeServiceConfig
-    from endpoint.config_base import load_config
+    from endpoint.wire.config_base import load_config
 
     deploy = Path(__file__).resolve().parents[2] / "deploy" / "config"
     config = load_config(LearnerConfig, deploy / "round.yaml", section="learner")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from edge.learner.fleet import MAX_ACKS_PER_ENDPOINT, FleetView
-from endpoint import protocol
-from endpoint.protocol import Ack
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack
 
 
 class _RecordingMqtt:

@@ -17,8 +17,8 @@ from edge.mqtt_connection import MqttConnection
 from edge.registry import ModelRegistry
 from edge.signing import generate_keypair, load_private_key
 from edge.store.local import LocalStore
-from endpoint import protocol
-from endpoint.protocol import Ack, Status, Telemetry
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack, Status, Telemetry
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from edge.learner.state import (STAGES, STATE_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress,
                                 TrackState, load_state, save_state)
 from edge.scheduler.policy import EndpointPlan, PushOption
-from endpoint.durable_file import TMP_PREFIX
+from endpoint.wire.durable_file import TMP_PREFIX
 
 
 def _state(stage=None) -> LearnerState:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge.scheduler.baselines import DataFirstPolicy, FixedRatioPolicy, ModelFirstPolicy
+from edge.scheduler.policies import make_policy
 from edge.scheduler.policy import SKIP, Budget, EndpointState
-from edge.scheduler.registry import make_policy
 from tests.edge.scheduler.fakes import BYTES_PER_FRAME, DELTA, NANO, OPTIONS, PICO
 
 STATE = EndpointState("cam-1", map_deployed=0.2, map_base=0.1, bytes_per_frame=BYTES_PER_FRAME,

@@ -6,7 +6,7 @@ import pytest
 
 from edge.scheduler.plans import to_protocol_plans
 from edge.scheduler.policy import Allocation, Budget, EndpointPlan
-from endpoint import protocol
+from endpoint.wire import protocol
 from tests.edge.scheduler.fakes import NANO
 
 

@@ -14,7 +14,7 @@ def split_set(tiny_yolo, tmp_path_factory) -> tuple[Path, object]:
     from edge.split.__main__ import letterboxed_batch
     from edge.split.bottleneck import BottleneckTraining
     from edge.split.split_set import build_split_set
-    from endpoint.scenario import SyntheticScenario
+    from endpoint.sources.scenario import SyntheticScenario
 
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("split-set")

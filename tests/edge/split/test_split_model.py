@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from edge.yolo_dataset import scenario_items
 from edge.evaluate import EVAL_CONF, EVAL_IOU
 from edge.map_metric import MeanAveragePrecision
 from edge.split.split_set import pair_of
 from edge.split.tail_runner import SplitTailRunner
-from endpoint.detector import OnnxDetector
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.scenario import SyntheticScenario
-from endpoint.split_head import SplitHeadRunner, SplitModelError
+from edge.yolo_dataset import scenario_items
+from endpoint.model.detector import OnnxDetector
+from endpoint.model.split_halves import SplitHeadRunner, SplitModelError
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
 from tests.edge.split.conftest import CUTS
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.split.server import SplitServer
 from edge.split.split_set import MANIFEST_NAME, PairInfo, SplitSetManifest
-from edge.split_server import SplitServer
-from endpoint import protocol
-from endpoint.feature_codec import CodecSpec, encode_tensors
-from endpoint.split_protocol import (FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, JPEG_PAIR_ID, SplitRequestHeader,
-                                     decode_result, decode_split_request, encode_split_request)
-from endpoint.protocol import ProtocolError, pack_binary
+from endpoint.wire import protocol
+from endpoint.wire.feature_codec import CodecSpec, encode_tensors
+from endpoint.wire.split_protocol import (FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT, JPEG_PAIR_ID, SplitRequestHeader,
+                                          decode_result, decode_split_request, encode_split_request)
+from endpoint.wire.protocol import ProtocolError, pack_binary
 
 
 def _manifest_only_set(folder, shapes=((1, 8, 4, 4),)):

@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 
 from edge.split.selection import SplitOption, save_options
+from edge.split.server import ControllerSettings, SplitServer
 from edge.split.split_set import pair_of
-from edge.split.tail_runner import SplitTailRunner, WholeModelRunner
-from edge.split_server import ControllerSettings, SplitServer
-from endpoint.feature_codec import CodecSpec, decode_tensors, encode_tensors
-from endpoint.mqtt_link import MqttLink
-from endpoint.scenario import SyntheticScenario
-from endpoint.split_client import SplitClient
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg
-from endpoint.split_protocol import FEATURE_SPLIT_REQUEST
+from edge.split.tail_runner import SplitTailRunner, detect_jpeg
+from endpoint.model.detector import OnnxDetector
+from endpoint.model.letterbox import frame_to_jpeg
+from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.sources.scenario import SyntheticScenario
+from endpoint.split.client import SplitClient
+from endpoint.uplink.link import MqttLink
+from endpoint.wire.feature_codec import CodecSpec, decode_tensors, encode_tensors
+from endpoint.wire.split_protocol import FEATURE_SPLIT_REQUEST
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +40,7 @@ def test_endpoint_and_edge_exchange_frames_and_agree_with_local_inference(broker
         assert link.connected.wait(10) and link.subscribed.wait(10)  # results reach us only once subscribed
         pair = pair_of(manifest, folder, "after6")
         head, tail = SplitHeadRunner(pair.head_path, 1), SplitTailRunner(pair.tail_path, 1)
-        whole = WholeModelRunner(folder / manifest.full_onnx, 1)
+        whole = OnnxDetector(folder / manifest.full_onnx, threads=1)
         frames = [SyntheticScenario().frame("day", 100_000 + i).image for i in range(3)]
         seen = 0
         for image in frames:  # FP32 features: exactly the local head + tail
@@ -59,7 +61,7 @@ def test_endpoint_and_edge_exchange_frames_and_agree_with_local_inference(broker
         assert outcome.request_bytes < sum(f.nbytes for f in feats) / 3
 
         client.select("edge", "")  # edge-only: the JPEG the endpoint sends, the whole model on the edge
-        expected = whole.detect_jpeg(frame_to_jpeg(image, whole.input_hw, 85), image.shape[:2])
+        expected = detect_jpeg(whole, frame_to_jpeg(image, whole.input_size, 85), image.shape[:2])
         outcome = client.infer(image)
         _same(outcome.detections, expected)
 
@@ -144,7 +146,7 @@ def test_device_only_runs_locally_and_an_unanswered_request_times_out(split_set)
     link = _SilentLink()
     client = SplitClient(link, "cam-solo", folder, "device", "", timeout_s=0.2)
     image = SyntheticScenario().frame("day", 100_001).image
-    expected = WholeModelRunner(folder / manifest.full_onnx, 1).detect(image, 0.25)
+    expected = OnnxDetector(folder / manifest.full_onnx, conf_threshold=0.25, threads=1).detect(image)
     outcome = client.infer(image)
     _same(outcome.detections, expected, atol=1e-4)
     assert outcome.request_bytes == 0 and not link.sent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from endpoint.config_base import StrictConfig
+from endpoint.wire.config_base import StrictConfig
 
 ENV_NAME_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*)?$"
 MAX_SECRET_BYTES = 4096

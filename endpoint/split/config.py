@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from endpoint.broker_config import BrokerConfig
-from endpoint.config_base import StrictConfig
-from endpoint.protocol import ENDPOINT_ID_PATTERN
-from endpoint.sources import SourceConfig
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.config_base import StrictConfig
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
+from endpoint.sources.streams import SourceConfig
 
 
 class SplitModeConfig(StrictConfig):

@@ -8,11 +8,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from endpoint import protocol
 from endpoint.config import EndpointConfig
-from endpoint.detections import Detections
-from endpoint.model_slot import ModelSlot
-from endpoint.protocol import Ack, Detection
+from endpoint.model.detections import Detections
+from endpoint.model.slot import ModelSlot
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack, Detection
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ModelRunner:
         self.config = config
         self.public_key = None
         if config.model.public_key:
-            from endpoint.model_verify import load_public_key
+            from endpoint.model.verify import load_public_key
 
             self.public_key = load_public_key(config.model.public_key)
         self.slot = self._boot()
@@ -48,7 +48,7 @@ class ModelRunner:
     def _load(self, path: Path):
         if path == Path(""):
             return _NoModel()
-        from endpoint.detector import OnnxDetector
+        from endpoint.model.detector import OnnxDetector
 
         m = self.config.model
         return OnnxDetector(path, conf_threshold=m.conf_threshold, iou_threshold=m.iou_threshold)
@@ -78,7 +78,7 @@ class ModelRunner:
         if not m.path:
             return BootModel(Path(""), "", 0)
         configured = BootModel(Path(m.path), m.version, 0)
-        from endpoint.model_verify import ModelRejected, sidecar_paths, verify_stored
+        from endpoint.model.verify import ModelRejected, sidecar_paths, verify_stored
 
         if self.public_key is None or not sidecar_paths(configured.path)[0].exists():
             return configured  # a starting model without a signed sidecar has serial 0
@@ -95,7 +95,7 @@ class ModelRunner:
         models_dir = Path(self.config.model.models_dir)
         if self.public_key is None or not models_dir.is_dir():
             return [], []  # without the key nothing stored can be trusted
-        from endpoint.model_verify import MANIFEST_SUFFIX, ModelRejected, verify_stored
+        from endpoint.model.verify import MANIFEST_SUFFIX, ModelRejected, verify_stored
 
         configured_file = configured.path.resolve() if self.config.model.path else None
         found, failures = [], []
@@ -129,7 +129,7 @@ class ModelRunner:
         if self.public_key is None:
             log.info("no public key configured: model pushes are refused")
             return
-        from endpoint.updater import ModelUpdater
+        from endpoint.model.updater import ModelUpdater
 
         def send_ack(ack: Ack) -> None:
             link.publish(protocol.FEATURE_ACK, protocol.encode(ack), qos=1)

@@ -9,12 +9,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from endpoint.capture import CaptureThread
-from endpoint.frame_writer import FrameWriter, WriteJob
-from endpoint.protocol import Detection
-from endpoint.run_stats import RunStats
-from endpoint.sampler import Candidate, Sampler
-from endpoint.sources import SourceFrame
+from endpoint.loop.frame_writer import FrameWriter, WriteJob
+from endpoint.loop.run_stats import RunStats
+from endpoint.sources.capture import CaptureThread
+from endpoint.sources.streams import SourceFrame
+from endpoint.uplink.sampler import Candidate, Sampler
+from endpoint.wire.protocol import Detection
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from endpoint import protocol
-from endpoint.protocol import Status
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Status
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,14 @@ from edge.mqtt_connection import MqttConnection
 from edge.split.selection import SplitController, load_options
 from edge.split.server_args import add_split_server_arguments, broker_config_from_args
 from edge.split.split_set import load_split_set, pair_of
-from edge.split.tail_runner import MAX_IMAGE_PIXELS, SplitTailRunner, WholeModelRunner, detect_jpeg
-from endpoint import protocol
-from endpoint.broker_config import BrokerConfig
-from endpoint.feature_codec import CodecError, decode_tensors
-from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
-                                     JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
-                                     encode_message)
+from edge.split.tail_runner import MAX_IMAGE_PIXELS, SplitTailRunner, detect_jpeg
+from endpoint.model.detector import OnnxDetector
+from endpoint.wire import protocol
+from endpoint.wire.broker_config import BrokerConfig
+from endpoint.wire.feature_codec import CodecError, decode_tensors
+from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
+                                          JPEG_PAIR_ID, SplitDirective, SplitRequest, SplitResult, decode_split_request,
+                                          encode_message)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class SplitServer:
         # the decoder checks a blob's declared shapes against these before it inflates anything
         self._shapes = {info.pair_id: [tuple(s) for s in info.crossing_shapes] for info in self.manifest.pairs}
         self._tails: dict[str, SplitTailRunner] = {}
-        self._whole: WholeModelRunner | None = None
+        self._whole: OnnxDetector | None = None
         self._options = load_options(options_path) if options_path else None
         self._controller_settings = controller
         self._controllers: dict[str, SplitController] = {}
@@ -168,9 +169,7 @@ class SplitServer:
         try:
             source_hw = (h.source_height, h.source_width)
             if h.pair_id == JPEG_PAIR_ID:
-                dets = detect_jpeg(lambda image: self._whole_model().detect(image, self.conf_threshold,
-                                                                           self.iou_threshold),
-                                   request.payload, source_hw, self.max_image_pixels)
+                dets = detect_jpeg(self._whole_model(), request.payload, source_hw, self.max_image_pixels)
             else:
                 tail = self._tail(h.pair_id)
                 tensors = decode_tensors(request.payload, expected_shapes=self._shapes[h.pair_id])
@@ -202,9 +201,10 @@ class SplitServer:
                                                    self.threads)
         return self._tails[pair_id]
 
-    def _whole_model(self) -> WholeModelRunner:
-        if self._whole is None:
-            self._whole = WholeModelRunner(self.set_dir / self.manifest.full_onnx, self.threads)
+    def _whole_model(self) -> OnnxDetector:
+        if self._whole is None:  # edge-only frames run the endpoint's own detector, thresholds as configured
+            self._whole = OnnxDetector(self.set_dir / self.manifest.full_onnx, conf_threshold=self.conf_threshold,
+                                       iou_threshold=self.iou_threshold, threads=self.threads or None)
         return self._whole
 
     def _maybe_redecide(self, endpoint_id: str, bandwidth_bytes_per_s: float) -> None:

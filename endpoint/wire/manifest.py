@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from endpoint.protocol import ENDPOINT_ID_PATTERN
+from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from endpoint import protocol
-from endpoint.protocol import MAX_DETECTIONS_PER_MESSAGE, Detection, FrameDetections
+from endpoint.wire import protocol
+from endpoint.wire.protocol import MAX_DETECTIONS_PER_MESSAGE, Detection, FrameDetections
 
 log = logging.getLogger(__name__)
 

@@ -125,3 +125,14 @@ def boxes_to_input(xyxy: np.ndarray, geo: LetterboxGeometry) -> np.ndarray:
     out[:, [0, 2]] = out[:, [0, 2]] * gain_x + geo.pad_left
     out[:, [1, 3]] = out[:, [1, 3]] * gain_y + geo.pad_top
     return out
+
+
+def frame_to_jpeg(image_bgr: np.ndarray, input_hw: tuple[int, int], quality: int = 90) -> bytes:
+    """Edge-only upload: the frame shrunk to the size the model letterboxes it to, as JPEG (no pixel is wasted)."""
+    geo = letterbox_geometry(image_bgr.shape[:2], input_hw)
+    if (image_bgr.shape[1], image_bgr.shape[0]) != geo.resized_wh:
+        image_bgr = cv2.resize(image_bgr, geo.resized_wh, interpolation=cv2.INTER_LINEAR)
+    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return jpeg.tobytes()

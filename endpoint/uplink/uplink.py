@@ -8,11 +8,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from endpoint import protocol
-from endpoint.mqtt_link import MqttLink
-from endpoint.protocol import Ack, ProtocolError
-from endpoint.spool import CorruptFrame, Spool, SpoolEntry
-from endpoint.token_bucket import TokenBucket
+from endpoint.uplink.link import MqttLink
+from endpoint.uplink.spool import CorruptFrame, Spool, SpoolEntry
+from endpoint.uplink.token_bucket import TokenBucket
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Ack, ProtocolError
 
 log = logging.getLogger(__name__)
 

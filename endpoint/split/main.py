@@ -9,11 +9,11 @@ import statistics
 import threading
 from pathlib import Path
 
-from endpoint.mqtt_link import MqttLink
-from endpoint.split_client import SplitClient
-from endpoint.config_base import load_config
-from endpoint.split_config import SplitEndpointConfig
-from endpoint.sources import open_source
+from endpoint.uplink.link import MqttLink
+from endpoint.split.client import SplitClient
+from endpoint.wire.config_base import load_config
+from endpoint.split.config import SplitEndpointConfig
+from endpoint.sources.streams import open_source
 
 log = logging.getLogger(__name__)
 

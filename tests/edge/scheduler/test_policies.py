@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge.scheduler.policies import POLICY_NAMES, live_policy_names, make_policy
 from edge.scheduler.policy import Policy
-from edge.scheduler.registry import POLICY_NAMES, live_policy_names, make_policy
 
 
 def test_every_live_name_builds_a_policy_of_that_name():

@@ -18,15 +18,15 @@ from typing import Protocol
 
 import numpy as np
 
-from endpoint.detections import Detections
-from endpoint.feature_codec import CodecSpec, encode_tensors
-from endpoint.letterbox import boxes_to_source, to_model_input
-from endpoint.nms import non_max_suppression
-from endpoint.protocol import ProtocolError
-from endpoint.split_head import SplitHeadRunner, frame_to_jpeg, open_session, read_whole_metadata
-from endpoint.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
-                                     JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
-                                     decode_directive, decode_result, encode_split_request)
+from endpoint.model.detections import Detections
+from endpoint.model.detector import OnnxDetector
+from endpoint.model.letterbox import frame_to_jpeg
+from endpoint.model.split_halves import SplitHeadRunner
+from endpoint.wire.feature_codec import CodecSpec, encode_tensors
+from endpoint.wire.protocol import ProtocolError
+from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
+                                          JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
+                                          decode_directive, decode_result, encode_split_request)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ FULL_ONNX_NAME = "full.onnx"
 
 
 class Link(Protocol):
-    """What the client needs of an MQTT session (``endpoint.mqtt_link.MqttLink`` is one)."""
+    """What the client needs of an MQTT session (``endpoint.uplink.link.MqttLink`` is one)."""
 
     def on(self, feature: str, handler) -> None: ...
 
@@ -66,7 +66,7 @@ class SplitClient:
         self.conf_threshold = conf_threshold
         self.follow_directives = follow_directives
         self._heads: dict[str, SplitHeadRunner] = {}
-        self._whole = None
+        self._whole: OnnxDetector | None = None
         self._lock = threading.Lock()
         self._waiting: dict[str, tuple[threading.Event, list]] = {}
         self._counter = itertools.count()
@@ -100,7 +100,7 @@ class SplitClient:
             dets = self._detect_whole(image_bgr)
             return SplitOutcome(dets, split_key, "", 0, (time.perf_counter() - started) * 1e3)
         if split_key == SPLIT_KEY_EDGE:
-            payload, pair_id, codec = frame_to_jpeg(image_bgr, self._whole_model()[1], self.jpeg_quality), \
+            payload, pair_id, codec = frame_to_jpeg(image_bgr, self._whole_model().input_size, self.jpeg_quality), \
                 JPEG_PAIR_ID, "jpeg"
         else:
             head = self._heads[split_key]
@@ -170,23 +170,15 @@ class SplitClient:
         except (ValueError, OSError) as exc:  # a head this endpoint does not hold, or an unknown codec
             log.warning("cannot follow directive %s/%s: %s", directive.split_key, directive.codec, exc)
 
-    def _whole_model(self):
+    def _whole_model(self) -> OnnxDetector:
+        # the device-only path is the endpoint's detector itself: its metadata reader, NMS and their defaults
         if self._whole is None:
-            path = self.set_dir / FULL_ONNX_NAME
-            session = open_session(path, self.threads)
-            input_hw, names = read_whole_metadata(path, session)
-            self._whole = (session, input_hw, names)
+            self._whole = OnnxDetector(self.set_dir / FULL_ONNX_NAME, conf_threshold=self.conf_threshold,
+                                       threads=self.threads or None)
         return self._whole
 
     def _detect_whole(self, image_bgr: np.ndarray) -> Detections:
-        session, input_hw, names = self._whole_model()
-        tensor, geo = to_model_input(image_bgr, input_hw)
-        raw = session.run(None, {session.get_inputs()[0].name: tensor})[0]
-        xyxy, conf, cls = non_max_suppression(np.asarray(raw, np.float32)[0], self.conf_threshold, 0.7, 300,
-                                              nc=len(names))
-        if not len(conf):
-            return Detections.empty()
-        return Detections(boxes_to_source(xyxy, geo), conf, cls)
+        return self._whole_model().detect(image_bgr)
 
 
 def detections_from_protocol(detections, width: int, height: int) -> Detections:

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from endpoint.frame_loop import FrameLoop
-from endpoint.frame_writer import FrameWriter
-from endpoint.run_stats import RunStats
-from endpoint.sampler import Sampler, SamplerParams
-from endpoint.sources import SourceConfig, open_source
-from endpoint.spool import Spool
+from endpoint.loop.frame_loop import FrameLoop
+from endpoint.loop.frame_writer import FrameWriter
+from endpoint.loop.run_stats import RunStats
+from endpoint.sources.streams import SourceConfig, open_source
+from endpoint.uplink.sampler import Sampler, SamplerParams
+from endpoint.uplink.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class LoopBenchResult:
 def bench_loop(source: SourceConfig, detector, frames: int, sample_rate: float = 0.2, jpeg_quality: int = 85,
                warmup_frames: int = 3, workdir: str | Path | None = None) -> LoopBenchResult:
     """Run ``frames`` frames of ``source`` through the loop as the endpoint does; ``detector.detect(image)``
-    returns ``endpoint.detections.Detections`` (an ``OnnxDetector``). Unpaced and lossless, so every frame counts;
+    returns ``endpoint.model.detections.Detections`` (an ``OnnxDetector``). Unpaced and lossless, so every frame counts;
     each spooled frame is removed at once, standing in for the edge's ack."""
     if frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")

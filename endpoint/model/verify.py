@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from endpoint.model_manifest import Manifest, parse_manifest
+from endpoint.wire.manifest import Manifest, parse_manifest
 
 SIGNATURE_HEX_CHARS = 128
 MAX_MANIFEST_BYTES = 64 * 1024  # a stored sidecar is read whole; a real one is under 2 KiB

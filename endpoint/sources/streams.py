@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from endpoint.protocol import Detection
+from endpoint.wire.protocol import Detection
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def open_source(config: SourceConfig) -> Iterator[SourceFrame]:
 
 
 def _scenario(config: SourceConfig) -> Iterator[SourceFrame]:
-    from endpoint.scenario import SyntheticScenario
+    from endpoint.sources.scenario import SyntheticScenario
 
     scenario = SyntheticScenario(width=config.width, height=config.height, seed=config.seed)
     index = config.start_index
@@ -126,7 +126,7 @@ def _picamera2(config: SourceConfig) -> Iterator[SourceFrame]:
 
 
 def _images(config: SourceConfig) -> Iterator[SourceFrame]:
-    from endpoint.yolo_labels import read_label_file
+    from endpoint.wire.yolo_labels import read_label_file
 
     folder = Path(config.path)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -62,7 +62,9 @@ def shared_subscription(group: str, feature: str) -> str:
     return f"$share/{group}/{TOPIC_ROOT}/+/{feature}"
 
 
-class _Message(BaseModel):
+class Message(BaseModel):
+    """The base of every JSON message and binary header: strict, frozen, versioned."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol version")
 
@@ -80,7 +82,7 @@ class Detection(BaseModel):
     box: tuple[_Unit, _Unit, _Unit, _Unit] = Field(description="x1, y1, x2, y2 normalized to 0..1")
 
 
-class FrameHeader(_Message):
+class FrameHeader(Message):
     """Metadata of one uploaded frame; the JPEG bytes follow it in the payload."""
 
     kind: Literal["frame"] = "frame"
@@ -108,7 +110,7 @@ class Frame(BaseModel):
     jpeg: bytes
 
 
-class Status(_Message):
+class Status(Message):
     """Retained endpoint state; the broker publishes ``offline`` as the last will."""
 
     kind: Literal["status"] = "status"
@@ -118,7 +120,7 @@ class Status(_Message):
     time: float = 0.0
 
 
-class Telemetry(_Message):
+class Telemetry(Message):
     """Periodic endpoint counters."""
 
     kind: Literal["telemetry"] = "telemetry"
@@ -137,7 +139,7 @@ class Telemetry(_Message):
     frames_dropped: int = Field(0, ge=0, description="frames a live camera dropped while the detector was behind")
 
 
-class Plan(_Message):
+class Plan(Message):
     """The round's upload budget and sampling for one endpoint (edge → endpoint)."""
 
     kind: Literal["plan"] = "plan"
@@ -151,7 +153,7 @@ class Plan(_Message):
     frames: int = Field(0, ge=0, description="lab testbed: frames to stream this round, then idle (0: continuous)")
 
 
-class ModelAnnouncement(_Message):
+class ModelAnnouncement(Message):
     """A new student is available (edge → endpoint); the endpoint fetches, verifies and swaps."""
 
     kind: Literal["model"] = "model"
@@ -166,7 +168,7 @@ class ModelAnnouncement(_Message):
     manifest: str = Field("", description="canonical JSON manifest that was signed")
 
 
-class Ack(_Message):
+class Ack(Message):
     """Edge → endpoint: these frames are stored; or endpoint → edge: this model runs."""
 
     kind: Literal["ack"] = "ack"
@@ -177,7 +179,7 @@ class Ack(_Message):
     reason: str = ""
 
 
-class FrameDetections(_Message):
+class FrameDetections(Message):
     """What the student saw in one frame, for applications (endpoint → anyone); QoS 0, rate-limited."""
 
     kind: Literal["detections"] = "detections"
@@ -195,7 +197,7 @@ JsonMessage = Annotated[Union[Status, Telemetry, Plan, ModelAnnouncement, Ack, F
 _json_adapter: TypeAdapter[JsonMessage] = TypeAdapter(JsonMessage)
 
 
-def encode(message: _Message) -> bytes:
+def encode(message: Message) -> bytes:
     """Serialize a JSON message to its payload bytes."""
     if isinstance(message, FrameHeader):
         raise TypeError("frames are encoded with encode_frame()")
@@ -204,17 +206,31 @@ def encode(message: _Message) -> bytes:
 
 def decode(payload: bytes) -> Status | Telemetry | Plan | ModelAnnouncement | Ack | FrameDetections:
     """Parse a JSON message; raise ProtocolError with the reason when it is malformed."""
+    raw = read_json_object(payload)
+    try:
+        return _json_adapter.validate_python(raw)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid message: {first_error(exc)}") from None
+
+
+def read_json_object(payload: bytes) -> dict:
+    """The versioned JSON object in a bounded payload; raise ProtocolError with the reason otherwise."""
     if len(payload) > MAX_JSON_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
     try:
         raw = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
-    _check_version(raw)
+    check_version(raw)
+    return raw
+
+
+def validate_message(cls: type[Message], raw: dict) -> Message:
+    """``cls`` validated from ``raw``; raise ProtocolError naming the first bad field otherwise."""
     try:
-        return _json_adapter.validate_python(raw)
+        return cls.model_validate(raw)
     except ValidationError as exc:
-        raise ProtocolError(f"invalid message: {_first_error(exc)}") from None
+        raise ProtocolError(f"invalid {cls.__name__}: {first_error(exc)}") from None
 
 
 def pack_binary(magic: bytes, head: bytes, body: bytes, limit: int, what: str) -> bytes:
@@ -238,7 +254,7 @@ def unpack_binary(message: bytes, magic: bytes, limit: int, what: str) -> tuple[
         raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise ProtocolError(f"{what} header is not UTF-8 JSON: {exc}") from None
-    _check_version(raw)
+    check_version(raw)
     return raw, message[8 + head_len :]
 
 
@@ -257,7 +273,7 @@ def decode_frame(payload: bytes) -> Frame:
         header = FrameHeader.model_validate(raw)
     except ValidationError as exc:
         bad_id = any(e["loc"][:1] in (("endpoint_id",), ("frame_id",)) and e["type"] != "missing" for e in exc.errors())
-        raise ProtocolError(f"invalid frame header: {_first_error(exc)}", "bad_id" if bad_id else "malformed") from None
+        raise ProtocolError(f"invalid frame header: {first_error(exc)}", "bad_id" if bad_id else "malformed") from None
     if len(jpeg) != header.jpeg_bytes:
         raise ProtocolError(f"truncated: JPEG has {len(jpeg)} bytes, header says {header.jpeg_bytes}", "truncated")
     if hashlib.sha256(jpeg).hexdigest() != header.jpeg_sha256:
@@ -270,7 +286,8 @@ def make_frame_header(jpeg: bytes, **fields) -> FrameHeader:
     return FrameHeader(jpeg_bytes=len(jpeg), jpeg_sha256=hashlib.sha256(jpeg).hexdigest(), **fields)
 
 
-def _check_version(raw: object) -> None:
+def check_version(raw: object) -> None:
+    """Raise ProtocolError unless ``raw`` is a JSON object of this protocol version."""
     if not isinstance(raw, dict):
         raise ProtocolError("message is not a JSON object")
     if raw.get("v") != PROTOCOL_VERSION:
@@ -278,7 +295,8 @@ def _check_version(raw: object) -> None:
                             "wrong_version")
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """Where and why validation failed, for the refusal text."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "message"
     return f"{where}: {err['msg']}"
@@ -295,7 +313,7 @@ MODEL_DATA_URL = "mqtt:model_data"
 MAX_MODEL_PAYLOAD_BYTES = 8 * 1024 * 1024 - 64 * 1024
 
 
-class ModelDataHeader(_Message):
+class ModelDataHeader(Message):
     """What the binary model payload is: a full file or a delta against ``parent_version``."""
 
     kind: Literal["model_data"] = "model_data"
@@ -334,7 +352,7 @@ def decode_model_data(message: bytes) -> ModelData:
     try:
         header = ModelDataHeader.model_validate(raw)
     except ValidationError as exc:
-        raise ProtocolError(f"invalid model_data header: {_first_error(exc)}") from None
+        raise ProtocolError(f"invalid model_data header: {first_error(exc)}") from None
     if len(payload) != header.payload_bytes:
         raise ProtocolError(f"truncated: model payload has {len(payload)} bytes, header says {header.payload_bytes}")
     if hashlib.sha256(payload).hexdigest() != header.payload_sha256:

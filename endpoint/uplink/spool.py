@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from endpoint.durable_file import TMP_PREFIX, write_durably
-from endpoint.protocol import MAX_FRAME_PAYLOAD_BYTES
+from endpoint.wire.durable_file import TMP_PREFIX, write_durably
+from endpoint.wire.protocol import MAX_FRAME_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from endpoint.protocol import MAX_BOXES_PER_FRAME, MAX_CLASS_ID, Detection
+from endpoint.wire.protocol import MAX_BOXES_PER_FRAME, MAX_CLASS_ID, Detection
 
 log = logging.getLogger(__name__)
 

@@ -1,22 +1,25 @@
-"""Run the head half of a split detector on the endpoint: letterbox, ONNX head, the crossing tensors out."""
+"""The halves of a split detector: their metadata, and the head (letterbox, ONNX head, the crossing tensors out).
+
+In ``model`` because both sides open these files: the endpoint runs the head, the edge runs the tail and
+measures the head it ships.
+"""
 
 from __future__ import annotations
 
-import ast
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
-from endpoint.letterbox import LetterboxGeometry, letterbox_geometry, to_model_input
+from endpoint.model.detector import ModelLoadError, read_yolo_metadata, session_options
+from endpoint.model.letterbox import LetterboxGeometry, to_model_input
 
 log = logging.getLogger(__name__)
 
 
-class SplitModelError(ValueError):
+class SplitModelError(ModelLoadError):
     """The file is not a head or tail written by ``edge.split``; the text says why."""
 
 
@@ -33,13 +36,10 @@ class SplitMetadata:
 
 
 def open_session(path: str | Path, threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime CPU session (``threads`` 0: onnxruntime's default)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
+    """An onnxruntime CPU session with the detector's options (``threads`` 0: onnxruntime's default)."""
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=session_options(threads or None),
+                                    providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises untyped errors for unreadable files
         raise SplitModelError(f"{path} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
 
@@ -51,29 +51,12 @@ def read_split_metadata(path: str | Path, session: ort.InferenceSession) -> Spli
     if missing:
         raise SplitModelError(f"{path} is not a split model half: metadata lacks {missing}")
     try:
-        imgsz = ast.literal_eval(props["imgsz"])
-        names = ast.literal_eval(props["names"])
         split_after = int(props["split_after"])
-    except (ValueError, SyntaxError) as exc:
+        yolo = read_yolo_metadata(Path(path), session)  # input size and names, read as the detector reads them
+    except (ValueError, ModelLoadError) as exc:
         raise SplitModelError(f"{path} has unreadable split metadata: {exc}") from None
-    if isinstance(imgsz, int):
-        imgsz = [imgsz, imgsz]
     return SplitMetadata(role=props["role"], pair_id=props["pair_id"], split_key=props["split_key"],
-                         split_after=split_after, input_hw=(int(imgsz[0]), int(imgsz[1])),
-                         class_names=tuple(str(names[i]) for i in range(len(names))))
-
-
-def read_whole_metadata(path: str | Path, session: ort.InferenceSession) -> tuple[tuple[int, int], tuple[str, ...]]:
-    """Input (height, width) and class names of an unsplit ultralytics ONNX export."""
-    props = session.get_modelmeta().custom_metadata_map
-    try:
-        imgsz = ast.literal_eval(props["imgsz"])
-        names = ast.literal_eval(props["names"])
-    except (KeyError, ValueError, SyntaxError) as exc:
-        raise SplitModelError(f"{path} lacks readable ultralytics metadata (imgsz, names): {exc}") from None
-    if isinstance(imgsz, int):
-        imgsz = [imgsz, imgsz]
-    return (int(imgsz[0]), int(imgsz[1])), tuple(str(names[i]) for i in range(len(names)))
+                         split_after=split_after, input_hw=yolo["imgsz"], class_names=yolo["names"])
 
 
 def open_split_half(path: Path, role: str, threads: int = 0):
@@ -106,16 +89,5 @@ class SplitHeadRunner:
         return [np.asarray(t, dtype=np.float32) for t in self._session.run(None, {self._input_name: tensor})]
 
 
-def frame_to_jpeg(image_bgr: np.ndarray, input_hw: tuple[int, int], quality: int = 90) -> bytes:
-    """Edge-only upload: the frame shrunk to the size the model letterboxes it to, as JPEG (no pixel is wasted)."""
-    geo = letterbox_geometry(image_bgr.shape[:2], input_hw)
-    if (image_bgr.shape[1], image_bgr.shape[0]) != geo.resized_wh:
-        image_bgr = cv2.resize(image_bgr, geo.resized_wh, interpolation=cv2.INTER_LINEAR)
-    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return jpeg.tobytes()
-
-
-__all__ = ["SplitHeadRunner", "SplitMetadata", "SplitModelError", "frame_to_jpeg", "open_session",
-           "read_split_metadata", "read_whole_metadata"]
+__all__ = ["SplitHeadRunner", "SplitMetadata", "SplitModelError", "open_session", "open_split_half",
+           "read_split_metadata"]

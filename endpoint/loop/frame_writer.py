@@ -10,12 +10,12 @@ from typing import Callable
 
 import cv2
 
-from endpoint import protocol
-from endpoint.protocol import Detection
-from endpoint.run_stats import RunStats
-from endpoint.sampler import Sampler
-from endpoint.sources import SourceFrame
-from endpoint.spool import Spool, SpoolFull
+from endpoint.loop.run_stats import RunStats
+from endpoint.sources.streams import SourceFrame
+from endpoint.uplink.sampler import Sampler
+from endpoint.uplink.spool import Spool, SpoolFull
+from endpoint.wire import protocol
+from endpoint.wire.protocol import Detection
 
 log = logging.getLogger(__name__)
 

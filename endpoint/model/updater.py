@@ -11,14 +11,14 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from endpoint import protocol
-from endpoint.delta_apply import DeltaError, apply_delta
-from endpoint.durable_file import TMP_PREFIX, write_durably
-from endpoint.model_manifest import VERSION_PATTERN, Manifest
-from endpoint.model_slot import ModelSlot
-from endpoint.model_verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
+from endpoint.model.slot import ModelSlot
+from endpoint.wire import protocol
+from endpoint.wire.delta import DeltaError, apply_delta
+from endpoint.wire.durable_file import TMP_PREFIX, write_durably
+from endpoint.wire.manifest import VERSION_PATTERN, Manifest
+from endpoint.model.verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
                                    check_target, sidecar_paths, verify_manifest)
-from endpoint.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
+from endpoint.wire.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from endpoint.protocol import Detection
+from endpoint.wire.protocol import Detection
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,19 @@
 
 Topics follow ``edgeloop/v1/<endpoint_id>/<feature>``. A request is binary like a frame
 upload: ``ELS1``, a 4-byte big-endian header length, the JSON header, then the payload
-(an ``endpoint.feature_codec`` blob, or JPEG bytes when the whole frame goes to the edge).
+(an ``endpoint.wire.feature_codec`` blob, or JPEG bytes when the whole frame goes to the edge).
 Results and directives are JSON. Requests and results travel at QoS 0: a late answer is
 worthless for live detection, so nothing is re-sent; the endpoint times a request out instead.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from endpoint.protocol import (ENDPOINT_ID_PATTERN, pack_binary, unpack_binary, FRAME_ID_PATTERN, MAX_JSON_PAYLOAD_BYTES,
-                               PROTOCOL_VERSION, Detection, ProtocolError)
+from endpoint.wire.protocol import (ENDPOINT_ID_PATTERN, FRAME_ID_PATTERN, Detection, Message, ProtocolError,
+                                    pack_binary, read_json_object, unpack_binary, validate_message)
 
 FEATURE_SPLIT_REQUEST = "split_request"
 FEATURE_SPLIT_RESULT = "split_result"
@@ -28,12 +27,7 @@ SPLIT_KEY_EDGE = "edge"  # directive: send JPEG frames, the edge runs the whole 
 MAX_SOURCE_SIDE = 65_535  # pixels; boxes are mapped back to the source frame, no camera is larger
 
 
-class _SplitMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol version")
-
-
-class SplitRequestHeader(_SplitMessage):
+class SplitRequestHeader(Message):
     """One frame's crossing features (or JPEG) for the edge to finish; the payload follows the header."""
 
     kind: Literal["split_request"] = "split_request"
@@ -58,7 +52,7 @@ class SplitRequest(BaseModel):
     payload: bytes
 
 
-class SplitResult(_SplitMessage):
+class SplitResult(Message):
     """The edge's answer to one request: detections normalized to the source frame."""
 
     kind: Literal["split_result"] = "split_result"
@@ -71,7 +65,7 @@ class SplitResult(_SplitMessage):
                            description="from the request's arrival to the reply, on the edge")
 
 
-class SplitDirective(_SplitMessage):
+class SplitDirective(Message):
     """Edge → endpoint: run this split and codec from now on (retained, so a restart picks it up)."""
 
     kind: Literal["split_directive"] = "split_directive"
@@ -95,7 +89,7 @@ def encode_split_request(header: SplitRequestHeader, payload: bytes) -> bytes:
 def decode_split_request(message: bytes) -> SplitRequest:
     """Parse and check a request (magic, size, version, fields, payload length)."""
     raw, payload = unpack_binary(message, SPLIT_MAGIC, MAX_SPLIT_PAYLOAD_BYTES, "split request")
-    header = _validate(SplitRequestHeader, raw)
+    header = validate_message(SplitRequestHeader, raw)
     if len(payload) != header.payload_bytes:
         raise ProtocolError(f"truncated: payload has {len(payload)} bytes, header says {header.payload_bytes}")
     return SplitRequest(header=header, payload=payload)
@@ -108,35 +102,12 @@ def encode_message(message: SplitResult | SplitDirective) -> bytes:
 
 def decode_result(payload: bytes) -> SplitResult:
     """Parse a SplitResult; raise ProtocolError with the reason when it is malformed."""
-    return _validate(SplitResult, _json_object(payload))
+    return validate_message(SplitResult, read_json_object(payload))
 
 
 def decode_directive(payload: bytes) -> SplitDirective:
     """Parse a SplitDirective; raise ProtocolError with the reason when it is malformed."""
-    return _validate(SplitDirective, _json_object(payload))
-
-
-def _json_object(payload: bytes) -> dict:
-    if len(payload) > MAX_JSON_PAYLOAD_BYTES:
-        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
-    try:
-        raw = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
-        raise ProtocolError(f"not UTF-8 JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("message is not a JSON object")
-    if raw.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {raw.get('v')!r}; this side speaks {PROTOCOL_VERSION}")
-    return raw
-
-
-def _validate(cls, raw: dict):
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "message"
-        raise ProtocolError(f"invalid {cls.__name__}: {where}: {err['msg']}") from None
+    return validate_message(SplitDirective, read_json_object(payload))
 
 
 __all__ = ["FEATURE_SPLIT_DIRECTIVE", "FEATURE_SPLIT_REQUEST", "FEATURE_SPLIT_RESULT", "JPEG_PAIR_ID",

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from endpoint.detections import Detections
-from endpoint.letterbox import ModelInputBuffer, boxes_to_source
-from endpoint.nms import end2end_filter, non_max_suppression
+from endpoint.model.detections import Detections
+from endpoint.model.letterbox import ModelInputBuffer, boxes_to_source
+from endpoint.model.nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class OnnxDetector:
         # hash the very bytes the session is built from, so the hash names what runs
         self._sha256 = hashlib.sha256(model_bytes).hexdigest()
         self._session = _open_session(self._path, model_bytes, providers, threads)
-        meta = _read_metadata(self._path, self._session)
+        meta = read_yolo_metadata(self._path, self._session)
         self._class_names: tuple[str, ...] = meta["names"]
         self._input_hw: tuple[int, int] = meta["imgsz"]
         self._stride: int = meta["stride"]
@@ -162,7 +162,7 @@ def _open_session(path: Path, model_bytes: bytes, providers: Sequence[str] | Non
         raise ModelLoadError(f"{path} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
 
 
-def _read_metadata(path: Path, session: ort.InferenceSession) -> dict:
+def read_yolo_metadata(path: Path, session: ort.InferenceSession) -> dict:
     """Parse the metadata ultralytics writes into ``metadata_props`` (values are Python literals)."""
     props = session.get_modelmeta().custom_metadata_map
     missing = [k for k in ("imgsz", "names") if k not in props]

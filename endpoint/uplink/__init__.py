@@ -1,0 +1,1 @@
+"""Everything that leaves the device: MQTT link, spool, token bucket, sampler, uplink, detections publisher."""
