@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -13,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.source_copy import copy_sources
+
 from pipelines.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "endpoint", "edge", "pipelines")
 
 
 def _extras() -> dict[str, list[str]]:
@@ -37,13 +37,7 @@ def _can_build_without_isolation() -> bool:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the sources: a stale build/ in the work tree cannot leak into it."""
-    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
-    for name in SOURCES:
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, src / name)
+    src, out = copy_sources(tmp_path_factory.mktemp("src")), tmp_path_factory.mktemp("wheel")
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
     if _can_build_without_isolation():  # else pip fetches the build backend into an isolated environment
         cmd.append("--no-build-isolation")

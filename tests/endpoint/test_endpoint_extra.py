@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.source_copy import copy_sources
+
 
 IMPORT_ALL = """
 import importlib, pkgutil, sys
@@ -32,8 +32,10 @@ def test_endpoint_extra_installs_without_torch(tmp_path):
     venv = tmp_path / "pi"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    (tmp_path / "src").mkdir()
+    src = copy_sources(tmp_path / "src")  # not the work tree: a stale build/ there would leak old modules in
     install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              f"{REPO}[endpoint]"], capture_output=True, text=True, timeout=900)
+                              f"{src}[endpoint]"], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     # run from elsewhere so the repo checkout is not on sys.path: only the installed package counts
     out = subprocess.run([str(py), "-c", IMPORT_ALL], capture_output=True, text=True, cwd=tmp_path, timeout=300)
