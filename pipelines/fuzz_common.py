@@ -165,6 +165,19 @@ class EscapedExceptions(logging.Handler):
         logging.getLogger().removeHandler(self)
 
 
+def end_process(row, process, what: str, log_path) -> bool:
+    """After a receiver process's fuzz: its peak RSS (while alive), then stop it; a dead one is a crash."""
+    alive = process.poll() is None
+    row.rss_peak_mib = rss_mib(process.pid, "VmHWM") if alive else 0.0
+    row.rss_note = f"VmHWM of {what}"
+    if alive:
+        process.terminate()
+        process.wait(30)
+    else:
+        row.crash(f"{what} exited with {process.returncode}; see {log_path}")
+    return alive
+
+
 def count_log_lines(path: str | os.PathLike, needles: dict[str, str]) -> dict[str, int]:
     """How many lines of a process's log contain each needle (name -> needle)."""
     counts = {name: 0 for name in needles}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.fuzz_common import MUTANTS_PER_VALID, FuzzRow, Sender, count_log_lines, rss_mib, wait_until
+from pipelines.fuzz_common import MUTANTS_PER_VALID, FuzzRow, Sender, count_log_lines, end_process, rss_mib, wait_until
 from pipelines.fuzz_mutate import Mutator, dumps
 
 log = logging.getLogger(__name__)
@@ -158,16 +158,9 @@ def fuzz_endpoint(host: str, port: int, work: Path, messages: int, seed: int, ra
         settled = wait_until(lambda: process.poll() is not None or any(
             t.round == last_round and t.model_version == PUSH_VERSION and t.frames_seen > frames_at_push + 5
             for t in telemetry[-3:]), 60.0)
-        alive = process.poll() is None
-        row.rss_peak_mib = rss_mib(process.pid, "VmHWM") if alive else 0.0
     finally:
         sender.close()
-        if process.poll() is None:
-            process.terminate()
-            process.wait(30)
-    row.rss_note = "VmHWM of the endpoint process"
-    if not alive:
-        row.crash(f"the endpoint process exited with {process.returncode}; see {log_path}")
+        alive = end_process(row, process, "the endpoint process", log_path)
     text = log_path.read_text(errors="replace")
     applied = {int(line.split("round ")[1].split(":")[0]) for line in text.splitlines() if ": budget " in line}
     push_ok = any(a.ok and a.model_version == PUSH_VERSION and not a.frame_ids for a in acks)

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.fuzz_common import MUTANTS_PER_VALID, FuzzRow, Sender, count_log_lines, rss_mib
+from pipelines.fuzz_common import MUTANTS_PER_VALID, FuzzRow, Sender, count_log_lines, end_process, rss_mib
 from pipelines.fuzz_mutate import Mutator, jpeg_claiming
 
 log = logging.getLogger(__name__)
@@ -123,16 +123,9 @@ def fuzz_split(host: str, port: int, work: Path, messages: int, seed: int, rate_
         sender.send(topic, payload, qos=0)
         row.valid_kept += int(getattr(answer(request_id, ANSWER_WAIT_S), "ok", False))
         row.valid_sent = len(valid_ids)
-        alive = process.poll() is None
-        row.rss_peak_mib = rss_mib(process.pid, "VmHWM") if alive else 0.0
     finally:
         sender.close()
-        if process.poll() is None:
-            process.terminate()
-            process.wait(30)
-    row.rss_note = "VmHWM of the split server process"
-    if not alive:
-        row.crash(f"the split server exited with {process.returncode}; see {log_path}")
+        end_process(row, process, "the split server process", log_path)
     valid = set(valid_ids)
     with arrived:
         for result in refusals:

@@ -41,21 +41,27 @@ def ingest_config(broker, **overrides) -> IngestConfig:
     return IngestConfig(**(fields | overrides))
 
 
+def ack_listener(broker, name: str, on_message) -> mqtt.Client:
+    """A plain paho client subscribed to every endpoint's ack topic, delivering to ``on_message``."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv311)
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe(protocol.topic("+", protocol.FEATURE_ACK), qos=1)
+    assert subscribed.wait(10), f"{name} not subscribed to acks"
+    return client
+
+
 class Peer:
     """A plain paho client playing the endpoints: publishes uploads, collects acks with their arrival times."""
 
     def __init__(self, broker):
         self.acks: list[tuple[float, protocol.Ack]] = []
         self._lock = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"peer-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        self.client.subscribe(protocol.topic("+", protocol.FEATURE_ACK), qos=1)
-        assert subscribed.wait(10), "peer not subscribed to acks"
+        self.client = ack_listener(broker, "peer", self._on_message)
 
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:

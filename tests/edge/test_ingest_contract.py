@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.frame_index import FrameIndex
 from edge.store.local import LocalStore
 from endpoint.wire import protocol
-from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
+from tests.edge.ingest_parts import ack_listener, frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +21,7 @@ class RawAcks:
     def __init__(self, broker):
         self.acks: list[tuple[str, dict]] = []
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        self.client.subscribe(protocol.topic("+", protocol.FEATURE_ACK), qos=1)
-        assert subscribed.wait(10)
+        self.client = ack_listener(broker, "raw", self._on_message)
 
     def _on_message(self, client, userdata, message) -> None:
         with self._cond:
