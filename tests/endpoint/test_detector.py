@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,11 @@ def end2end_onnx(tmp_path_factory):
     arch = yaml.safe_load(Path(check_yaml("yolo26.yaml")).read_text())
     arch.update(nc=3, scales={"n": [0.5, 0.125, 256]})
     (folder / "yolo26n-e2e.yaml").write_text(yaml.safe_dump(arch))
-    # nms=False is what selects the one-to-one (end-to-end) branch at export in ultralytics 8.4
-    return YOLO(str(folder / "yolo26n-e2e.yaml")).export(format="onnx", imgsz=128, nms=False, device="cpu")
+    # nms=False is what selects the one-to-one (end-to-end) branch at export in ultralytics 8.4.
+    # A model built from YAML exports next to the working directory, so export from inside the folder.
+    with contextlib.chdir(folder):
+        return folder / YOLO(str(folder / "yolo26n-e2e.yaml")).export(format="onnx", imgsz=128, nms=False,
+                                                                      device="cpu")
 
 
 @pytest.mark.integration
