@@ -70,8 +70,9 @@ def tensor_spans(model_bytes: bytes, min_bytes: int = MIN_COPY_BYTES) -> list[Te
 class _Ops:
     """The op list and data area being built; neighbouring copies and inserts merge into one op."""
 
-    def __init__(self, parent: bytes):
+    def __init__(self, parent: bytes, patches: bool):
         self.parent = parent
+        self.patches = patches
         self.ops: list[list[int]] = []
         self.data = bytearray()
         self.copied = self.inserted = self.patched = self.patch_data = self.patch_ops = 0
@@ -85,7 +86,7 @@ class _Ops:
             old = self.parent[parent_at : parent_at + len(new)]
         if old == new:
             return self._emit(OP_COPY, parent_at, len(new), b"")
-        if old is None:
+        if old is None or not self.patches:
             return self._emit(OP_INSERT, 0, len(new), new)
         choices = [(OP_INSERT, new), (OP_ADD, add_patch(old, new)), (OP_SPARSE, sparse_patch(old, new))]
         kind, data = min(((k, d) for k, d in choices if d is not None),
@@ -114,15 +115,17 @@ class _Ops:
                                                              self.patch_ops + 1)
 
 
-def encode_delta_with_stats(parent_bytes: bytes, new_bytes: bytes,
-                            min_copy_bytes: int = MIN_COPY_BYTES) -> tuple[bytes, DeltaStats]:
-    """The delta that rebuilds ``new_bytes`` from ``parent_bytes``, and what it is made of."""
+def encode_delta_with_stats(parent_bytes: bytes, new_bytes: bytes, min_copy_bytes: int = MIN_COPY_BYTES,
+                            patches: bool = True) -> tuple[bytes, DeltaStats]:
+    """The delta that rebuilds ``new_bytes`` from ``parent_bytes``, and what it is made of.
+
+    ``patches=False`` sends every changed region whole, as deltas did before patches existed (for comparisons)."""
     parent_spans = tensor_spans(parent_bytes, min_copy_bytes)
     by_name = {span.name: span for span in parent_spans}
     by_raw: dict[bytes, int] = {}
     for span in parent_spans:
         by_raw.setdefault(span.raw, span.offset)
-    ops = _Ops(parent_bytes)
+    ops = _Ops(parent_bytes, patches)
     cursor, parent_cursor = 0, 0  # parent_cursor: where the parent's counterpart of new_bytes[cursor:] starts
     for span in tensor_spans(new_bytes, min_copy_bytes):
         if span.offset < cursor:

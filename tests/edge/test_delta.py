@@ -11,7 +11,7 @@ import pytest
 
 from edge.delta_encode import encode_delta, encode_delta_with_stats, tensor_spans
 from endpoint.wire.delta import DeltaError, apply_delta
-from tests.sparse_fixtures import int8_weights, sparse_int8_child
+from pipelines.bench_delta import int8_weights, sparse_int8_child
 
 
 @pytest.fixture(scope="module")

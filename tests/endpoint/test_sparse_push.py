@@ -6,7 +6,7 @@ import hashlib
 
 from endpoint.wire import protocol
 from tests.endpoint.test_updater import ENDPOINT, Rig, keys, signed  # noqa: F401 (keys is a fixture)
-from tests.sparse_fixtures import sparse_int8_child
+from pipelines.bench_delta import sparse_int8_child
 
 
 def test_a_sparse_int8_delta_push_installs_a_byte_identical_model(push_models, keys, tmp_path):  # noqa: F811
