@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import onnx
 
-from endpoint.wire.delta import (OP, OP_ADD, OP_COPY, OP_INSERT, OP_SPARSE, add_patch, apply_delta, pack_delta,
-                                 sparse_patch)
+from endpoint.wire.delta import (MIN_PATCH_BYTES, OP, OP_ADD, OP_COPY, OP_INSERT, OP_SPARSE, add_patch,
+                                 apply_delta, pack_delta, sparse_patch)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class _Ops:
             old = self.parent[parent_at : parent_at + len(new)]
         if old == new:
             return self._emit(OP_COPY, parent_at, len(new), b"")
-        if old is None or not self.patches:
+        if old is None or not self.patches or len(new) < MIN_PATCH_BYTES:
             return self._emit(OP_INSERT, 0, len(new), new)
         choices = [(OP_INSERT, new), (OP_ADD, add_patch(old, new)), (OP_SPARSE, sparse_patch(old, new))]
         kind, data = min(((k, d) for k, d in choices if d is not None),

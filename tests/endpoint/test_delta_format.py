@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 import pytest
 
-from endpoint.wire.delta import (HEADER, OP, OP_ADD, OP_COPY, OP_INSERT, OP_SPARSE, OP_V1, DeltaError, add_patch,
-                                 apply_delta, pack_delta, sparse_patch)
+from endpoint.wire.delta import (HEADER, MIN_PATCH_BYTES, OP, OP_ADD, OP_COPY, OP_INSERT, OP_SPARSE, OP_V1, DeltaError,
+                                 add_patch, apply_delta, pack_delta, sparse_patch)
 
 PARENT = bytes(range(256)) * 4
 SHA = hashlib.sha256(PARENT).digest()
@@ -20,9 +20,9 @@ for at, step in ((0, 1), (137, 255), (299, 3)):
     CHANGED[at] = (CHANGED[at] + step) % 256
 CHANGED = bytes(CHANGED)
 SPARSE = sparse_patch(PARENT[600:900], CHANGED)
-ADD = add_patch(PARENT[0:50], bytes(50))
-TARGET = PARENT[10:110] + b"0123456789" + CHANGED + bytes(50)
-OPS = [(OP_COPY, 10, 100, 0), (OP_INSERT, 0, 10, 10), (OP_SPARSE, 600, 300, len(SPARSE)), (OP_ADD, 0, 50, 50)]
+ADD = add_patch(PARENT[0:64], bytes(64))
+TARGET = PARENT[10:110] + b"0123456789" + CHANGED + bytes(64)
+OPS = [(OP_COPY, 10, 100, 0), (OP_INSERT, 0, 10, 10), (OP_SPARSE, 600, 300, len(SPARSE)), (OP_ADD, 0, 64, 64)]
 DATA = b"0123456789" + SPARSE + ADD
 
 
@@ -73,18 +73,20 @@ def test_sparse_patch_declines_what_does_not_fit_in_the_span():
     (_with_op(0, (7, 10, 100, 0)), "unknown op kind 7"),
     (_with_op(0, (OP_COPY, 10**6, 100, 0)), "runs past the 1024-byte parent"),
     (_with_op(2, (OP_SPARSE, 900, 300, len(SPARSE))), r"\[900, 1200\) runs past"),
-    (_with_op(3, (OP_ADD, 2**63, 50, 50)), "runs past"),
+    (_with_op(3, (OP_ADD, 2**63, 64, 64)), "runs past"),
     (_with_op(0, (OP_COPY, 10, 100, 5)), "declares 5 data bytes, not 0"),
     (_with_op(1, (OP_INSERT, 3, 10, 10)), "inserts take no parent bytes"),
-    (_with_op(3, (OP_ADD, 0, 50, 49)), "declares 49 data bytes, not 50"),
-    (_with_op(2, (OP_SPARSE, 600, 8, len(SPARSE))), "longer than its 8-byte span"),
+    (_with_op(3, (OP_ADD, 0, 64, 63)), "declares 63 data bytes, not 64"),
+    (_with_op(2, (OP_SPARSE, 600, 64, len(SPARSE) + 64)), "longer than its 64-byte span"),
+    (_with_op(2, (OP_SPARSE, 600, 8, len(SPARSE))), f"patches span at least {MIN_PATCH_BYTES} bytes"),
+    (_with_op(3, (OP_ADD, 0, 63, 63)), f"patches span at least {MIN_PATCH_BYTES} bytes"),
     (_with_op(2, (OP_SPARSE, 600, 300, 10**9)), "wants 1000000000 data bytes"),
     (_with_op(2, (OP_SPARSE, 600, 299, len(SPARSE))), "changes byte 299 of a 299-byte span"),
     (_edited(target=10**12), "manifest says"),  # claims a huge output
     (_edited(count=10**9), "1000000000 ops"),  # more ops than output bytes
     (_edited(data_len=10**6), "1000000 data bytes"),  # more data than output bytes
-    (_edited(data_len=len(DATA) + 1), "use 70 of 71 data bytes"),
-    (_edited(OPS[:3]), "produce 410 of 460"),
+    (_edited(data_len=len(DATA) + 1), f"use {len(DATA)} of {len(DATA) + 1} data bytes"),
+    (_edited(OPS[:3]), f"produce 410 of {len(TARGET)}"),
     (_edited(magic=b"ELD9"), "bad magic"),
     (_good_delta()[:-3], "inflates to|does not inflate"),  # truncated
     (_good_delta() + b"x", "more bytes"),
