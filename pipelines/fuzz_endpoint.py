@@ -58,12 +58,17 @@ def _push(manifest, key, body: bytes, encoding: str = "full", parent: str = "") 
 
 def _hostile_pushes(key, attacker_key, running: bytes) -> list[tuple[dict, bytes]]:
     """Pushes that must never install, even unmutated: bad signer, other target, bytes that are not a model."""
-    from endpoint.wire.delta import OP_COPY, OP_INSERT, pack_delta
+    from endpoint.wire.delta import OP_COPY, OP_INSERT, OP_SPARSE, pack_delta, sparse_patch
 
     junk = random.Random(0).randbytes(4096)
-    not_onnx = b"NOT-ONNX" + running[8:]  # a delta of two ops, rebuilding a file that cannot load
+    # A delta of an insert, a sparse patch (mutants reach its decoder) and a copy, rebuilding a file that cannot load.
+    span = running[8:4104]
+    patched = bytes(b ^ 1 if i % 50 == 0 else b for i, b in enumerate(span))
+    patch = sparse_patch(span, patched)
+    not_onnx = b"NOT-ONNX" + patched + running[4104:]
     delta = pack_delta(hashlib.sha256(running).digest(), len(not_onnx),
-                       [(OP_INSERT, 0, 8), (OP_COPY, 8, len(running) - 8)], b"NOT-ONNX")
+                       [(OP_INSERT, 0, 8, 8), (OP_SPARSE, 8, len(span), len(patch)),
+                        (OP_COPY, 4104, len(running) - 4104, 0)], b"NOT-ONNX" + patch)
     return [_push(_manifest(junk, "mut-0050", 50), attacker_key, junk),
             _push(_manifest(junk, "mut-0051", 51, target="cam-2"), key, junk),
             _push(_manifest(junk, "mut-0052", 52), key, junk),
