@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 import xml.etree.ElementTree as ET
 from typing import Iterator
 
@@ -29,6 +30,18 @@ class S3Store:
             self._ensure_bucket()
         except (StoreError, S3RequestError) as exc:
             raise StoreError(f"S3 store {self.describe()} unreachable: {exc}") from exc
+        self._check_conditional_writes()
+
+    def _check_conditional_writes(self) -> None:
+        """Refuse a server that ignores If-None-Match: ingest would store a redelivery twice, or over a conflict."""
+        probe = f"_edgeloop-probe/{uuid.uuid4().hex}"  # one per open, so two ingests starting at once don't meet
+        try:
+            honoured = self.put_if_absent(probe, b"") and not self.put_if_absent(probe, b"")
+        finally:
+            self.delete(probe)
+        if not honoured:
+            raise StoreError(f"S3 store {self.describe()} ignores conditional writes (If-None-Match: *); "
+                             f"AWS S3, MinIO since 2024 and SeaweedFS honour them")
 
     def _ensure_bucket(self) -> None:
         resp = self.client.request("HEAD", f"/{self.bucket}")

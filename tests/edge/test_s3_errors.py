@@ -47,13 +47,52 @@ def test_a_store_that_goes_down_fails_each_call_and_works_again_when_back(tmp_pa
         server.wipe()
 
 
-class _Busy(http.server.BaseHTTPRequestHandler):
-    """Answers the bucket check, then 503 SlowDown to everything, as an overloaded S3 does."""
+class _Forgetful(http.server.BaseHTTPRequestHandler):
+    """An S3 stand-in that ignores If-None-Match: every PUT succeeds, as an old server's would."""
 
     def do_HEAD(self):
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_HEAD()
+
+    do_DELETE = do_HEAD
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused_at_open():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Forgetful)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(StoreError, match="ignores conditional writes"):
+            S3Store(f"127.0.0.1:{server.server_address[1]}", "old", "k", "s")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Busy(_Forgetful):
+    """Honours conditional writes while ``busy`` is off (the store opens), then answers 503 SlowDown to all."""
+
+    busy = False
+    keys: set[str] = set()
+
+    def do_PUT(self):
+        if self.busy:
+            return self._busy()
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("If-None-Match") == "*" and self.path in self.keys:
+            self.send_response(412)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.keys.add(self.path)
+        self.do_HEAD()
 
     def _busy(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -63,10 +102,11 @@ class _Busy(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_PUT = do_DELETE = _busy
+    def do_GET(self):
+        self._busy()
 
-    def log_message(self, *args):
-        pass
+    def do_DELETE(self):
+        return self._busy() if self.busy else self.do_HEAD()
 
 
 def test_a_5xx_answer_is_a_store_error_naming_the_s3_code():
@@ -74,6 +114,7 @@ def test_a_5xx_answer_is_a_store_error_naming_the_s3_code():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         store = S3Store(f"127.0.0.1:{server.server_address[1]}", "busy", "k", "s")
+        _Busy.busy = True
         for call in (lambda: store.put("a", b"1"), lambda: store.put_if_absent("a", b"1"), lambda: store.get("a"),
                      lambda: store.delete("a"), lambda: list(store.list())):
             with pytest.raises(StoreError, match=r"SlowDown"):
