@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
-CONNECT_AND_READ_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0  # an unreachable store fails fast, so ingest's retry loop and logs say so early
+READ_TIMEOUT_S = 30.0
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error body is only read to name the error; bound what we keep
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # failures of a kept-alive connection the server closed while idle: reconnect once and send again
@@ -68,8 +69,8 @@ class S3HttpClient:
         send = self._sign(method, canonical_path, canonical_query, dict(headers or {}),
                           hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256, len(body))
         for attempt in (1, 2):
-            conn, reused = self._connection()
             try:
+                conn = self._connection()
                 conn.request(method, target, body=body or None, headers=send)
                 resp = conn.getresponse()
                 data = resp.read() if resp.status < 300 or method == "HEAD" else resp.read(MAX_ERROR_BODY_BYTES)
@@ -78,7 +79,7 @@ class S3HttpClient:
                 return S3Response(resp.status, data, {k.lower(): v for k, v in resp.getheaders()})
             except _STALE_CONNECTION as exc:
                 self._drop()
-                if not reused or attempt == 2:
+                if not getattr(self._local, "reused", False) or attempt == 2:
                     raise S3RequestError(f"{method} {path} to {self.endpoint}: {exc!r}") from exc
                 log.debug("kept-alive connection to %s was closed (%r); reconnecting", self.endpoint, exc)
             except (OSError, http.client.HTTPException) as exc:
@@ -86,16 +87,20 @@ class S3HttpClient:
                 raise S3RequestError(f"{method} {path} to {self.endpoint}: {exc!r}") from exc
         raise AssertionError("unreachable")
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection, or a new one; ``_local.reused`` says which."""
         conn = getattr(self._local, "conn", None)
+        self._local.reused = conn is not None
         if conn is not None:
-            return conn, True
+            return conn
         if self.secure:
-            conn = http.client.HTTPSConnection(self.endpoint, timeout=CONNECT_AND_READ_TIMEOUT_S, context=self._ssl)
+            conn = http.client.HTTPSConnection(self.endpoint, timeout=CONNECT_TIMEOUT_S, context=self._ssl)
         else:
-            conn = http.client.HTTPConnection(self.endpoint, timeout=CONNECT_AND_READ_TIMEOUT_S)
+            conn = http.client.HTTPConnection(self.endpoint, timeout=CONNECT_TIMEOUT_S)
+        conn.connect()
+        conn.sock.settimeout(READ_TIMEOUT_S)
         self._local.conn = conn
-        return conn, False
+        return conn
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
