@@ -2,7 +2,7 @@
 
 paho's thread only hands messages to a bounded inbox (waiting for room, so a slow store slows the
 broker down instead of filling memory). A pool of store workers checks and writes frames
-concurrently, so one frame's HEAD and two PUTs never hold up the next. A frame is acked only
+concurrently, so one frame's two store requests never hold up the next. A frame is acked only
 after its ``.json`` commit marker is written; anything unacked is re-sent by the endpoint.
 """
 

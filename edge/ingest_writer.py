@@ -80,16 +80,16 @@ class FrameWriter:
             delay_s = min(delay_s * 2, self._retry_max_s)
 
     def _write_once(self, record: FrameRecord, jpeg: bytes) -> Outcome:
-        if self.store.exists(record.meta_key):
-            committed = self._read_marker(record.meta_key)
+        # A conditional write of the JPEG both stores a new frame and tells a redelivery apart, in one request.
+        if not self.store.put_if_absent(record.jpeg_key, jpeg, content_type="image/jpeg"):
+            committed = self._read_marker(record.meta_key) if self.store.exists(record.meta_key) else None
             if committed is not None:
-                if committed.jpeg_sha256 == record.jpeg_sha256:
-                    return Outcome.DUPLICATE
-                return Outcome.CONFLICT
-            # An empty or cut marker (a power cut mid-write on a store without fsync) commits nothing.
-            log.warning("frame marker %s does not parse; storing the frame again", record.meta_key)
-        # The JPEG first, the .json last: a .json that parses means the frame is complete.
-        self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
+                return Outcome.DUPLICATE if committed.jpeg_sha256 == record.jpeg_sha256 else Outcome.CONFLICT
+            # A JPEG without a marker that parses is a write cut short (a crash, or a power cut on a store
+            # without fsync): it commits nothing, so this copy is stored over it.
+            log.warning("frame %s has no committed marker; storing the frame again", record.meta_key)
+            self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
+        # The .json last: a .json that parses means the frame is complete.
         self.store.put(record.meta_key, record.to_json_bytes(), content_type="application/json")
         return Outcome.STORED
 

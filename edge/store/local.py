@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +28,27 @@ class LocalStore:
             _make_dirs_durably(path.parent)
             write_durably(path, data)  # the bytes and the rename survive a power cut; only then does put return
         except OSError as exc:  # a full or read-only disk is a store failure: ingest retries, never acks
+            raise StoreError(f"put {key!r} to {self.describe()} failed: {exc}") from exc
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        path = self._path(key)
+        try:
+            _make_dirs_durably(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.link(tmp, path)  # unlike a rename, a link never replaces: create-if-absent in one step
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            fsync_dir(path.parent)
+            return True
+        except OSError as exc:
             raise StoreError(f"put {key!r} to {self.describe()} failed: {exc}") from exc
 
     def get(self, key: str) -> bytes:

@@ -89,6 +89,14 @@ class FlakyStore:
         self.inner.put(key, data, content_type)
         self.last_put_s = time.monotonic()
 
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):
+        self.put_calls += 1
+        if self.put_calls <= self.failures:
+            raise StoreError("store down (test)")
+        written = self.inner.put_if_absent(key, data, content_type)
+        self.last_put_s = time.monotonic()
+        return written
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 

@@ -45,10 +45,10 @@ class GateStore:
         with self._cond:
             self.running -= 1
 
-    def exists(self, key):
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):  # a frame's first store call
         self._gate()
         try:
-            return self.inner.exists(key)
+            return self.inner.put_if_absent(key, data, content_type)
         finally:
             self._leave()
 
@@ -83,6 +83,15 @@ class HeldStore:
             self.entered.set()
             assert self.release.wait(10)
         self.inner.put(key, data, content_type)
+
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):
+        if key.endswith(".jpg"):
+            self.entered.set()
+            assert self.release.wait(10)
+        written = self.inner.put_if_absent(key, data, content_type)
+        if written:  # a conditional write that finds the key writes nothing
+            self.puts[key] = self.puts.get(key, 0) + 1
+        return written
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -178,6 +187,12 @@ class DiskErrorStore:
             raise OSError(28, "No space left on device")
         self.inner.put(key, data, content_type)
 
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return self.inner.put_if_absent(key, data, content_type)
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
@@ -189,3 +204,42 @@ def test_a_bare_os_error_from_the_store_is_retried_like_a_store_error(tmp_path):
     jpeg = make_jpeg(2)
     assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
     assert errors == [1] and store.inner.get("frames/cam-a/r00000/f1.jpg") == jpeg
+
+
+class CallLog:
+    """A LocalStore that records each call by name and key."""
+
+    def __init__(self, inner: LocalStore):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        call = getattr(self.inner, name)
+
+        def logged(key, *args, **kwargs):
+            self.calls.append((name, key.rsplit("/", 1)[-1]))
+            return call(key, *args, **kwargs)
+
+        return logged
+
+
+def test_a_new_frame_costs_two_store_calls_and_a_redelivery_writes_nothing(tmp_path):
+    store = CallLog(LocalStore(tmp_path / "store"))
+    writer = FrameWriter(store, threading.Event(), 0.01, 0.1, on_store_error=lambda: None)
+    jpeg = make_jpeg(3)
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
+    # the conditional JPEG write finds no frame in the same request that stores it; the marker comes last
+    assert store.calls == [("put_if_absent", "f1.jpg"), ("put", "f1.json")]
+    store.calls.clear()
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.DUPLICATE
+    assert store.calls == [("put_if_absent", "f1.jpg"), ("exists", "f1.json"), ("get", "f1.json")]
+
+
+def test_a_jpeg_left_without_its_marker_is_stored_over(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.put("frames/cam-a/r00000/f1.jpg", b"\xff\xd8 cut short by a crash before the marker")
+    writer = FrameWriter(store, threading.Event(), 0.01, 0.1, on_store_error=lambda: None)
+    jpeg = make_jpeg(4)
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
+    assert store.get("frames/cam-a/r00000/f1.jpg") == jpeg
+    assert FrameRecord.model_validate_json(store.get("frames/cam-a/r00000/f1.json")).jpeg_sha256 == \
+        record_for(jpeg).jpeg_sha256

@@ -30,6 +30,18 @@ def test_put_get_overwrite_exists(store):
     assert not store.exists("a/b")  # a "folder" is not an object
 
 
+def test_put_if_absent_writes_only_a_key_nobody_has(store):
+    assert store.put_if_absent("frames/a.jpg", b"first", content_type="image/jpeg")
+    assert not store.put_if_absent("frames/a.jpg", b"second")  # ingest reads this as "a redelivery"
+    assert store.get("frames/a.jpg") == b"first" and list(store.list()) == ["frames/a.jpg"]
+
+
+def test_keys_with_spaces_and_symbols_round_trip(store):
+    key = "sp ace/a+b=c%d é~.jpg"  # S3 signs the URI-encoded path: a wrong encoding is refused
+    store.put(key, b"z")
+    assert store.get(key) == b"z" and store.exists(key) and list(store.list("sp ace/")) == [key]
+
+
 def test_list_is_sorted_and_filtered_by_prefix(store):
     for key in ("frames/x/r00001/b.json", "frames/x/r00000/a.jpg", "frames/y/r00000/c.json", "models/m.onnx"):
         store.put(key, key.encode())
@@ -69,6 +81,15 @@ def test_s3_prefixes_isolate_sites_in_one_bucket(s3_server):
     assert (site_a.get("frames/f.jpg"), site_b.get("frames/f.jpg")) == (b"a", b"b")
     assert list(site_a.list()) == ["frames/f.jpg"]
     assert site_a.describe().endswith(f"/{bucket}/site-a/")
+
+
+@pytest.mark.integration
+def test_s3_listing_follows_continuation_pages(s3_store):
+    s3_store.list_page_keys = 2
+    keys = [f"k/{i}" for i in range(5)]
+    for key in keys:
+        s3_store.put(key, b"1")
+    assert list(s3_store.list("k/")) == keys
 
 
 def test_unreachable_s3_raises_store_error_quickly():
