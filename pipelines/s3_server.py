@@ -73,18 +73,20 @@ class SeaweedS3:
     def _wait_ready(self, timeout_s: float) -> None:
         import time
 
-        from minio import Minio
+        from edge.store.s3_http import S3HttpClient
 
-        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+        client = S3HttpClient(self.endpoint, self.access_key, self.secret_key)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.list_buckets()
+                status = client.request("GET", "/").status  # list buckets: answers 200 once S3 is serving
+            except OSError:
+                status = 0
+            if status == 200:
                 return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS S3 on {self.endpoint} not ready (last status {status})")
+            time.sleep(0.3)
 
     def stop(self, kill: bool = False) -> None:
         """End the server (``kill``: SIGKILL, no chance to flush); its data dir stays for a restart."""
