@@ -66,6 +66,14 @@ class LearningConfig(StrictConfig):
                             "on an x86 VNNI CPU) or 'fp32' (the export as is). Measured: INT8 does not pay in "
                             "latency for the 128 px lab student (1.03-1.06x FP32), though it still halves the bytes "
                             "a push costs; choose 'fp32' for models that small when latency matters more")
+    sparse_fraction: float | None = Field(
+        None, gt=0, le=1, description="share of the student's coordinates a round trains (AMS-style sparse update "
+                                      "from the deployed student, requantized on its INT8 grid so the push stays "
+                                      "a small delta); None trains and quantizes the whole student, as before")
+    sparse_selection: Literal["gradient", "movement"] = Field(
+        "gradient", description="how sparse coordinates are chosen after the first batches: summed |gradient|, or "
+                                "how far each moved in those dense first steps (AMS)")
+    sparse_selection_batches: int = Field(4, ge=1, description="dense first batches that choose the coordinates")
     seed: int = Field(0, description="seed of training, replay sampling and data order")
     device: str = Field("cpu", description="torch device that trains: 'cpu', or 'cuda:0' on an edge server with "
                                           "a GPU (evaluation and export stay on the CPU, as on the endpoint)")
