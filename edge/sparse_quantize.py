@@ -106,7 +106,7 @@ def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str 
         q = _channel_view(old_q, axis, per_channel).astype(np.int64)
         scale_rows = scale.reshape(-1, 1).astype(np.float64)
         zero_rows = zero.reshape(-1, 1)
-        fresh = np.rint(values / scale_rows) + zero_rows
+        fresh = _on_grid(values, scale_rows, zero_rows)
         if owner is None and old_q.dtype == np.int8 and overflow == "rescale":
             # a channel that outgrew its scale gets a symmetric one that fits (ORT's own rule: max|w| / 127)
             over = ((fresh > info.max) | (fresh < info.min)) & moved
@@ -119,7 +119,7 @@ def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str 
                 rescaled += int(rows.sum())
                 moved = moved | rows[:, None]
                 scale = new_scale
-                fresh = np.rint(values / scale.reshape(-1, 1).astype(np.float64)) + zero_rows
+                fresh = _on_grid(values, scale.reshape(-1, 1).astype(np.float64), zero_rows)
                 inits[scale_name].CopyFrom(numpy_helper.from_array(scale, scale_name))
         elif owner is not None and owner in rescaled_rows:
             inits[scale_name].CopyFrom(numpy_helper.from_array(scale, scale_name))
@@ -132,6 +132,13 @@ def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str 
     log.info("requantized %s on %s's grid: %d INT8 elements changed, %d channels rescaled", Path(new_fp32).name,
              Path(base_int8).name, changed, rescaled)
     return RequantizeStats(changed, rescaled)
+
+
+def _on_grid(values: np.ndarray, scale_rows: np.ndarray, zero_rows: np.ndarray) -> np.ndarray:
+    """round(value / scale) + zero point; a zero scale maps 0 to the zero point and anything else out of range."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.rint(values / scale_rows)
+    return np.nan_to_num(steps, nan=0.0, posinf=np.inf, neginf=-np.inf) + zero_rows
 
 
 def _bias_owners(model: onnx.ModelProto) -> dict[str, str]:
