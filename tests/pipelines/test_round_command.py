@@ -71,8 +71,9 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert result["model_version"] == "v0002"
     # the endpoint verified the rebuilt model's sha256 before it ran it (its log names v0002 below)
     assert result["push_fraction"] == (sparse_fraction or 1.0)
-    if sparse_fraction is not None:
+    if sparse_fraction is not None:  # requantized on the parent's INT8 grid, so sent as a delta
         assert result["push_kind"] == "delta"
+        assert (state_dir / "work" / "round-000" / "sparse-base.int8.onnx").exists()
     assert "v0002" in (endpoint_dir / "endpoint.log").read_text()
     state = json.loads((state_dir / "state.json").read_text())
     assert state["next_round"] == 1 and state["progress"] is None
