@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,84 +55,106 @@ def _from_channel_view(view: np.ndarray, like: np.ndarray, axis: int, per_channe
     return np.moveaxis(view.reshape(moved), 0, axis)
 
 
-def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str | Path,
-                    out_path: str | Path, overflow: Literal["rescale", "clip"] = "rescale") -> RequantizeStats:
-    """Write ``new_fp32`` quantized on ``base_int8``'s grid (``base_fp32`` is the float model it was made from).
+def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str | Path, out_path: str | Path,
+                    overflow: Literal["rescale", "clip"] = "rescale",
+                    template_int8: str | Path | None = None) -> RequantizeStats:
+    """Write ``new_fp32`` with ``base_int8``'s INT8 weights wherever they still hold (``base_fp32`` made the base).
 
-    A weight past its channel's base range gets a new channel scale (``rescale``) or saturates (``clip``).
+    A weight channel that only moved by one factor (a BN change folded in) keeps its INT8 values under a scaled
+    channel scale. A changed weight past its channel's range gets a new channel scale (``rescale``) or saturates
+    (``clip``). ``template_int8`` (the new student quantized afresh) lends its activation scales; without it the
+    base's are kept.
     """
     if overflow not in ("rescale", "clip"):
         raise ValueError(f"overflow must be 'rescale' or 'clip', got {overflow!r}")
     base_model = onnx.load(str(base_int8))
+    out_model = onnx.load(str(template_int8)) if template_int8 is not None else onnx.load(str(base_int8))
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
         base_float, _ = _float_initializers(Path(base_fp32), Path(tmp) / "base")
         new_float, _ = _float_initializers(Path(new_fp32), Path(tmp) / "new")
     if base_float.keys() != new_float.keys() or any(base_float[k].shape != new_float[k].shape for k in base_float):
-        raise ValueError("the new student's graph differs from the base's; it cannot reuse the base's INT8 grid")
-    inits = {t.name: t for t in base_model.graph.initializer}
-    dq_nodes = [n for n in base_model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+        raise ValueError("the new student's graph differs from the base's; it cannot reuse the base's INT8 weights")
+    base_inits = {t.name: t for t in base_model.graph.initializer}
+    inits = {t.name: t for t in out_model.graph.initializer}
+    if base_inits.keys() != inits.keys():
+        raise ValueError("the template's quantized graph differs from the base's")
+    template_scales = {name: numpy_helper.to_array(t).astype(np.float32) for name, t in inits.items()}
+    dq_nodes = [n for n in out_model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
                 and n.input[0].endswith(QUANTIZED_SUFFIX)]
-    weight_of_bias = _bias_owners(base_model)
+    weight_of_bias = _bias_owners(out_model)
     changed = rescaled = 0
-    old_scales: dict[str, np.ndarray] = {}  # weight initializer -> its base per-channel scale, when rescaled
-    new_scales: dict[str, np.ndarray] = {}  # weight initializer -> its new per-channel scale
-    rescaled_rows: dict[str, np.ndarray] = {}  # weight initializer -> bool per channel that got a new scale
-    # weights before biases: a bias channel follows its weight channel's scale
+    weight_scales: dict[str, tuple[str, np.ndarray]] = {}  # weight initializer -> (scale name, its final scale)
+    # weights before biases: a bias scale is the activation scale times its weight channel's scale
     for node in sorted(dq_nodes, key=lambda n: n.input[0] in weight_of_bias):
         q_name, scale_name = node.input[0], node.input[1]
-        zp_name = node.input[2] if len(node.input) > 2 else None
         source = q_name[: -len(QUANTIZED_SUFFIX)]
         if source not in new_float:
             raise ValueError(f"no float tensor {source!r} behind {q_name!r}")
-        old_q = numpy_helper.to_array(inits[q_name])
-        scale = numpy_helper.to_array(inits[scale_name]).astype(np.float32)
-        zero = numpy_helper.to_array(inits[zp_name]).astype(np.int64) if zp_name else np.zeros_like(scale, np.int64)
+        base_q = numpy_helper.to_array(base_inits[q_name])
+        scale = numpy_helper.to_array(base_inits[scale_name]).astype(np.float32)
+        zp_name = node.input[2] if len(node.input) > 2 else None
+        zero = numpy_helper.to_array(base_inits[zp_name]).astype(np.int64) if zp_name else np.zeros(scale.shape, np.int64)
         per_channel = scale.ndim == 1 and scale.size > 1
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        moved = _channel_view(base_float[source] != new_float[source], axis, per_channel)
+        view = lambda a: _channel_view(a, axis, per_channel)  # noqa: E731
+        info = np.iinfo(base_q.dtype)
+        old_f, new_f = view(base_float[source].astype(np.float64)), view(new_float[source].astype(np.float64))
         owner = weight_of_bias.get(q_name)
-        if owner is not None and owner in rescaled_rows:
-            moved = moved | rescaled_rows[owner][:, None]
-            # bias scale = activation scale x weight scale; the activation scale stays, so it follows the weight's
-            scale = scale.copy()
-            rows = rescaled_rows[owner]
-            scale[rows] = (scale[rows] / old_scales[owner][rows] * new_scales[owner][rows]).astype(np.float32)
-        if not moved.any():
-            if owner is not None and owner in rescaled_rows:
-                inits[scale_name].CopyFrom(numpy_helper.from_array(scale, scale_name))
-            continue
-        info = np.iinfo(old_q.dtype)
-        values = _channel_view(new_float[source].astype(np.float64), axis, per_channel)
-        q = _channel_view(old_q, axis, per_channel).astype(np.int64)
-        scale_rows = scale.reshape(-1, 1).astype(np.float64)
-        zero_rows = zero.reshape(-1, 1)
-        fresh = _on_grid(values, scale_rows, zero_rows)
-        if owner is None and old_q.dtype == np.int8 and overflow == "rescale":
-            # a channel that outgrew its scale gets a symmetric one that fits (ORT's own rule: max|w| / 127)
-            over = ((fresh > info.max) | (fresh < info.min)) & moved
-            rows = over.any(axis=1)
-            if rows.any():
-                new_scale = scale.copy()
-                new_scale[rows] = (np.abs(values[rows]).max(axis=1) / info.max).astype(np.float32)
-                old_scales[q_name], new_scales[q_name] = scale, new_scale
-                rescaled_rows[q_name] = rows
-                rescaled += int(rows.sum())
-                moved = moved | rows[:, None]
-                scale = new_scale
-                fresh = _on_grid(values, scale.reshape(-1, 1).astype(np.float64), zero_rows)
-                inits[scale_name].CopyFrom(numpy_helper.from_array(scale, scale_name))
-        elif owner is not None and owner in rescaled_rows:
-            inits[scale_name].CopyFrom(numpy_helper.from_array(scale, scale_name))
-        q = np.where(moved, np.clip(fresh, info.min, info.max), q).astype(old_q.dtype)
-        changed += int((q != _channel_view(old_q, axis, per_channel)).sum())
-        inits[q_name].CopyFrom(numpy_helper.from_array(_from_channel_view(q, old_q, axis, per_channel), q_name))
-    del base_model.metadata_props[:]  # the new export's own metadata (imgsz, names, stride, date)
-    base_model.metadata_props.extend(onnx.load(str(new_fp32), load_external_data=False).metadata_props)
-    onnx.save(base_model, str(out_path))
-    log.info("requantized %s on %s's grid: %d INT8 elements changed, %d channels rescaled", Path(new_fp32).name,
-             Path(base_int8).name, changed, rescaled)
+        if owner is not None:  # an int32 bias on its weight's final scale
+            w_scale_name, w_scale = weight_scales[owner]
+            w_scale = np.atleast_1d(w_scale)
+            out_scale = np.atleast_1d(template_scales[scale_name])
+            same = w_scale == np.atleast_1d(template_scales[w_scale_name])
+            scale = np.where(same, out_scale, out_scale / np.atleast_1d(template_scales[w_scale_name]) * w_scale
+                             ).astype(np.float32)
+            keep = same[:, None] & ((old_f == new_f) | (template_int8 is not None))
+            out_q = view(numpy_helper.to_array(inits[q_name]).astype(np.int64))
+            q = np.where(keep, out_q, np.clip(_on_grid(new_f, scale.reshape(-1, 1).astype(np.float64),
+                                                       zero.reshape(-1, 1)), info.min, info.max))
+        elif base_q.dtype == np.int8 and per_channel:
+            ratio = _channel_ratio(old_f, new_f)
+            scale = (scale * ratio).astype(np.float32)
+            kept = np.isclose(new_f, old_f * ratio[:, None], rtol=1e-4, atol=0.0) | (new_f == old_f)
+            fresh = _on_grid(new_f, scale.reshape(-1, 1).astype(np.float64), zero.reshape(-1, 1))
+            if overflow == "rescale":
+                # a channel that outgrew its scale gets a symmetric one that fits (ORT's own rule: max|w| / 127)
+                rows = (((fresh > info.max) | (fresh < info.min)) & ~kept).any(axis=1)
+                if rows.any():
+                    scale[rows] = (np.abs(new_f[rows]).max(axis=1) / info.max).astype(np.float32)
+                    kept[rows] = False
+                    rescaled += int(rows.sum())
+                    fresh = _on_grid(new_f, scale.reshape(-1, 1).astype(np.float64), zero.reshape(-1, 1))
+            q = np.where(kept, view(base_q), np.clip(fresh, info.min, info.max))
+            weight_scales[q_name] = (scale_name, scale)
+        elif template_int8 is not None:
+            continue  # a per-tensor constant: the template quantized the new value on its own scale
+        else:
+            moved = old_f != new_f
+            q = np.where(moved, np.clip(_on_grid(new_f, scale.reshape(-1, 1).astype(np.float64),
+                                                 zero.reshape(-1, 1)), info.min, info.max), view(base_q))
+            weight_scales[q_name] = (scale_name, scale)
+        q = q.astype(base_q.dtype)
+        changed += int((q != view(base_q)).sum())
+        inits[q_name].CopyFrom(numpy_helper.from_array(_from_channel_view(q, base_q, axis, per_channel), q_name))
+        if not np.array_equal(scale, template_scales[scale_name].reshape(scale.shape)):
+            inits[scale_name].CopyFrom(numpy_helper.from_array(scale.reshape(template_scales[scale_name].shape),
+                                                               scale_name))
+    del out_model.metadata_props[:]  # the new export's own metadata (imgsz, names, stride, date)
+    out_model.metadata_props.extend(onnx.load(str(new_fp32), load_external_data=False).metadata_props)
+    onnx.save(out_model, str(out_path))
+    log.info("requantized %s on %s's INT8 weights: %d INT8 elements changed, %d channels rescaled",
+             Path(new_fp32).name, Path(base_int8).name, changed, rescaled)
     return RequantizeStats(changed, rescaled)
+
+
+def _channel_ratio(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Per channel, the factor most elements moved by (1 when unchanged): a folded BN change scales a channel."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-zero channel has no ratio: it stays 1
+        ratios = np.where(old != 0, new / old, np.nan)
+        ratio = np.nanmedian(np.where(np.isfinite(ratios), ratios, np.nan), axis=1)
+    return np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
 
 
 def _on_grid(values: np.ndarray, scale_rows: np.ndarray, zero_rows: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ most and trains only those. Here the same runs inside one ultralytics training t
   value, and from then on gradients are masked;
 * after every batch the unselected coordinates are put back in BOTH the model and the trainer's EMA (AdamW's
   weight decay and the EMA's lerp move every coordinate, and ultralytics saves the EMA);
-* BatchNorm running statistics stay frozen (export folds BN into the convolutions, so moving statistics would
-  change every weight), and BN scales (gamma) are never selected: a gamma scales a whole output channel.
+* per-channel tensors (BN statistics, BN gamma and beta, biases) either train freely (``channels=True``): the
+  fraction is then of the convolution weights, and a BN change folded into a convolution moves a whole channel
+  by one factor, which the INT8 per-channel weight scale absorbs (``edge.sparse_quantize``); or stay frozen
+  with the BN statistics (``channels=False``), the fraction then of every coordinate but BN gammas.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class SparseUpdate:
     fraction: float
     selection: Selection = "gradient"
     selection_batches: int = 4
+    channels: bool = True  # per-channel tensors train freely; the fraction is of the convolution weights
     base: dict = field(default_factory=dict)  # name -> base tensor (parameters and BN buffers of the student)
     scores: dict = field(default_factory=dict)  # name -> summed |gradient| while selecting
     masks: dict | None = None  # name -> bool tensor of the selected coordinates; None until selected
@@ -74,10 +77,16 @@ class SparseUpdate:
 
         student = student_of(trainer.model)
         modules = dict(student.named_modules())
-        self.base = {name: t.detach().clone() for name, t in self._tensors(student)}
-        self.total_coordinates = sum(p.numel() for p in student.parameters())
-        self.selectable = {name for name, p in student.named_parameters()
-                           if p.requires_grad and p.dtype.is_floating_point and not _is_bn_param(modules, name)}
+        if self.channels:
+            self.selectable = {name for name, p in student.named_parameters()
+                               if p.requires_grad and p.dtype.is_floating_point and p.ndim >= 2}
+            self.total_coordinates = sum(p.numel() for name, p in student.named_parameters() if p.ndim >= 2)
+            self.base = {name: t.detach().clone() for name, t in self._tensors(student) if name in self.selectable}
+        else:
+            self.selectable = {name for name, p in student.named_parameters()
+                               if p.requires_grad and p.dtype.is_floating_point and not _is_bn_param(modules, name)}
+            self.total_coordinates = sum(p.numel() for p in student.parameters())
+            self.base = {name: t.detach().clone() for name, t in self._tensors(student)}
         for name, p in student.named_parameters():
             if name in self.selectable:
                 self.scores[name] = torch.zeros_like(p, dtype=torch.float32)
@@ -87,6 +96,8 @@ class SparseUpdate:
     def on_train_batch_start(self, trainer) -> None:
         from torch import nn
 
+        if self.channels:
+            return
         # _model_train() puts every module back in train mode each epoch; eval keeps the running statistics
         for module in student_of(trainer.model).modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -155,6 +166,8 @@ class SparseUpdate:
         with torch.no_grad():
             for module in targets:
                 for name, tensor in self._tensors(module):
+                    if name not in self.base:
+                        continue  # a per-channel tensor that trains freely
                     base = self.base[name].to(tensor.dtype)
                     mask = self.masks.get(name) if self.masks is not None else None
                     # in place: ModelEMA keeps references to these very tensors
@@ -170,7 +183,8 @@ def sparse_update_for(config) -> SparseUpdate | None:
     """The sparse update a ``LearningConfig`` asks for, or None for a dense one."""
     if config.sparse_fraction is None:
         return None
-    return SparseUpdate(config.sparse_fraction, config.sparse_selection, config.sparse_selection_batches)
+    return SparseUpdate(config.sparse_fraction, config.sparse_selection, config.sparse_selection_batches,
+                        config.sparse_channels)
 
 
 __all__ = ["Selection", "SparseUpdate", "sparse_update_for", "student_of"]

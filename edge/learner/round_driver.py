@@ -232,11 +232,10 @@ class RoundDriver:
         self.on_stage(f"round {p.round}: exporting and quantizing the student to INT8")
         run_dir = self._run_dir()
         fp32 = export_onnx(self.state.student_pt, run_dir / "student.onnx", cfg.imgsz)
-        shipped, model_format, fraction = self._sparse_int8(latest, fp32, run_dir)
-        if shipped is None:
-            shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
-                                                         [i.image for i in items[-cfg.calibration_frames:]],
-                                                         cfg.imgsz, cfg.student_precision)
+        shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
+                                                     [i.image for i in items[-cfg.calibration_frames:]], cfg.imgsz,
+                                                     cfg.student_precision)
+        shipped, fraction = self._sparse_int8(latest, fp32, shipped, run_dir)
         manifest = self.registry.publish(STUDENT_NAME, shipped, format=model_format, input_size=(cfg.imgsz, cfg.imgsz),
                                          class_names=self.state.class_names,
                                          metrics={"round": float(p.round), "frames": float(p.labelled_frames),
@@ -245,30 +244,29 @@ class RoundDriver:
         p.candidate_version = manifest.version
         log.info("round %d: student %s registered (%d bytes)", p.round, manifest.version, manifest.size_bytes)
 
-    def _sparse_int8(self, latest, fp32: Path, run_dir: Path):
-        """A sparsely trained student requantized on the last registered INT8's grid, when there is one.
-
-        Returns (path, format, trained fraction); (None, None, 1.0) means quantize the dense way.
-        """
+    def _sparse_int8(self, latest, fp32: Path, fresh: Path, run_dir: Path) -> tuple[Path, float]:
+        """A sparsely trained student keeps its parent's INT8 weights where they hold (the fresh INT8 lends the
+        activation scales); returns what to ship and the fraction trained (1.0: dense)."""
         from edge.export import export_onnx
         from edge.sparse_quantize import requantize_like
 
         cfg, base_pt = self.learning, run_dir / SPARSE_BASE
         if cfg.sparse_fraction is None or not base_pt.exists() or cfg.student_precision != "int8":
-            return None, None, 1.0
+            return fresh, 1.0
         if latest is None or latest.format != "onnx-int8":
-            log.warning("no INT8 parent registered; the sparse student is quantized afresh")
-            return None, None, cfg.sparse_fraction
+            log.warning("no INT8 parent registered; the sparse student ships quantized afresh")
+            return fresh, cfg.sparse_fraction
         base_int8 = run_dir / "sparse-base.int8.onnx"
         base_int8.write_bytes(self.registry.get(STUDENT_NAME, latest.version).model_bytes)
         base_fp32 = export_onnx(base_pt, run_dir / "sparse-base.onnx", cfg.imgsz)
-        shipped = run_dir / "student-endpoint.onnx"
+        shipped = run_dir / "student-sparse.onnx"
         try:
-            requantize_like(base_int8, base_fp32, fp32, shipped)
-        except ValueError as exc:  # a parent of another shape: quantize afresh
-            log.warning("sparse requantization against %s failed (%s); quantizing afresh", latest.version, exc)
-            return None, None, cfg.sparse_fraction
-        return shipped, "onnx-int8", cfg.sparse_fraction
+            requantize_like(base_int8, base_fp32, fp32, shipped, template_int8=fresh)
+        except ValueError as exc:  # a parent of another shape
+            log.warning("keeping %s's INT8 weights failed (%s); the student ships quantized afresh", latest.version,
+                        exc)
+            return fresh, cfg.sparse_fraction
+        return shipped, cfg.sparse_fraction
 
     def _push_all(self, settings: RoundSettings) -> None:
         p = self.state.progress
