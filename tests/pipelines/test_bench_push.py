@@ -15,12 +15,12 @@ def test_bench_push_measures_a_sparse_and_a_dense_push(tmp_path, tiny_yolo):
                             distill=TrainSpec(epochs=2, warmup_epochs=0), bootstrap_train_frames=16,
                             calibration_frames=4, sparse_selection_batches=1,
                             cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
-    settings = PushBenchSettings(fractions=(0.05,), frames=16, eval_frames=8, fresh_calibration=False)
+    settings = PushBenchSettings(fractions=(0.05,), frames=16, eval_frames=8, variants=False)
     rows = {r.name: r for r in measure_pushes(config, tiny_yolo.pt, tiny_yolo.pt, settings, tmp_path)}
-    assert list(rows) == ["skip (parent)", "5 %", "5 % clip", "full"]
+    assert list(rows) == ["skip (parent)", "5 %", "full"]
     skip, sparse, dense = rows["skip (parent)"], rows["5 %"], rows["full"]
     assert skip.push_bytes == skip.int8_changed_bytes == 0
     assert all(0 < r.push_bytes < r.full_int8_bytes for r in (sparse, dense))
-    # the sparse student on its parent's grid changes fewer bytes than a dense retrain, recalibrated
-    assert sparse.int8_changed_bytes + sparse.other_changed_bytes < dense.int8_changed_bytes + dense.other_changed_bytes
-    assert len(verdict(list(rows.values()))) == 2 and table(list(rows.values())).row_count == 4
+    # the sparse student keeps most of its parent's INT8 weights; a dense retrain moves most of them
+    assert sparse.int8_changed_bytes < dense.int8_changed_bytes
+    assert len(verdict(list(rows.values()))) == 2 and table(list(rows.values())).row_count == 3
