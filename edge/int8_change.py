@@ -1,4 +1,4 @@
-"""How much of an INT8 model changed against its parent: changed weight bytes, whatever the delta codec makes of them."""
+"""How much of an INT8 model changed against its parent: changed weight bytes, whatever a delta codec makes of them."""
 
 from __future__ import annotations
 

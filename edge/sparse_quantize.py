@@ -94,7 +94,8 @@ def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str 
         base_q = numpy_helper.to_array(base_inits[q_name])
         scale = numpy_helper.to_array(base_inits[scale_name]).astype(np.float32)
         zp_name = node.input[2] if len(node.input) > 2 else None
-        zero = numpy_helper.to_array(base_inits[zp_name]).astype(np.int64) if zp_name else np.zeros(scale.shape, np.int64)
+        zero = (numpy_helper.to_array(base_inits[zp_name]).astype(np.int64) if zp_name
+                else np.zeros(scale.shape, np.int64))
         per_channel = scale.ndim == 1 and scale.size > 1
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         view = lambda a: _channel_view(a, axis, per_channel)  # noqa: E731
