@@ -102,14 +102,15 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
             rows.append(row(name, None, quantize_student(fp32, run / "student.int8.onnx", calibration, config.imgsz),
                             student.train_s))
             continue
-        # the same sparse student quantized afresh: the template that lends its activation scales
+        # the same sparse student quantized afresh: it may lend its activation scales (sparse_activation_scales)
         fresh = quantize_student(fp32, run / "student.fresh.int8.onnx", calibration, config.imgsz)
-        kept = run / "student.int8.onnx"
-        requantize_like(base_int8, base_fp32, fp32, kept, template_int8=fresh)
-        rows.append(row(name, fraction, kept, student.train_s))
+        chosen = config.sparse_activation_scales
+        other = "fresh" if chosen == "parent" else "parent"
+        for scales in (chosen, other) if settings.variants else (chosen,):
+            kept = run / f"student.{scales}-act.int8.onnx"
+            requantize_like(base_int8, base_fp32, fp32, kept, template_int8=fresh if scales == "fresh" else None)
+            rows.append(row(name if scales == chosen else f"{name} {scales}-act", fraction, kept, student.train_s))
         if settings.variants:
-            requantize_like(base_int8, base_fp32, fp32, run / "student.base-act.int8.onnx")
-            rows.append(row(name + " base-act", fraction, run / "student.base-act.int8.onnx", student.train_s))
             rows.append(row(name + " quantized afresh", fraction, fresh, student.train_s))
     return rows
 

@@ -245,8 +245,8 @@ class RoundDriver:
         log.info("round %d: student %s registered (%d bytes)", p.round, manifest.version, manifest.size_bytes)
 
     def _sparse_int8(self, latest, fp32: Path, fresh: Path, run_dir: Path) -> tuple[Path, float]:
-        """A sparsely trained student keeps its parent's INT8 weights where they hold (the fresh INT8 lends the
-        activation scales); returns what to ship and the fraction trained (1.0: dense)."""
+        """A sparsely trained student keeps its parent's INT8 weights where they hold (``fresh``, the student
+        quantized afresh, may lend activation scales); returns what to ship and the fraction trained (1.0: dense)."""
         from edge.export import export_onnx
         from edge.sparse_quantize import requantize_like
 
@@ -261,7 +261,8 @@ class RoundDriver:
         base_fp32 = export_onnx(base_pt, run_dir / "sparse-base.onnx", cfg.imgsz)
         shipped = run_dir / "student-sparse.onnx"
         try:
-            requantize_like(base_int8, base_fp32, fp32, shipped, template_int8=fresh)
+            requantize_like(base_int8, base_fp32, fp32, shipped,
+                            template_int8=fresh if cfg.sparse_activation_scales == "fresh" else None)
         except ValueError as exc:  # a parent of another shape
             log.warning("keeping %s's INT8 weights failed (%s); the student ships quantized afresh", latest.version,
                         exc)
