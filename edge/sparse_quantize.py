@@ -56,7 +56,7 @@ def _from_channel_view(view: np.ndarray, like: np.ndarray, axis: int, per_channe
 
 
 def requantize_like(base_int8: str | Path, base_fp32: str | Path, new_fp32: str | Path, out_path: str | Path,
-                    overflow: Literal["rescale", "clip"] = "rescale",
+                    overflow: Literal["clip", "rescale"] = "clip",
                     template_int8: str | Path | None = None) -> RequantizeStats:
     """Write ``new_fp32`` with ``base_int8``'s INT8 weights wherever they still hold (``base_fp32`` made the base).
 

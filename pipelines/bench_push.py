@@ -44,7 +44,7 @@ class PushBenchSettings:
     fractions: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20)
     frames: int = 120  # dusk frames uploaded in the round (the lab's frames_per_round)
     eval_frames: int = 96
-    variants: bool = True  # also the parent's activation scales, and the sparse student quantized afresh
+    variants: bool = True  # also the other activation scales, the other overflow, and the student quantized afresh
     old_domain: str = "day"
     new_domain: str = "dusk"
 
@@ -104,12 +104,16 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
             continue
         # the same sparse student quantized afresh: it may lend its activation scales (sparse_activation_scales)
         fresh = quantize_student(fp32, run / "student.fresh.int8.onnx", calibration, config.imgsz)
-        chosen = config.sparse_activation_scales
-        other = "fresh" if chosen == "parent" else "parent"
-        for scales in (chosen, other) if settings.variants else (chosen,):
-            kept = run / f"student.{scales}-act.int8.onnx"
-            requantize_like(base_int8, base_fp32, fp32, kept, template_int8=fresh if scales == "fresh" else None)
-            rows.append(row(name if scales == chosen else f"{name} {scales}-act", fraction, kept, student.train_s))
+        scales, overflow = config.sparse_activation_scales, config.sparse_overflow
+        other_scales = "fresh" if scales == "parent" else "parent"
+        other_overflow = "rescale" if overflow == "clip" else "clip"
+        ways = [("", scales, overflow)]  # the configured way first, as the plain row
+        if settings.variants:
+            ways += [(f" {other_scales}-act", other_scales, overflow), (f" {other_overflow}", scales, other_overflow)]
+        for suffix, act, way in ways:
+            kept = run / f"student.{act}-act.{way}.int8.onnx"
+            requantize_like(base_int8, base_fp32, fp32, kept, way, template_int8=fresh if act == "fresh" else None)
+            rows.append(row(name + suffix, fraction, kept, student.train_s))
         if settings.variants:
             rows.append(row(name + " quantized afresh", fraction, fresh, student.train_s))
     return rows

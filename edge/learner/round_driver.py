@@ -261,7 +261,7 @@ class RoundDriver:
         base_fp32 = export_onnx(base_pt, run_dir / "sparse-base.onnx", cfg.imgsz)
         shipped = run_dir / "student-sparse.onnx"
         try:
-            requantize_like(base_int8, base_fp32, fp32, shipped,
+            requantize_like(base_int8, base_fp32, fp32, shipped, cfg.sparse_overflow,
                             template_int8=fresh if cfg.sparse_activation_scales == "fresh" else None)
         except ValueError as exc:  # a parent of another shape
             log.warning("keeping %s's INT8 weights failed (%s); the student ships quantized afresh", latest.version,
