@@ -68,15 +68,20 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
     old = scenario_items(scenario, settings.old_domain, 0, config.bootstrap_train_frames, "train-")
     new = scenario_items(scenario, settings.new_domain, 0, settings.frames, "up-")
     held_out = scenario_items(scenario, settings.new_domain, 100_000, settings.eval_frames, "eval-")
-    replay = ReplayBuffer(config.replay_capacity_per_domain, config.seed)
-    replay.add(old, settings.old_domain)
+
+    def replay() -> ReplayBuffer:
+        """A fresh buffer per training: its sampler advances with each mix, and every row must see the same data."""
+        buffer = ReplayBuffer(config.replay_capacity_per_domain, config.seed)
+        buffer.add(old, settings.old_domain)
+        return buffer
+
     # the deployed parent, calibrated on the first domain as the learner's setup does
     base_fp32 = export_onnx(student_pt, work / "base.onnx", config.imgsz)
     base_int8 = quantize_student(base_fp32, work / "base.int8.onnx", [i.image for i in old[:config.calibration_frames]],
                                  config.imgsz)
     parent = base_int8.read_bytes()
     progress(f"fine-tuning the teacher on {len(new)} {settings.new_domain} frames + replay")
-    teacher = finetune_teacher(teacher_pt, new, config, work / "teacher", CLASS_NAMES, replay=replay)
+    teacher = finetune_teacher(teacher_pt, new, config, work / "teacher", CLASS_NAMES, replay=replay())
     calibration = [i.image for i in new[-config.calibration_frames:]]
 
     def row(name: str, fraction: float | None, int8: Path, train_s: float) -> PushRow:
@@ -95,7 +100,7 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
         progress(f"distilling the student ({name})")
         run = work / ("dense" if fraction is None else f"sparse-{fraction:g}")
         sparse = sparse_update_for(config.model_copy(update={"sparse_fraction": fraction}))
-        student = distill_student(student_pt, teacher.weights, new, config, run, CLASS_NAMES, replay=replay,
+        student = distill_student(student_pt, teacher.weights, new, config, run, CLASS_NAMES, replay=replay(),
                                   sparse=sparse)
         fp32 = export_onnx(student.weights, run / "student.onnx", config.imgsz)
         if sparse is None:  # today's path: a fresh calibration on this round's frames
