@@ -72,19 +72,17 @@ class LearningConfig(StrictConfig):
                                       "a small delta); None trains and quantizes the whole student, as before")
     sparse_selection: Literal["gradient", "movement"] = Field(
         "movement", description="how sparse coordinates are chosen after the first batches: summed |gradient|, or "
-                                "how far each moved in those dense first steps (AMS). Measured (bench push): "
-                                "movement at 10 % matched the dense push; gradient scored higher at 1 and 5 %")
+                                "how far each moved in those dense first steps (AMS's rule). Measured (bench push, "
+                                "one seed each): both 1-2 pt mAP50-95 under the dense push at 1-10 %; no clear winner")
     sparse_selection_batches: int = Field(4, ge=1, description="dense first batches that choose the coordinates")
     sparse_activation_scales: Literal["parent", "fresh"] = Field(
         "parent", description="activation scales of a sparse student's INT8: the parent's, or a fresh calibration "
                               "on the round's frames (its weights keep the parent's INT8 values either way). "
-                              "Measured (bench push, day->dusk): 'parent' scored 0.3-0.8 pt higher at every fraction "
-                              "and changes fewer bytes")
+                              "Measured (bench push): same mAP50-95 within noise; 'parent' changes ~3 kB fewer bytes")
     sparse_overflow: Literal["clip", "rescale"] = Field(
         "clip", description="a sparse student's changed weight past its channel's INT8 range: saturates ('clip'), or "
                             "gets the channel a new scale, rewriting the whole channel ('rescale'). Measured (bench "
-                            "push, movement, 10 %): clip changed 27 k INT8 weight bytes for -0.1 pt mAP50-95, rescale "
-                            "105 k")
+                            "push, 10 %): clip 27 k changed INT8 weight bytes, rescale 40 k, same mAP50-95 within noise")
     sparse_channels: bool = Field(
         True, description="sparse rounds also train every per-channel tensor (BN statistics, gamma, beta, biases); "
                           "their INT8 cost is per-channel scales and biases only. Measured (bench push): with them "
