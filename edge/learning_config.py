@@ -82,7 +82,7 @@ class LearningConfig(StrictConfig):
     sparse_overflow: Literal["clip", "rescale"] = Field(
         "clip", description="a sparse student's changed weight past its channel's INT8 range: saturates ('clip'), or "
                             "gets the channel a new scale, rewriting the whole channel ('rescale'). Measured (bench "
-                            "push, 10 %): clip 27 k changed INT8 weight bytes, rescale 40 k, same mAP50-95 within noise")
+                            "push, 10 %): clip 27 k changed INT8 weight bytes, rescale 40 k, mAP50-95 alike")
     sparse_channels: bool = Field(
         True, description="sparse rounds also train every per-channel tensor (BN statistics, gamma, beta, biases); "
                           "their INT8 cost is per-channel scales and biases only. Measured (bench push): with them "
