@@ -13,6 +13,7 @@ from typing import Sequence
 
 from edge.learning_config import LearningConfig
 from edge.replay import ReplayBuffer
+from edge.sparse_update import SparseUpdate
 from edge.training import train_stage
 from edge.yolo_dataset import LabelledImage
 
@@ -30,15 +31,16 @@ class DistillResult:
 
 def distill_student(student_weights: str | Path, teacher_weights: str | Path, items: Sequence[LabelledImage],
                     config: LearningConfig, run_dir: str | Path, class_names: Sequence[str],
-                    replay: ReplayBuffer | None = None, exclude_domain: str | None = None) -> DistillResult:
+                    replay: ReplayBuffer | None = None, exclude_domain: str | None = None,
+                    sparse: SparseUpdate | None = None) -> DistillResult:
     """Continue training ``student_weights`` on ``items`` (+ optional replay) with the teacher's features.
 
-    Writes ``run_dir/student.pt``.
+    Writes ``run_dir/student.pt``; ``sparse`` trains only a fraction of its coordinates (``edge.sparse_update``).
     """
     # student.pt is the student alone: ultralytics strips the teacher and projector when it saves
     run = train_stage(student_weights, items, config.distill, config, run_dir, class_names, "student",
                       replay=replay, exclude_domain=exclude_domain, distill_model=str(teacher_weights),
-                      dis=config.distill_loss_weight)
+                      dis=config.distill_loss_weight, sparse=sparse)
     log.info("distilled student from %s on %d images in %.1f s", Path(teacher_weights).name, run.images, run.train_s)
     return DistillResult(run.weights, run.images, run.train_s)
 

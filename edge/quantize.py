@@ -57,6 +57,18 @@ def head_decode_nodes(model: onnx.ModelProto) -> list[str]:
     return tail
 
 
+def prepare_for_quantization(fp32_path: str | Path, tmp_dir: Path) -> Path:
+    """The graph quantization works on, written under ``tmp_dir``: DFL softmax rewritten, then shape-inferred."""
+    model = onnx.load(str(fp32_path))
+    source = Path(fp32_path)
+    if rewrite_dfl_softmax(model):
+        source = Path(tmp_dir) / "rewritten.onnx"
+        onnx.save(model, str(source))
+    prepared = Path(tmp_dir) / "prepared.onnx"
+    quant_pre_process(str(source), str(prepared))
+    return prepared
+
+
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_images: list[np.ndarray],
                   input_size: int | tuple[int, int]) -> Path:
     """Write an INT8 QDQ copy of ``fp32_path`` (per-channel weights) that keeps float I/O and the metadata.
@@ -70,12 +82,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_image
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fp32 = onnx.load(str(fp32_path))
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        source = fp32_path
-        if rewrite_dfl_softmax(fp32):  # in place; the metadata read below is untouched
-            source = Path(tmp) / "rewritten.onnx"
-            onnx.save(fp32, str(source))
-        quant_pre_process(str(source), str(prepared))
+        prepared = prepare_for_quantization(fp32_path, Path(tmp))
         prepared_model = onnx.load(str(prepared))
         excluded = head_decode_nodes(prepared_model)
         reader = LetterboxedFrames(prepared_model.graph.input[0].name, calibration_images, input_hw)

@@ -29,6 +29,7 @@ from edge.yolo_dataset import LabelledImage, write_yolo_dataset
 
 if TYPE_CHECKING:
     from edge.replay import ReplayBuffer
+    from edge.sparse_update import SparseUpdate
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,13 @@ def model_source(spec: ModelSpec, cache_dir: Path) -> str:
 
 
 def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningConfig, run_dir: Path,
-               n_images: int = 0, label: str = "training", **extra) -> Path:
+               n_images: int = 0, label: str = "training", sparse: SparseUpdate | None = None, **extra) -> Path:
     """One ultralytics training run with edgeloop's settings; returns the last weights.
 
     ``n_images`` (the training set's size) lets ``stage.target_images`` bound the epochs; ``extra`` goes to
     ``YOLO.train`` as is (``distill_model=``, ``dis=``, ``freeze=``, ``deterministic=`` ...). Each epoch is
-    reported as ``label: epoch i/n, loss ..., m:ss left`` where ``report_training_to`` asked for it.
+    reported as ``label: epoch i/n, loss ..., m:ss left`` where ``report_training_to`` asked for it. ``sparse``
+    trains only a fraction of the coordinates (``edge.sparse_update``).
     """
     YOLO = ultralytics_yolo()
     run_dir = Path(run_dir).resolve()
@@ -86,6 +88,8 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
                     project=str(run_dir.parent), name=run_dir.name, exist_ok=True)
     model = YOLO(source)
     watch(model, label)
+    if sparse is not None:
+        sparse.attach(model)
     model.train(**{**settings, **extra})
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.
     return run_dir / "weights" / "last.pt"

@@ -51,6 +51,10 @@ def _bench(args) -> int:
         from pipelines.bench_fuzz import run_bench_fuzz
 
         return run_bench_fuzz(args)
+    if args.what == "push":
+        from pipelines.bench_push import run_bench_push
+
+        return run_bench_push(args)
     from pipelines.bench_split import run_bench_split
 
     return run_bench_split(args)
@@ -109,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz"],
+    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz", "push"],
                    help="which benchmark")
     p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
@@ -131,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
     p.add_argument("--messages", type=int, default=10_000, help="fuzz: mutated messages per receiver")
+    p.add_argument("--fractions", default="0.01,0.05,0.1,0.2", help="push: sparse fractions of the student trained")
+    p.add_argument("--selection", default="gradient", choices=["gradient", "movement"],
+                   help="push: how the sparse coordinates are chosen")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")

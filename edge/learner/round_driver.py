@@ -202,14 +202,18 @@ class RoundDriver:
 
     def _student(self) -> None:
         from edge.distill import distill_student
+        from edge.sparse_update import sparse_update_for
 
         p = self.state.progress
         if not p.labelled_frames:
             return
         self.on_stage(f"round {p.round}: distilling the student")
+        sparse = sparse_update_for(self.learning)
+        if sparse is not None:  # _register requantizes on this base's INT8 grid
+            shutil.copyfile(self.state.student_pt, self._run_dir() / SPARSE_BASE)
         student = distill_student(self.state.student_pt, self.state.teacher_pt, self.replay.items(p.domain),
                                   self.learning, self._run_dir(), self.state.class_names, replay=self.replay,
-                                  exclude_domain=p.domain)
+                                  exclude_domain=p.domain, sparse=sparse)
         self.state.student_pt = self._keep(student.weights, "student")
 
     def _register(self) -> None:
@@ -231,12 +235,39 @@ class RoundDriver:
         shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
                                                      [i.image for i in items[-cfg.calibration_frames:]], cfg.imgsz,
                                                      cfg.student_precision)
+        shipped, fraction = self._sparse_int8(latest, fp32, shipped, run_dir)
         manifest = self.registry.publish(STUDENT_NAME, shipped, format=model_format, input_size=(cfg.imgsz, cfg.imgsz),
                                          class_names=self.state.class_names,
-                                         metrics={"round": float(p.round), "frames": float(p.labelled_frames)},
+                                         metrics={"round": float(p.round), "frames": float(p.labelled_frames),
+                                                  "sparse_fraction": fraction},
                                          fleet=self.fleet_group)
         p.candidate_version = manifest.version
         log.info("round %d: student %s registered (%d bytes)", p.round, manifest.version, manifest.size_bytes)
+
+    def _sparse_int8(self, latest, fp32: Path, fresh: Path, run_dir: Path) -> tuple[Path, float]:
+        """A sparsely trained student keeps its parent's INT8 weights where they hold (``fresh``, the student
+        quantized afresh, may lend activation scales); returns what to ship and the fraction trained (1.0: dense)."""
+        from edge.export import export_onnx
+        from edge.sparse_quantize import requantize_like
+
+        cfg, base_pt = self.learning, run_dir / SPARSE_BASE
+        if cfg.sparse_fraction is None or not base_pt.exists() or cfg.student_precision != "int8":
+            return fresh, 1.0
+        if latest is None or latest.format != "onnx-int8":
+            log.warning("no INT8 parent registered; the sparse student ships quantized afresh")
+            return fresh, cfg.sparse_fraction
+        base_int8 = run_dir / "sparse-base.int8.onnx"
+        base_int8.write_bytes(self.registry.get(STUDENT_NAME, latest.version).model_bytes)
+        base_fp32 = export_onnx(base_pt, run_dir / "sparse-base.onnx", cfg.imgsz)
+        shipped = run_dir / "student-sparse.onnx"
+        try:
+            requantize_like(base_int8, base_fp32, fp32, shipped, cfg.sparse_overflow,
+                            template_int8=fresh if cfg.sparse_activation_scales == "fresh" else None)
+        except ValueError as exc:  # a parent of another shape
+            log.warning("keeping %s's INT8 weights failed (%s); the student ships quantized afresh", latest.version,
+                        exc)
+            return fresh, cfg.sparse_fraction
+        return shipped, cfg.sparse_fraction
 
     def _push_all(self, settings: RoundSettings) -> None:
         p = self.state.progress
@@ -344,5 +375,7 @@ class RoundDriver:
                 if match and old and path.resolve() not in keep:
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
+
+SPARSE_BASE = "sparse-base.pt"  # the student a sparse round started from, beside the round's run
 
 NOT_SCORED = MapResult(0.0, 0.0)  # no held-out frames for this endpoint and domain, or no model

@@ -39,6 +39,9 @@ class RoundResult(BaseModel):
     map50_95_by_domain: dict[str, float] = Field(
         default_factory=dict, description="the deployed student on every domain seen so far that this endpoint "
                                           "has held-out frames of (what it forgets of the old ones)")
+    push_fraction: float | None = Field(
+        None, description="share of the student's coordinates trained for the model this round pushed (1.0: "
+                          "dense); None when nothing was pushed")
     wall_s: float
 
 

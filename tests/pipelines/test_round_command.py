@@ -20,7 +20,8 @@ from tests.pipelines.domain_folders import make_domain_folder
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, broker):
+@pytest.mark.parametrize("sparse_fraction", [None, 0.1], ids=["dense", "sparse"])
+def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, broker, sparse_fraction):
     day = make_domain_folder(tmp_path / "day", "day", 40, 12)
     dusk = make_domain_folder(tmp_path / "dusk", "dusk", 40, 12)
     store = StoreConfig(kind="local", path=str(tmp_path / "store"))
@@ -32,7 +33,7 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
         "policy": "fixed-50-50", "domain": "dusk",
         "budget_kbps": 8000, "round_s": 3, "frames": 12, "labels": ["oracle"],
         "learning": {"imgsz": 64, "batch": 8, "bootstrap": {"epochs": 3}, "finetune": {"epochs": 2},
-                     "distill": {"epochs": 2}, "calibration_frames": 8}}))
+                     "distill": {"epochs": 2}, "calibration_frames": 8, "sparse_fraction": sparse_fraction}}))
 
     assert main(["round", "--config", str(config)]) == 2  # not initialized yet: a clear refusal
     assert main(["round", "--config", str(config), "--init"]) == 0
@@ -68,6 +69,11 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert result["round"] == 0 and result["domain"] == "dusk" and result["frames_uploaded"] > 0
     assert result["push_kind"] in ("full", "delta") and result["push_bytes"] > 0
     assert result["model_version"] == "v0002"
+    # the endpoint verified the rebuilt model's sha256 before it ran it (its log names v0002 below)
+    assert result["push_fraction"] == (sparse_fraction or 1.0)
+    if sparse_fraction is not None:  # requantized on the parent's INT8 grid, so sent as a delta
+        assert result["push_kind"] == "delta"
+        assert (state_dir / "work" / "round-000" / "sparse-base.int8.onnx").exists()
     assert "v0002" in (endpoint_dir / "endpoint.log").read_text()
     state = json.loads((state_dir / "state.json").read_text())
     assert state["next_round"] == 1 and state["progress"] is None
