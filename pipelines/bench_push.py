@@ -166,7 +166,8 @@ def run_bench_push(args) -> int:
     out = Path(args.out)
     work = (out / "push").resolve()
     work.mkdir(parents=True, exist_ok=True)
-    config = LearningConfig(work_dir=work / "work", sparse_selection=getattr(args, "selection", None) or "gradient")
+    selection = {"sparse_selection": args.selection} if getattr(args, "selection", None) else {}
+    config = LearningConfig(work_dir=work / "work", **selection)
     settings = PushBenchSettings(
         fractions=tuple(float(x) for x in (getattr(args, "fractions", None) or "0.01,0.05,0.1,0.2").split(",")))
     with console.status("bootstrapping on day (cached after the first run)") as status:

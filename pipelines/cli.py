@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
     p.add_argument("--messages", type=int, default=10_000, help="fuzz: mutated messages per receiver")
     p.add_argument("--fractions", default="0.01,0.05,0.1,0.2", help="push: sparse fractions of the student trained")
-    p.add_argument("--selection", default="gradient", choices=["gradient", "movement"],
-                   help="push: how the sparse coordinates are chosen")
+    p.add_argument("--selection", default=None, choices=["gradient", "movement"],
+                   help="push: how the sparse coordinates are chosen (default: the learning config's)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")
