@@ -44,6 +44,9 @@ class LearningConfig(StrictConfig):
     student: ModelSpec = Field(default_factory=lambda: ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.125, 256)),
                                description="the endpoint student; exported to ONNX and quantized to INT8")
     imgsz: int = Field(128, ge=32, multiple_of=32, description="square training and export input size in pixels")
+    teacher_imgsz: int | None = Field(
+        None, ge=32, multiple_of=32, description="the teacher's training, scoring and pseudo-labelling input size "
+                                                 "(None: imgsz); distillation still feeds it the student's imgsz")
     batch: int = Field(16, ge=1, description="training batch size")
     bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
                                  description="from-scratch training on the first domain")
@@ -71,3 +74,7 @@ class LearningConfig(StrictConfig):
                                           "a GPU (evaluation and export stay on the CPU, as on the endpoint)")
     cache_dir: Path = Field(Path("edgeloop-data/cache"), description="bootstrapped weights and generated model YAMLs")
     work_dir: Path = Field(Path("edgeloop-data/work"), description="training runs and data sets of each round")
+
+    def teacher_size(self) -> int:
+        """The teacher's input size in pixels."""
+        return self.teacher_imgsz or self.imgsz

@@ -51,6 +51,10 @@ def _bench(args) -> int:
         from pipelines.bench_fuzz import run_bench_fuzz
 
         return run_bench_fuzz(args)
+    if args.what == "distill":
+        from pipelines.bench_distill import run_bench_distill
+
+        return run_bench_distill(args)
     from pipelines.bench_split import run_bench_split
 
     return run_bench_split(args)
@@ -109,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz"],
+    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz", "distill"],
                    help="which benchmark")
-    p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
+    p.add_argument("--frames", type=int, default=0,
+                   help="ingest: frames per stream (0: what --duration-s allows); distill: drift frames (0: 130)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
     p.add_argument("--endpoints", type=int, default=None,
                    help="ingest: endpoint identities publishing at once (default 8); scheduler: simulated endpoints "
@@ -131,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
     p.add_argument("--messages", type=int, default=10_000, help="fuzz: mutated messages per receiver")
+    p.add_argument("--learning", default=None, help="distill: YAML of learning settings (edge/learning_config.py)")
+    p.add_argument("--dis", default="1", help="distill: comma-separated distillation loss weights to compare")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")
