@@ -33,8 +33,8 @@ def bootstrap_key(config: LearningConfig, data_digest: str) -> str:
     parts = {"teacher": config.teacher.model_dump(mode="json"), "student": config.student.model_dump(mode="json"),
              "imgsz": config.imgsz, "batch": config.batch, "stage": config.bootstrap.model_dump(mode="json"),
              "seed": config.seed}
-    if config.teacher_imgsz is not None:  # only when set, so the keys of configs without it stay as they were
-        parts["teacher_imgsz"] = config.teacher_imgsz
+    if config.teacher_size() != config.imgsz:  # only then, so the keys of same-size configs stay as they were
+        parts["teacher_imgsz"] = config.teacher_size()
     return cache_key(parts, data_digest)
 
 

@@ -12,7 +12,7 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
     one_epoch = TrainSpec(epochs=1, lr0=0.01, warmup_epochs=0)
     config = LearningConfig(
         teacher=ModelSpec(scale=(0.33, 0.25, 64)), student=ModelSpec(scale=(0.33, 0.125, 64)),
-        imgsz=64, teacher_imgsz=96, batch=3, bootstrap=one_epoch, finetune=one_epoch, distill=one_epoch,
+        imgsz=64, teacher_input_scale=1.5, batch=3, bootstrap=one_epoch, finetune=one_epoch, distill=one_epoch,
         bootstrap_train_frames=6, bootstrap_val_frames=2, cache_dir=tmp_path / "cache")
     rows, times = distill_ablation(config, frames=6, weights=[2.0], work=tmp_path / "work", say=lambda line: None)
     variants = [r.variant for r in rows]
