@@ -33,6 +33,8 @@ def bootstrap_key(config: LearningConfig, data_digest: str) -> str:
     parts = {"teacher": config.teacher.model_dump(mode="json"), "student": config.student.model_dump(mode="json"),
              "imgsz": config.imgsz, "batch": config.batch, "stage": config.bootstrap.model_dump(mode="json"),
              "seed": config.seed}
+    if config.teacher_size() != config.imgsz:  # only then, so the keys of same-size configs stay as they were
+        parts["teacher_imgsz"] = config.teacher_size()
     return cache_key(parts, data_digest)
 
 
@@ -50,9 +52,10 @@ def bootstrap_models(config: LearningConfig, train_items: Sequence[LabelledImage
         made = {}
         for role in to_train:
             log.info("bootstrap: training %s from %s on %d images", role, wanted[role].yaml, len(train_items))
+            size = config.teacher_size() if role == "teacher" else config.imgsz
             made[f"{role}.pt"] = train_from_spec(wanted[role], config.bootstrap, config,
                                                  {"train": train_items, "val": val_items}, class_names, work / role,
-                                                 label=f"bootstrap {role}")
+                                                 label=f"bootstrap {role}", imgsz=size)
             trained.append(role)
         return made
 

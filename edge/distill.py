@@ -1,7 +1,8 @@
 """Distill the student from the fine-tuned teacher with ultralytics' built-in ``distill_model`` training.
 
 The student learns from labels (ground truth where a frame has it, teacher pseudo-labels
-elsewhere) plus ultralytics' score-weighted feature loss against the frozen teacher.
+elsewhere), plus ultralytics' score-weighted feature loss against the frozen teacher when
+``distill_loss_weight`` is above 0 (``edgeloop bench distill`` measures whether it pays).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def distill_student(student_weights: str | Path, teacher_weights: str | Path, it
     Writes ``run_dir/student.pt``; ``sparse`` trains only a fraction of its coordinates (``edge.sparse_update``).
     """
     # student.pt is the student alone: ultralytics strips the teacher and projector when it saves
+    teacher = {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight}
+    # weight 0: no feature loss, so the teacher's forward pass on every batch would buy nothing
     run = train_stage(student_weights, items, config.distill, config, run_dir, class_names, "student",
-                      replay=replay, exclude_domain=exclude_domain, distill_model=str(teacher_weights),
-                      dis=config.distill_loss_weight, sparse=sparse)
+                      replay=replay, exclude_domain=exclude_domain, sparse=sparse, **(teacher if config.distill_loss_weight else {}))
     log.info("distilled student from %s on %d images in %.1f s", Path(teacher_weights).name, run.images, run.train_s)
     return DistillResult(run.weights, run.images, run.train_s)
 

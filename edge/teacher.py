@@ -38,9 +38,10 @@ def finetune_teacher(teacher_weights: str | Path, new_items: Sequence[LabelledIm
     ``exclude_domain`` is not replayed (``new_items`` already hold that domain's frames).
     """
     run = train_stage(teacher_weights, new_items, config.finetune, config, run_dir, class_names, "teacher",
-                      replay=replay, exclude_domain=exclude_domain)
+                      replay=replay, exclude_domain=exclude_domain, imgsz=config.teacher_size())
     out = run.weights
-    scores = {name: evaluate_pt(out, items, config.imgsz, config.eval_conf) for name, items in (val_sets or {}).items()}
+    scores = {name: evaluate_pt(out, items, config.teacher_size(), config.eval_conf)
+              for name, items in (val_sets or {}).items()}
     for name, result in scores.items():
         log.info("teacher on %s: mAP50 %.3f mAP50-95 %.3f", name, result.map50, result.map50_95)
     return TeacherResult(out, scores, len(new_items), run.images - len(new_items), run.train_s)

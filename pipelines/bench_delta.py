@@ -130,14 +130,22 @@ def rows_table(rows: list[DeltaRow], title: str):
     return table
 
 
+def add_delta_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="delta: an INT8 ONNX student (default: the tests' tiny YOLO)")
+    parser.add_argument("--random-values", action="store_true",
+                        help="delta: changed values are random, not a few steps")
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_delta_arguments(parser)
+    logging.basicConfig(level=logging.WARNING)
+    return run_bench_delta(parser.parse_args(argv))
+
+
+def run_bench_delta(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="an INT8 ONNX student (default: the tests' tiny YOLO, INT8)")
-    parser.add_argument("--random-values", action="store_true", help="changed values are random, not a few steps")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     model = Path(args.model) if args.model else student_int8()
     rows = measure(model, random_values=args.random_values)
     kind = "random values" if args.random_values else "moved a few steps"

@@ -30,34 +30,24 @@ def _lab(args) -> int:
     return run_lab(args)
 
 
+BENCHES = {  # name -> "module:function"; each benchmark module takes the parsed bench arguments
+    "ingest": "pipelines.bench_ingest:run_bench_ingest",
+    "spool": "pipelines.bench_spool:run_bench_spool",
+    "endpoint": "pipelines.bench_endpoint:run_bench_endpoint",
+    "scheduler": "pipelines.bench_scheduler:run_bench_scheduler",
+    "fuzz": "pipelines.bench_fuzz:run_bench_fuzz",
+    "split": "pipelines.bench_split:run_bench_split",
+    "push": "pipelines.bench_push:run_bench_push",
+    "distill": "pipelines.bench_distill:run_bench_distill",
+    "delta": "pipelines.bench_delta:run_bench_delta",
+}
+
+
 def _bench(args) -> int:
-    if args.what == "ingest":
-        from pipelines.bench_ingest import run_bench_ingest
+    import importlib
 
-        return run_bench_ingest(args)
-    if args.what == "spool":
-        from pipelines.bench_spool import run_bench_spool
-
-        return run_bench_spool(args)
-    if args.what == "endpoint":
-        from pipelines.bench_endpoint import run_bench_endpoint
-
-        return run_bench_endpoint(args)
-    if args.what == "scheduler":
-        from pipelines.bench_scheduler import run_bench_scheduler
-
-        return run_bench_scheduler(args)
-    if args.what == "fuzz":
-        from pipelines.bench_fuzz import run_bench_fuzz
-
-        return run_bench_fuzz(args)
-    if args.what == "push":
-        from pipelines.bench_push import run_bench_push
-
-        return run_bench_push(args)
-    from pipelines.bench_split import run_bench_split
-
-    return run_bench_split(args)
+    module, function = BENCHES[args.what].split(":")
+    return getattr(importlib.import_module(module), function)(args)
 
 
 def _split_server(args) -> int:
@@ -113,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz", "push"],
+    p.add_argument("what", choices=list(BENCHES),
                    help="which benchmark")
-    p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
+    p.add_argument("--frames", type=int, default=0,
+                   help="ingest: frames per stream (0: what --duration-s allows); distill: drift frames (0: 130)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
     p.add_argument("--endpoints", type=int, default=None,
                    help="ingest: endpoint identities publishing at once (default 8); scheduler: simulated endpoints "
@@ -138,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", default="0.01,0.05,0.1,0.2", help="push: sparse fractions of the student trained")
     p.add_argument("--selection", default=None, choices=["gradient", "movement"],
                    help="push: how the sparse coordinates are chosen (default: the learning config's)")
+    p.add_argument("--learning", default=None, help="distill: YAML of learning settings (edge/learning_config.py)")
+    p.add_argument("--dis", default="1", help="distill: comma-separated distillation loss weights to compare")
+    from pipelines.bench_delta import add_delta_arguments
+
+    add_delta_arguments(p)
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")

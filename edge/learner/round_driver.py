@@ -84,7 +84,8 @@ class RoundDriver:
         self.stop_event = stop_event or threading.Event()
         # the folder the saved state names: a kill after a stage's save never sees that stage's additions twice
         self.replay = ReplayBuffer.load(state.replay_dir, learning.replay_capacity_per_domain, seed=learning.seed)
-        self.scorer = Scorer(registry, STUDENT_NAME, self.state_dir / "work", learning.imgsz,
+        # the scorer's size is the teacher's: it predicts with the teacher; students are ONNX files with their own
+        self.scorer = Scorer(registry, STUDENT_NAME, self.state_dir / "work", learning.teacher_size(),
                              learning.teacher_label_conf)
         for endpoint_id in self.endpoints:
             state.tracks.setdefault(endpoint_id, TrackState(endpoint_id=endpoint_id))
@@ -180,7 +181,7 @@ class RoundDriver:
 
         p, cfg = self.state.progress, self.learning
         ctx = LabelContext(teacher_weights=self.state.teacher_pt, teacher_conf=cfg.teacher_label_conf,
-                           imgsz=cfg.imgsz)
+                           imgsz=cfg.teacher_size())
         items = [f.item for f in label_frames(self.store, records, list(settings.labels), ctx)]
         p.labelled_frames = len(items)
         if not items:

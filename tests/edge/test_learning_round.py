@@ -37,7 +37,7 @@ def tiny_config(tmp_path, student_pt) -> LearningConfig:
     return LearningConfig(
         teacher=ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.25, 256)),
         student=ModelSpec(weights=student_pt),
-        imgsz=128, batch=16,
+        imgsz=128, batch=16, teacher_input_scale=1, distill_loss_weight=1.0,  # feature distillation on
         bootstrap=TrainSpec(epochs=10, lr0=0.02), finetune=TrainSpec(epochs=8, lr0=0.01),
         distill=TrainSpec(epochs=8, lr0=0.01),
         bootstrap_train_frames=160, bootstrap_val_frames=16, replay_fraction=0.3,

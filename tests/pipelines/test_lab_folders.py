@@ -28,8 +28,8 @@ def folders(tmp_path_factory):
     dusk = make_domain_folder(root / "dusk", "dusk", 40, 12)
     learning = root / "learning.yaml"
     learning.write_text(yaml.safe_dump({
-        "imgsz": 64, "batch": 8, "bootstrap": {"epochs": 4}, "finetune": {"epochs": 2}, "distill": {"epochs": 2},
-        "calibration_frames": 8}))
+        "imgsz": 64, "teacher_input_scale": 1, "batch": 8, "bootstrap": {"epochs": 4}, "finetune": {"epochs": 2},
+        "distill": {"epochs": 2}, "calibration_frames": 8}))
     return {"scenario": f"{day},{dusk}", "learning": learning, "cache": root / "cache"}
 
 
