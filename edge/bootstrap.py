@@ -33,6 +33,8 @@ def bootstrap_key(config: LearningConfig, data_digest: str) -> str:
     parts = {"teacher": config.teacher.model_dump(mode="json"), "student": config.student.model_dump(mode="json"),
              "imgsz": config.imgsz, "batch": config.batch, "stage": config.bootstrap.model_dump(mode="json"),
              "seed": config.seed}
+    if config.nominal_batch is not None:  # only when set, so keys of earlier caches stay valid
+        parts["nominal_batch"] = config.nominal_batch
     return cache_key(parts, data_digest)
 
 

@@ -45,6 +45,9 @@ class LearningConfig(StrictConfig):
                                description="the endpoint student; exported to ONNX and quantized to INT8")
     imgsz: int = Field(128, ge=32, multiple_of=32, description="square training and export input size in pixels")
     batch: int = Field(16, ge=1, description="training batch size")
+    nominal_batch: int | None = Field(
+        None, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
+                                "optimizer step; None: ultralytics' 64. YOLO folders set it to the batch")
     bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
                                  description="from-scratch training on the first domain")
     finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=10, lr0=0.01, target_images=1000),

@@ -47,6 +47,10 @@ def _bench(args) -> int:
         from pipelines.bench_scheduler import run_bench_scheduler
 
         return run_bench_scheduler(args)
+    if args.what == "data-defaults":
+        from pipelines.bench_data_defaults import run_bench_data_defaults
+
+        return run_bench_data_defaults(args)
     if args.what == "fuzz":
         from pipelines.bench_fuzz import run_bench_fuzz
 
@@ -109,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_round)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz"],
+    p.add_argument("what", choices=["ingest", "scheduler", "split", "spool", "endpoint", "fuzz", "data-defaults"],
                    help="which benchmark")
-    p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows)")
+    p.add_argument("--frames", type=int, default=0, help="ingest: frames per stream (0: what --duration-s allows); "
+                                                        "data-defaults: training images per data set (0: 160)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
     p.add_argument("--endpoints", type=int, default=None,
                    help="ingest: endpoint identities publishing at once (default 8); scheduler: simulated endpoints "
