@@ -35,6 +35,8 @@ def bootstrap_key(config: LearningConfig, data_digest: str) -> str:
              "seed": config.seed}
     if config.teacher_size() != config.imgsz:  # only then, so the keys of same-size configs stay as they were
         parts["teacher_imgsz"] = config.teacher_size()
+    if config.nominal_batch is not None:  # only when set, so keys of earlier caches stay valid
+        parts["nominal_batch"] = config.nominal_batch
     return cache_key(parts, data_digest)
 
 

@@ -51,6 +51,9 @@ class LearningConfig(StrictConfig):
                                      "student): a 2x teacher reached 1.7x the label-only student after the drift, a "
                                      "1x one 0.45x, in 2.7x the 1x fine-tune's CPU time; a 4x wider 1x one 0.57x")
     batch: int = Field(16, ge=1, description="training batch size")
+    nominal_batch: int | None = Field(
+        None, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
+                                "optimizer step; None: ultralytics' 64. YOLO folders set it to the batch")
     bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
                                  description="from-scratch training on the first domain")
     finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=10, lr0=0.01, target_images=1000),

@@ -86,6 +86,8 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
                     optimizer="AdamW", lr0=stage.lr0, warmup_epochs=stage.warmup_epochs, seed=config.seed,
                     device=config.device, workers=0, amp=False, plots=False, verbose=False, val=False,
                     project=str(run_dir.parent), name=run_dir.name, exist_ok=True)
+    if config.nominal_batch is not None:
+        settings["nbs"] = config.nominal_batch
     model = YOLO(source)
     watch(model, label)
     if sparse is not None:

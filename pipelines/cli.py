@@ -40,6 +40,7 @@ BENCHES = {  # name -> "module:function"; each benchmark module takes the parsed
     "push": "pipelines.bench_push:run_bench_push",
     "distill": "pipelines.bench_distill:run_bench_distill",
     "delta": "pipelines.bench_delta:run_bench_delta",
+    "data-defaults": "pipelines.bench_data_defaults:run_bench_data_defaults",
 }
 
 
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=list(BENCHES),
                    help="which benchmark")
     p.add_argument("--frames", type=int, default=0,
-                   help="ingest: frames per stream (0: what --duration-s allows); distill: drift frames (0: 130)")
+                   help="ingest: frames per stream (0: what --duration-s allows); distill: drift frames (0: 130); "
+                        "data-defaults: training images per data set (0: 160)")
     p.add_argument("--duration-s", type=float, default=12.0, help="ingest: seconds of publishing when --frames is 0")
     p.add_argument("--endpoints", type=int, default=None,
                    help="ingest: endpoint identities publishing at once (default 8); scheduler: simulated endpoints "

@@ -150,14 +150,20 @@ def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) 
         profile = profile_folder(folder)
         chosen = data_aware_settings(profile)
         explicit = base.model_fields_set | ({"imgsz"} if args.imgsz else set())
+        if "epochs" not in base.bootstrap.model_fields_set:  # a YAML bootstrap of lr0 alone keeps the data's epochs
+            explicit -= {"bootstrap"}
         if "imgsz" not in explicit:
             raw["imgsz"] = chosen.imgsz
         if "batch" not in explicit:
             raw["batch"] = chosen.batch
+        if "nominal_batch" not in explicit:
+            raw["nominal_batch"] = raw["batch"]  # a step per batch, also for a batch the user chose
         if "bootstrap" not in explicit:
             raw["bootstrap"] = {**raw["bootstrap"], "epochs": chosen.epochs}
+        if "bootstrap" not in base.model_fields_set or "lr0" not in base.bootstrap.model_fields_set:
+            raw["bootstrap"] = {**raw["bootstrap"], "lr0": chosen.lr0}
         say(f"data-aware settings for {folder.name}: {chosen.describe(profile)}")
-        kept = sorted(explicit & {"imgsz", "batch", "bootstrap"})
+        kept = sorted(explicit & {"imgsz", "batch", "nominal_batch", "bootstrap"})
         say(f"  kept from your flags or --learning: {', '.join(kept)}" if kept
             else "  (override any of them with --imgsz or --learning)")
     return LearningConfig.model_validate(raw)

@@ -31,3 +31,19 @@ def test_a_folder_is_profiled_from_its_images_and_labels(tmp_path):
     assert profile.images == 6 and profile.objects == 6 and profile.median_long_side_px == 640
     assert profile.median_object_short_side == pytest.approx(19.2 / 640, rel=0.05)
     assert data_aware_settings(profile).imgsz == 544  # 16 px for a 3 % object
+
+
+@pytest.mark.parametrize("classes, lr0", [(1, 0.002), (6, 0.001)])
+def test_a_small_folder_steps_every_batch_at_ultralytics_short_run_rate(classes, lr0):
+    """ultralytics' optimizer='auto' picks AdamW at 0.002 x 5 / (4 + classes) for short runs; no accumulation."""
+    for images, long_side, side in ((100, 640, 0.025), (3000, 320, 0.3)):
+        chosen = data_aware_settings(DataProfile(images, long_side, side, objects=images, classes=classes))
+        assert chosen.lr0 == pytest.approx(lr0) and chosen.nominal_batch == chosen.batch
+
+
+def test_the_profile_counts_the_classes_it_sees(tmp_path):
+    image = np.zeros((120, 160, 3), np.uint8)
+    box = np.array([[0.1, 0.1, 0.3, 0.3]], np.float32)
+    items = [LabelledImage(f"f{i}", image, box, np.array([i % 3])) for i in range(6)]
+    write_yolo_dataset(tmp_path, {"train": items}, ["a", "b", "c", "d"])
+    assert profile_folder(tmp_path).classes == 3

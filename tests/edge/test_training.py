@@ -116,3 +116,17 @@ def test_training_reports_each_epoch_with_losses_and_time_left(tmp_path):
                     tmp_path / "quiet")  # outside the block: nobody asked, nothing reported
     assert [line.split(",")[0] for line in lines] == ["teacher: epoch 1/2", "teacher: epoch 2/2"], lines
     assert all("loss box" in line and line.endswith("left") for line in lines), lines
+
+
+@pytest.mark.integration
+def test_the_nominal_batch_reaches_ultralytics(tmp_path):
+    """LearningConfig.nominal_batch is ultralytics' nbs (a YOLO folder steps on every batch); unset, its own 64."""
+    import yaml
+
+    spec = ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.0625, 64))
+    items = scenario_items(SyntheticScenario(), "day", 0, 4, "train-")
+    for nominal_batch, nbs in ((4, 4), (None, 64)):
+        config = LearningConfig(imgsz=64, batch=4, nominal_batch=nominal_batch, cache_dir=tmp_path / "cache")
+        work = tmp_path / f"nbs-{nbs}"
+        train_from_spec(spec, TrainSpec(epochs=1), config, {"train": items, "val": items[:2]}, CLASS_NAMES, work)
+        assert yaml.safe_load((work / "runs" / "m" / "args.yaml").read_text())["nbs"] == nbs
