@@ -16,7 +16,14 @@ ORACLE_GAP_MAP = 0.01  # adaptive should stay within 1 mAP point of the oracle
 FIXED = ("fixed-20-80", "fixed-50-50", "fixed-80-20")
 
 
+SIM_ROUNDS = 20  # simulated rounds per bandwidth unless --rounds says otherwise
+
+
 def run_bench_scheduler(args) -> int:
+    if getattr(args, "live", False):
+        from pipelines.bench_scheduler_live import run_bench_scheduler_live
+
+        return run_bench_scheduler_live(args)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -34,7 +41,7 @@ def run_bench_scheduler(args) -> int:
                       f"invented. Measure them first (about an hour on 2 CPU cores):\n"
                       f"  python -m pipelines.measure_response --out {path}")
         return 2
-    config = SimConfig(rounds=getattr(args, "rounds", None) or SimConfig.rounds, seed=getattr(args, "seed", 0) or 0,
+    config = SimConfig(rounds=getattr(args, "rounds", None) or SIM_ROUNDS, seed=getattr(args, "seed", 0) or 0,
                        endpoints=getattr(args, "endpoints", None) or SimConfig.endpoints)
     budgets = budget_grid(surfaces.scenarios, config)
     with Progress(console=console, transient=True) as progress:
