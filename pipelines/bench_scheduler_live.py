@@ -107,11 +107,15 @@ def live_table(runs: Sequence[LiveRun], title: str):
     return table
 
 
-def _parse_budgets(text: str | None) -> dict[str, float]:
+def parse_budgets(text: str | None) -> dict[str, float]:
+    """``starved,middle,plenty`` rates, or ``name=kbps,...`` in the order to run them; none: the defaults."""
     if not text:
         return dict(LIVE_BUDGETS_KBPS)
-    values = [float(v) for v in text.split(",")]
-    if len(values) == 3:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if all("=" in t for t in items):
+        return {name.strip(): float(kbps) for name, kbps in (t.split("=", 1) for t in items)}
+    values = [float(t) for t in items]
+    if len(values) == len(LIVE_BUDGETS_KBPS):
         return dict(zip(LIVE_BUDGETS_KBPS, values))
     return {f"{v:g}kbps": v for v in values}
 
@@ -121,7 +125,7 @@ def run_bench_scheduler_live(args, runner: Runner = _subprocess_runner) -> int:
 
     console = Console(width=160)
     policies = [p for p in (getattr(args, "policies", None) or ",".join(LIVE_POLICIES)).split(",") if p]
-    budgets = _parse_budgets(getattr(args, "budgets_kbps", None))
+    budgets = parse_budgets(getattr(args, "budgets_kbps", None))
     rounds = getattr(args, "rounds", None) or LIVE_ROUNDS
     extra = shlex.split(getattr(args, "lab_args", None) or "")
     if getattr(args, "frames", 0):
@@ -145,5 +149,5 @@ def run_bench_scheduler_live(args, runner: Runner = _subprocess_runner) -> int:
     return 0 if all(r.returncode == 0 for r in runs) else 1
 
 
-__all__ = ["LIVE_BUDGETS_KBPS", "LIVE_POLICIES", "LIVE_ROUNDS", "LiveRun", "lab_command", "live_table", "run_live",
+__all__ = ["LIVE_BUDGETS_KBPS", "LIVE_POLICIES", "LIVE_ROUNDS", "LiveRun", "lab_command", "live_table", "parse_budgets", "run_live",
            "run_bench_scheduler_live", "summarize"]

@@ -131,10 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None,
                    help="scheduler: simulated rounds per bandwidth (default 20); with --live, lab rounds (default 4)")
     p.add_argument("--live", action="store_true", help="scheduler: run the real lab per policy and budget")
+    p.add_argument("--sparse", choices=["auto", "none"], default="auto",
+                   help="scheduler: sparse-fraction push options, measured or derived (auto), or none")
     p.add_argument("--policies", default=None, help="scheduler --live: comma-separated policies (default: adaptive, "
                                                     "fixed-50-50, data-first, model-first)")
     p.add_argument("--budgets-kbps", default=None,
-                   help="scheduler --live: starved,middle,plenty link rates per endpoint (default 320,1100,3000)")
+                   help="scheduler --live: starved,middle,plenty link rates per endpoint (default 320,1100,3000), "
+                        "or name=kbps,... in the order to run")
     p.add_argument("--lab-args", default="", help="scheduler --live: more `edgeloop lab` flags, e.g. "
                                                   "--lab-args='--imgsz 64 --learning small.yaml'")
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
