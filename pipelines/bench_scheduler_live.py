@@ -136,18 +136,22 @@ def run_bench_scheduler_live(args, runner: Runner = _subprocess_runner) -> int:
     console.print(f"bench scheduler --live: {len(policies)} policies x {len(budgets)} budgets, {rounds} rounds each, "
                   f"one `edgeloop lab` per run; logs and rounds.jsonl under {out}")
     started = time.perf_counter()
-    runs = run_live(policies, budgets, rounds, out, extra, runner,
-                    progress=lambda r: console.print(f"  {r.budget} {r.policy}: final "
-                                                     f"{r.final_map50_95 if r.final_map50_95 is not None else '-'}"
-                                                     f" in {r.wall_s:.0f} s (exit {r.returncode})"))
+    done: list[LiveRun] = []
+
+    def save(run: LiveRun) -> None:  # after every run, so a stopped bench keeps what it measured
+        done.append(run)
+        (out / "live.json").write_text(json.dumps({"rounds": rounds, "wall_s": time.perf_counter() - started,
+                                                   "lab_args": extra, "runs": [asdict(r) for r in done]}, indent=1))
+        final = "-" if run.final_map50_95 is None else f"{run.final_map50_95:.3f}"
+        console.print(f"  {run.budget} {run.policy}: final {final} in {run.wall_s:.0f} s (exit {run.returncode})")
+
+    runs = run_live(policies, budgets, rounds, out, extra, runner, progress=save)
     wall_s = time.perf_counter() - started
     console.print(live_table(runs, f"real lab, {rounds} rounds per run: deployed mAP50-95 and link bytes "
                                    f"(all endpoints); total wall {wall_s:.0f} s"))
-    (out / "live.json").write_text(json.dumps({"rounds": rounds, "wall_s": wall_s, "lab_args": extra,
-                                               "runs": [asdict(r) for r in runs]}, indent=1))
     console.print(f"wrote {out / 'live.json'}")
     return 0 if all(r.returncode == 0 for r in runs) else 1
 
 
-__all__ = ["LIVE_BUDGETS_KBPS", "LIVE_POLICIES", "LIVE_ROUNDS", "LiveRun", "lab_command", "live_table", "parse_budgets", "run_live",
-           "run_bench_scheduler_live", "summarize"]
+__all__ = ["LIVE_BUDGETS_KBPS", "LIVE_POLICIES", "LIVE_ROUNDS", "LiveRun", "lab_command", "live_table", "parse_budgets",
+           "run_live", "run_bench_scheduler_live", "summarize"]

@@ -57,8 +57,8 @@ class ScenarioSurface(BaseModel):
     options: list[SurfaceOption] = Field(min_length=2)
     points: list[SurfacePoint] = Field(min_length=2)
     student_params: int | None = Field(None, ge=1, description="parameters of the base student")
-    push_overhead_bytes: int | None = Field(None, ge=0,
-                                            description="bytes a push adds to its payload: manifest, signature, framing")
+    push_overhead_bytes: int | None = Field(
+        None, ge=0, description="bytes a push adds to its payload: manifest, signature, framing")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ScenarioSurface":

@@ -17,7 +17,7 @@ SPARSE = [PushOption(f"sparse-{pct:g}", int(NANO.bytes * pct / 100) + 4_000, "de
 
 @pytest.mark.parametrize("name, data_percent", [("fixed-20-80", 20), ("fixed-50-50", 50), ("fixed-80-20", 80)])
 @pytest.mark.parametrize("budget", [100_000, 400_000, 1_000_000, 5_000_000])
-def test_fixed_ratio_uploads_its_share_and_pushes_the_largest_recommended_that_fits_the_rest(name, data_percent, budget):
+def test_fixed_ratio_uploads_its_share_and_pushes_the_largest_recommended_push_that_fits(name, data_percent, budget):
     plan = make_policy(name).plan(Budget(budget), [STATE], [], OPTIONS).endpoints[0]
     assert plan.upload_bytes == budget * data_percent // 100
     model_share = budget - plan.upload_bytes
