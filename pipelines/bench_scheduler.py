@@ -16,7 +16,18 @@ ORACLE_GAP_MAP = 0.01  # adaptive should stay within 1 mAP point of the oracle
 FIXED = ("fixed-20-80", "fixed-50-50", "fixed-80-20")
 
 
+SIM_ROUNDS = 20  # simulated rounds per bandwidth unless --rounds says otherwise
+_SPARSE_SAYS = {"measured": "measured (from the surface file)",
+                "derived": "DERIVED from measured points (bytes from the codec's size, mAP interpolated by trained "
+                           "fraction between measured pushes); not measured yet",
+                "none": "none (the file lacks the student's parameter count to derive them)"}
+
+
 def run_bench_scheduler(args) -> int:
+    if getattr(args, "live", False):
+        from pipelines.bench_scheduler_live import run_bench_scheduler_live
+
+        return run_bench_scheduler_live(args)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -34,9 +45,18 @@ def run_bench_scheduler(args) -> int:
                       f"invented. Measure them first (about an hour on 2 CPU cores):\n"
                       f"  python -m pipelines.measure_response --out {path}")
         return 2
-    config = SimConfig(rounds=getattr(args, "rounds", None) or SimConfig.rounds, seed=getattr(args, "seed", 0) or 0,
+    measured_scenarios = surfaces.scenarios  # the bandwidth grid spans the measured pushes, as before
+    sparse = getattr(args, "sparse", "auto") or "auto"
+    if sparse != "none":
+        from edge.scheduler.sparse_options import with_sparse_options
+
+        extended = [with_sparse_options(s) for s in surfaces.scenarios]
+        surfaces = surfaces.model_copy(update={"scenarios": [s for s, _ in extended]})
+        for scenario, provenance in extended:
+            console.print(f"sparse push options of {scenario.name}: {_SPARSE_SAYS[provenance]}")
+    config = SimConfig(rounds=getattr(args, "rounds", None) or SIM_ROUNDS, seed=getattr(args, "seed", 0) or 0,
                        endpoints=getattr(args, "endpoints", None) or SimConfig.endpoints)
-    budgets = budget_grid(surfaces.scenarios, config)
+    budgets = budget_grid(measured_scenarios, config)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating", total=len(budgets) * len(POLICY_NAMES))
         results = sweep(surfaces.scenarios, POLICY_NAMES, budgets, config,
@@ -92,6 +112,11 @@ def verdict(results) -> list[str]:
     below = [(b, n) for b, runs in results.items() for n in FIXED if runs["adaptive"].mean_map < runs[n].mean_map]
     lines.append("adaptive vs fixed ratios: " + ("at or above every one at every bandwidth" if not below else
                  "below " + ", ".join(f"{n} at {b / 1000:,.0f} KB" for b, n in below)))
+    firsts = [(b, n, runs[n].mean_map - runs["adaptive"].mean_map) for b, runs in results.items()
+              for n in ("data-first", "model-first") if n in runs and runs["adaptive"].mean_map < runs[n].mean_map]
+    lines.append("adaptive vs data-first and model-first: " + (
+        "at or above both at every bandwidth" if not firsts else
+        "below " + ", ".join(f"{n} by {d:.3f} at {b / 1000:,.0f} KB" for b, n, d in firsts)))
     shares = [100 * (1 - runs["adaptive"].data_share) for runs in results.values()]
     peak = max(range(len(shares)), key=shares.__getitem__)
     lines.append("adaptive model share by bandwidth: " + " → ".join(f"{s:.0f}%" for s in shares)

@@ -125,7 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-onnx", default=None, help="endpoint: a trained FP32 student (default: built from YAML)")
     p.add_argument("--out", default="edgeloop-data/bench", help="where plots are written")
     p.add_argument("--surfaces", default=None, help="scheduler: measured response surfaces (default: shipped set)")
-    p.add_argument("--rounds", type=int, default=20, help="scheduler: simulated rounds per bandwidth")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="scheduler: simulated rounds per bandwidth (default 20); with --live, lab rounds (default 4)")
+    p.add_argument("--live", action="store_true", help="scheduler: run the real lab per policy and budget")
+    p.add_argument("--sparse", choices=["auto", "none"], default="auto",
+                   help="scheduler: sparse-fraction push options, measured or derived (auto), or none")
+    p.add_argument("--policies", default=None, help="scheduler --live: comma-separated policies (default: adaptive, "
+                                                    "fixed-50-50, data-first, model-first)")
+    p.add_argument("--budgets-kbps", default=None,
+                   help="scheduler --live: starved,middle,plenty link rates per endpoint (default 320,1100,3000), "
+                        "or name=kbps,... in the order to run")
+    p.add_argument("--lab-args", default="", help="scheduler --live: more `edgeloop lab` flags, e.g. "
+                                                  "--lab-args='--imgsz 64 --learning small.yaml'")
     p.add_argument("--seed", type=int, default=0, help="scheduler: simulation seed; fuzz: mutation seed")
     p.add_argument("--messages", type=int, default=10_000, help="fuzz: mutated messages per receiver")
     p.add_argument("--fractions", default="0.01,0.05,0.1,0.2", help="push: sparse fractions of the student trained")

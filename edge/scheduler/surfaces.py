@@ -28,6 +28,8 @@ class SurfaceOption(BaseModel):
     student: str = Field("", description="the student the push deploys; '' for skip")
     bytes: int = Field(ge=0, description="mean measured push payload bytes")
     description: str = Field("", description="how the pushed model was made")
+    trained_fraction: float | None = Field(None, ge=0.0, le=1.0,
+                                           description="share of the student's parameters the push retrains")
 
 
 class SurfacePoint(BaseModel):
@@ -54,6 +56,9 @@ class ScenarioSurface(BaseModel):
     eval_frames: int = Field(ge=1, description="held-out frames each mAP was measured on")
     options: list[SurfaceOption] = Field(min_length=2)
     points: list[SurfacePoint] = Field(min_length=2)
+    student_params: int | None = Field(None, ge=1, description="parameters of the base student")
+    push_overhead_bytes: int | None = Field(
+        None, ge=0, description="bytes a push adds to its payload: manifest, signature, framing")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ScenarioSurface":

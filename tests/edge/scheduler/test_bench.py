@@ -28,3 +28,16 @@ def test_bench_without_measured_surfaces_says_how_to_measure(tmp_path, capsys):
     assert run_bench_scheduler(args) == 2
     assert "python -m pipelines.measure_response" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_offers_sparse_fractions_and_says_they_are_derived(tmp_path, capsys):
+    from tests.edge.scheduler.test_sparse_options import derivable
+
+    surfaces = fake_surface_file().model_copy(update={"scenarios": [derivable()]})
+    path = save_surfaces(surfaces, tmp_path / "surfaces.json")
+    args = Namespace(out=str(tmp_path / "out"), surfaces=str(path), rounds=4, seed=0)
+    assert run_bench_scheduler(args) == 0
+    assert "sparse push options of day->dusk: DERIVED" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "out" / "scheduler.json").read_text())["results"]
+    pushed = {name for r in rows for name in r["push_counts"]}
+    assert any(name.startswith("sparse-") for name in pushed)  # the policies were offered them and took some
