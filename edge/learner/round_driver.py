@@ -33,6 +33,7 @@ from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
 from edge.training_progress import report_training_to
+from edge.learner.push_options import push_option_name, push_options
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
@@ -291,6 +292,9 @@ class RoundDriver:
                     outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
                 p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
                                         acked=outcome.acked)
+                option = push_option_name(self.learning)
+                if outcome.acked and (outcome.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
+                    self.state.push_bytes_by_option[option] = outcome.bytes
             save_state(self.state_dir, self.state)
 
     def _finish(self, records: list[FrameRecord], settings: RoundSettings) -> list[RoundResult]:
@@ -341,8 +345,7 @@ class RoundDriver:
             frames_per_round=settings.frames_per_round or None)
 
     def _push_options(self) -> list[PushOption]:
-        latest = self.registry.latest(STUDENT_NAME)
-        return [SKIP, PushOption("full", latest.size_bytes if latest else 1, "full", STUDENT_NAME)]
+        return push_options(self.registry.latest(STUDENT_NAME), self.learning, self.state.push_bytes_by_option)
 
     def _history(self) -> list[RoundRecord]:
         path = self.state_dir / HISTORY_FILE

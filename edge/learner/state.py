@@ -102,6 +102,8 @@ class LearnerState(_Strict):
     progress: RoundProgress | None = Field(None, description="the round in flight; None between rounds")
     last_agreement: dict[str, float] = Field(default_factory=dict,
                                              description="endpoint -> label-free agreement of its last round")
+    push_bytes_by_option: dict[str, int] = Field(
+        default_factory=dict, description="push option name -> bytes its last push sent; what the next plan expects")
 
     def stage_done(self, stage: Stage) -> bool:
         """Did the round in flight already complete ``stage``?"""
