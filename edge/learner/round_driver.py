@@ -33,7 +33,7 @@ from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
 from edge.training_progress import report_training_to
-from edge.learner.push_options import push_option_name, push_options
+from edge.learner.push_options import push_options, sparse_option_name
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
@@ -210,7 +210,8 @@ class RoundDriver:
         if not p.labelled_frames:
             return
         self.on_stage(f"round {p.round}: distilling the student")
-        sparse = sparse_update_for(self.learning)
+        # sparse when a plan chose the sparse push; an endpoint that planned the dense one gets the smaller push
+        sparse = sparse_update_for(self.learning) if self._sparse_planned() else None
         if sparse is not None:  # _register requantizes on this base's INT8 grid
             shutil.copyfile(self.state.student_pt, self._run_dir() / SPARSE_BASE)
         student = distill_student(self.state.student_pt, self.state.teacher_pt, self.replay.items(p.domain),
@@ -292,7 +293,7 @@ class RoundDriver:
                     outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
                 p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
                                         acked=outcome.acked)
-                option = push_option_name(self.learning)
+                option = "full" if not (self._run_dir() / SPARSE_BASE).exists() else sparse_option_name(self.learning)
                 if outcome.acked and (outcome.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
                     self.state.push_bytes_by_option[option] = outcome.bytes
             save_state(self.state_dir, self.state)
@@ -346,6 +347,10 @@ class RoundDriver:
 
     def _push_options(self) -> list[PushOption]:
         return push_options(self.registry.latest(STUDENT_NAME), self.learning, self.state.push_bytes_by_option)
+
+    def _sparse_planned(self) -> bool:
+        name = sparse_option_name(self.learning)
+        return name is not None and any(plan.push.get("name") == name for plan in self.state.progress.plans)
 
     def _history(self) -> list[RoundRecord]:
         path = self.state_dir / HISTORY_FILE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.learner.push_options import push_option_name, push_options
+from edge.learner.push_options import push_options, sparse_option_name
 from edge.learning_config import LearningConfig
 from endpoint.wire.manifest import Manifest
 
@@ -23,11 +23,12 @@ def test_a_dense_student_is_planned_at_its_last_push_once_one_was_sent():
 
 def test_a_sparse_round_offers_its_fraction_as_a_delta_far_smaller_than_the_model():
     sparse = LearningConfig(sparse_fraction=0.05)
-    assert push_option_name(sparse) == "sparse-5"
-    skip, push = push_options(_manifest(), sparse, {})
-    assert (push.name, push.kind) == ("sparse-5", "delta") and push.bytes < 0.2 * MODEL_BYTES
-    assert push_options(_manifest(), sparse, {"sparse-5": 44_774, "full": 212_000})[1].bytes == 44_774
+    skip, dense, push = push_options(_manifest(), sparse, {})
+    assert (dense.name, push.name, push.kind) == ("full", "sparse-5", "delta") and push.bytes < 0.2 * MODEL_BYTES
+    assert [o.bytes for o in push_options(_manifest(), sparse, {"sparse-5": 44_774, "full": 212_000})] == [
+        0, 212_000, 44_774]
 
 
 def test_an_fp32_student_is_never_offered_as_sparse():
-    assert push_option_name(LearningConfig(sparse_fraction=0.05, student_precision="fp32")) == "full"
+    fp32 = LearningConfig(sparse_fraction=0.05, student_precision="fp32")
+    assert sparse_option_name(fp32) is None and [o.name for o in push_options(_manifest(), fp32, {})] == ["skip", "full"]
