@@ -41,7 +41,9 @@ def distill_student(student_weights: str | Path, teacher_weights: str | Path, it
     # student.pt is the student alone: ultralytics strips the teacher and projector when it saves
     teacher = {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight}
     # weight 0: no feature loss, so the teacher's forward pass on every batch would buy nothing
-    run = train_stage(student_weights, items, config.distill, config, run_dir, class_names, "student",
+    stage = config.distill if sparse is None else \
+        config.distill.model_copy(update={"lr0": config.distill.lr0 * config.sparse_lr_scale})
+    run = train_stage(student_weights, items, stage, config, run_dir, class_names, "student",
                       replay=replay, exclude_domain=exclude_domain, sparse=sparse, **(teacher if config.distill_loss_weight else {}))
     log.info("distilled student from %s on %d images in %.1f s", Path(teacher_weights).name, run.images, run.train_s)
     return DistillResult(run.weights, run.images, run.train_s)

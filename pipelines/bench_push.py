@@ -161,13 +161,16 @@ def run_bench_push(args) -> int:
     from edge.bootstrap import bootstrap_from_scenario
     from edge.learning_config import LearningConfig
     from endpoint.sources.scenario import SyntheticScenario
+    from endpoint.wire.config_base import load_config
 
     console = Console(width=160)
     out = Path(args.out)
     work = (out / "push").resolve()
     work.mkdir(parents=True, exist_ok=True)
     selection = {"sparse_selection": args.selection} if getattr(args, "selection", None) else {}
-    config = LearningConfig(work_dir=work / "work", **selection)
+    base = load_config(LearningConfig, args.learning, section="learning") if getattr(args, "learning", None) \
+        else LearningConfig()
+    config = base.model_copy(update={"work_dir": work / "work", **selection})
     settings = PushBenchSettings(
         fractions=tuple(float(x) for x in (getattr(args, "fractions", None) or "0.01,0.05,0.1,0.2").split(",")))
     with console.status("bootstrapping on day (cached after the first run)") as status:

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", default="0.01,0.05,0.1,0.2", help="push: sparse fractions of the student trained")
     p.add_argument("--selection", default=None, choices=["gradient", "movement"],
                    help="push: how the sparse coordinates are chosen (default: the learning config's)")
-    p.add_argument("--learning", default=None, help="distill: YAML of learning settings (edge/learning_config.py)")
+    p.add_argument("--learning", default=None,
+                   help="distill, push: YAML of learning settings (edge/learning_config.py)")
     p.add_argument("--dis", default="1", help="distill: comma-separated distillation loss weights to compare")
     from pipelines.bench_delta import add_delta_arguments
 
