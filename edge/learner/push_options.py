@@ -6,6 +6,7 @@ from typing import Mapping
 
 from edge.learner.setup import STUDENT_NAME
 from edge.learning_config import LearningConfig
+from edge.registry import ModelRegistry
 from edge.scheduler.policy import SKIP, PushOption
 from edge.scheduler.sparse_options import sparse_name, sparse_push_bytes
 from endpoint.wire.manifest import Manifest
@@ -15,6 +16,16 @@ def sparse_option_name(learning: LearningConfig) -> str | None:
     """``sparse-<pct>`` when rounds may train a fraction of the student (INT8 only), else None."""
     fraction = learning.sparse_fraction
     return None if fraction is None or learning.student_precision != "int8" else sparse_name(100 * fraction)
+
+
+def trained_fraction(registry: ModelRegistry, version: str) -> float:
+    """The share of the student a registered version retrained (its ``sparse_fraction`` metric; 1.0: dense)."""
+    return registry.manifest(STUDENT_NAME, version).metrics.get("sparse_fraction", 1.0)
+
+
+def push_option_for(fraction: float) -> str:
+    """The push option a version trained on ``fraction`` of the student is planned as."""
+    return "full" if fraction >= 1.0 else sparse_name(100 * fraction)
 
 
 def push_options(latest: Manifest | None, learning: LearningConfig,
@@ -36,4 +47,4 @@ def push_options(latest: Manifest | None, learning: LearningConfig,
     return options
 
 
-__all__ = ["push_options", "sparse_option_name"]
+__all__ = ["push_option_for", "push_options", "sparse_option_name", "trained_fraction"]

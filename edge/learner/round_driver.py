@@ -33,7 +33,7 @@ from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
 from edge.training_progress import report_training_to
-from edge.learner.push_options import push_options, sparse_option_name
+from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
@@ -293,7 +293,7 @@ class RoundDriver:
                     outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
                 p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
                                         acked=outcome.acked)
-                option = "full" if not (self._run_dir() / SPARSE_BASE).exists() else sparse_option_name(self.learning)
+                option = push_option_for(trained_fraction(self.registry, p.candidate_version))
                 if outcome.acked and (outcome.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
                     self.state.push_bytes_by_option[option] = outcome.bytes
             save_state(self.state_dir, self.state)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from edge.frame_index import FrameRecord
+from edge.learner.push_options import trained_fraction
 from edge.learner.round_result import RoundResult
 from edge.learner.scoring import AGREEMENT_FRAMES
 from edge.learner.state import HISTORY_FILE, ROUNDS_FILE, PushDone, append_line
@@ -69,20 +70,13 @@ def finish_round(driver, records: list[FrameRecord], settings) -> list[RoundResu
             static_map50_95=static.map50_95, teacher_map50_95=teacher.get(p.domain, 0.0),
             agreement_map50_95=agreement, teacher_map50_95_by_domain=teacher,
             map50_95_by_domain=driver._by_domain(ep, deployed), wall_s=time.time() - p.started_unix_s,
-            push_fraction=_trained_fraction(driver, push) if push_kind in ("delta", "full") else None)
+            push_fraction=trained_fraction(driver.registry, push.version) if push_kind in ("delta", "full") else None)
         if (p.round, ep) not in in_history:
             append_line(history_path, record.to_dict())
         if (p.round, ep) not in in_rounds:
             append_line(rounds_path, result.model_dump())
         results.append(result)
     return results
-
-
-def _trained_fraction(driver, push: PushDone) -> float:
-    """The sparse fraction the pushed version was trained with (registered in its metrics; 1.0 when dense)."""
-    from edge.learner.round_driver import STUDENT_NAME
-
-    return driver.registry.manifest(STUDENT_NAME, push.version).metrics.get("sparse_fraction", 1.0)
 
 
 def _written(path: Path, round_key: str, endpoint_key: str) -> set[tuple[int, str]]:
