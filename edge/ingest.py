@@ -3,7 +3,8 @@
 paho's thread only hands messages to a bounded inbox (waiting for room, so a slow store slows the
 broker down instead of filling memory). A pool of store workers checks and writes frames
 concurrently, so one frame's two store requests never hold up the next. A frame is acked only
-after its ``.json`` commit marker is written; anything unacked is re-sent by the endpoint.
+after its ``.json`` commit marker is written; anything unacked is re-sent by the endpoint. Acks
+of an endpoint are batched while more of its frames are in hand, and sent when none is.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Ingest:
         self._rejected: dict[str, int] = {}
         self._changed = threading.Condition()
         self._inbox = Inbox(config.queue_max_messages, config.queue_max_bytes)
+        self._in_hand: dict[str, int] = {}  # frames queued or being stored, per topic (one per endpoint)
+        self._in_hand_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.connection = MqttConnection.from_config(config.broker)
@@ -93,6 +96,8 @@ class Ingest:
         """Start the store workers and subscribe; wait up to ``timeout_s`` for the subscription (None: don't wait)."""
         self._stopping.clear()
         self._inbox.open()
+        with self._in_hand_lock:
+            self._in_hand.clear()
         self._threads = [threading.Thread(target=self._work, name=f"ingest-store-{i}", daemon=True)
                          for i in range(self.config.store_concurrency)]
         self._threads.append(threading.Thread(target=self._flush_acks, name="ingest-acks", daemon=True))
@@ -146,8 +151,10 @@ class Ingest:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         self._count(received=1)
+        self._hold(topic)
         # Waiting here stops paho reading the socket, so the broker holds further messages: back-pressure.
         if not self._inbox.put(Incoming(topic, payload, time.time()), self.config.queue_wait_s):
+            self._release(topic)
             if not self._stopping.is_set():  # at shutdown the frame just stays unacked
                 self._reject("queue_full", f"{self.config.queue_max_messages} frames or "
                              f"{self.config.queue_max_bytes} bytes wait for the store", topic)
@@ -164,6 +171,30 @@ class Ingest:
             except Exception as exc:  # a bug in one message must not end ingest
                 log.exception("ingest failed on a message from %s", item.topic)
                 self._reject("internal_error", repr(exc), item.topic, warn=False)
+            finally:
+                if self._release(item.topic):
+                    self._send_acks_of(item.topic)
+
+    def _hold(self, topic: str) -> None:
+        with self._in_hand_lock:
+            self._in_hand[topic] = self._in_hand.get(topic, 0) + 1
+
+    def _release(self, topic: str) -> bool:
+        """One frame of ``topic`` is done with; True when it was the last one in hand."""
+        with self._in_hand_lock:
+            left = self._in_hand.get(topic, 1) - 1
+            if left > 0:
+                self._in_hand[topic] = left
+            else:
+                self._in_hand.pop(topic, None)
+            return left <= 0
+
+    def _send_acks_of(self, topic: str) -> None:
+        try:
+            endpoint_id = topic_endpoint_level(topic)
+        except FrameRejected:  # no frame of a topic that is not ours was acked
+            return
+        self._acks.send_now(endpoint_id)
 
     def _flush_acks(self) -> None:
         while not self._stopping.wait(self.config.ack_flush_interval_s / 2):

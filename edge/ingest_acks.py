@@ -1,4 +1,9 @@
-"""Frame acks, batched per endpoint (many store workers add, one flusher sends), and ok=false refusals."""
+"""Frame acks, batched per endpoint (many store workers add, one flusher sends), and ok=false refusals.
+
+An endpoint's acks also go out as soon as ingest holds none of its frames any more (``send_now``): waiting
+longer batches nothing, it only holds the endpoint's upload window shut (issue 14: a 50 ms flush interval
+was a third of a frame's round trip).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,13 @@ class AckBatcher:
             full = self._pending.pop(endpoint_id) if len(ids) >= self.batch_max_ids else None
         if full:
             self._send(endpoint_id, full)
+
+    def send_now(self, endpoint_id: str) -> None:
+        """Send ``endpoint_id``'s pending acks at once (ingest holds no more of its frames)."""
+        with self._lock:
+            frame_ids = self._pending.pop(endpoint_id, None)
+        if frame_ids:
+            self._send(endpoint_id, frame_ids)
 
     def flush(self, due_only: bool) -> None:
         """Send pending acks; with ``due_only``, only once the oldest has waited ``flush_interval_s``."""

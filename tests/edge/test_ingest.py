@@ -53,6 +53,16 @@ def test_redelivered_frame_is_stored_once_and_acked_each_time(broker, s3_store, 
     assert ingest.registry.get_sample_value("edgeloop_ingest_frames_duplicate_total") == 2
 
 
+def test_acks_go_out_once_no_frame_of_the_endpoint_is_in_hand(broker, tmp_path, peer, make_ingest):
+    """The flush interval is only a bound: an endpoint waits for no timer once its frames are stored."""
+    make_ingest(ingest_config(broker, ack_flush_interval_s=300.0), LocalStore(tmp_path))
+    for i in range(3):
+        peer.publish("cam-a", frame_payload("cam-a", f"f{i}"))
+    peer.publish("cam-b", frame_payload("cam-b", "g0"))
+    assert peer.wait_acked(4, timeout_s=20), peer.acks
+    assert sorted(peer.acked_ids()) == ["f0", "f1", "f2", "g0"]
+
+
 def test_two_workers_on_a_shared_subscription_split_without_loss_or_duplicates(broker, s3_store, peer, make_ingest):
     workers = [make_ingest(ingest_config(broker, shared_group="ingest"), s3_store) for _ in range(2)]
     sent = {(f"cam-{i % 3}", f"f{i:03d}") for i in range(60)}
