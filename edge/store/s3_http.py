@@ -177,7 +177,8 @@ class S3HttpClient:
         if method == "HEAD" or status in (204, 304):
             return status, headers, b"", keep
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            return (status, headers, *self._read_chunked(conn, limit), keep)
+            body, complete = self._read_chunked(conn, limit)
+            return status, headers, body, keep and complete
         length = headers.get("content-length")
         if length is None:
             return status, headers, conn.read_to_close(limit or 1 << 62), False

@@ -1,0 +1,110 @@
+"""The S3 client's HTTP/1.1 reading against a scripted server: chunked bodies, 1xx, HEAD, bounded errors, reuse."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from edge.store.s3_http import MAX_ERROR_BODY_BYTES, S3HttpClient, S3RequestError
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted bytes; counts connections; closes one when told to."""
+
+    def __init__(self, answers: list[tuple[bytes, bool]]):
+        self.answers, self.requests, self.connections = list(answers), [], 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            conn, _ = self.sock.accept()
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        except OSError:  # the client reset a connection it dropped with our answer unread
+            pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while self.answers:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                self.requests.append((head.split(b"\r\n")[0].decode(), buf[:length]))
+                buf = buf[length:]
+                answer, close = self.answers.pop(0)
+                conn.sendall(answer)
+                if close:
+                    return
+
+
+def _client(server: ScriptedServer) -> S3HttpClient:
+    return S3HttpClient(server.endpoint, "key", "secret")
+
+
+def test_chunked_body_with_trailers_then_the_connection_is_reused():
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    server = ScriptedServer([(chunked, False), (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False)])
+    client = _client(server)
+    resp = client.request("GET", "/b/k")
+    assert (resp.status, resp.body, resp.headers["transfer-encoding"]) == (200, b"hello, world", "chunked")
+    assert client.request("PUT", "/b/k2", body=b"abc").body == b"ok"
+    assert server.connections == 1
+    assert server.requests[1] == ("PUT /b/k2 HTTP/1.1", b"abc")
+
+
+def test_interim_1xx_and_a_head_answers_length_are_skipped():
+    server = ScriptedServer([
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n", False),  # HEAD: a length, no body
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", False),
+    ])
+    client = _client(server)
+    assert client.request("GET", "/b/k").body == b"abc"
+    assert client.request("HEAD", "/b/k").body == b""
+    assert client.request("GET", "/b/gone").status == 404
+    assert server.connections == 1
+
+
+def test_a_huge_error_body_is_cut_and_its_connection_dropped():
+    error = b"<Error><Code>SlowDown</Code></Error>" + b" " * (2 * MAX_ERROR_BODY_BYTES)
+    server = ScriptedServer([(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\n\r\n" % len(error) + error, False),
+                             (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)])
+    client = _client(server)
+    resp = client.request("PUT", "/b/k", body=b"1")
+    assert (resp.status, resp.error_code(), len(resp.body)) == (503, "SlowDown", MAX_ERROR_BODY_BYTES)
+    assert client.request("PUT", "/b/k", body=b"1").status == 200
+    assert server.connections == 2  # the unread tail was not taken for the next answer
+
+
+def test_a_connection_the_server_closed_is_reopened_once_and_connection_close_is_honoured():
+    server = ScriptedServer([(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", True),  # closes silently
+                             (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na", True),
+                             (b"HTTP/1.0 200 OK\r\n\r\nuntil close", True)])
+    client = _client(server)
+    assert client.request("PUT", "/b/k", body=b"1").status == 200
+    assert client.request("GET", "/b/k").body == b"a"  # sent on the dead socket first, then on a new one
+    assert client.request("GET", "/b/k").body == b"until close"
+    assert server.connections == 3
+
+
+def test_garbage_instead_of_http_is_a_request_error():
+    server = ScriptedServer([(b"SSH-2.0-OpenSSH\r\n\r\n", True)])
+    with pytest.raises(S3RequestError, match="not an HTTP answer"):
+        _client(server).request("GET", "/b/k")
