@@ -175,6 +175,39 @@ def test_inbox_takes_one_oversized_message_when_empty_and_close_wakes_waiters():
     assert result == [False] and inbox.get(0.01) is None
 
 
+class CountingCondition(threading.Condition):
+    """Counts the threads waiting and how often a waiter wakes up, notified or not (all under the lock)."""
+
+    waiting = wakeups = 0
+
+    def wait(self, timeout=None):
+        CountingCondition.waiting += 1
+        woke = super().wait(timeout)
+        CountingCondition.waiting -= 1
+        CountingCondition.wakeups += 1
+        return woke
+
+
+def test_inbox_wakes_one_waiting_worker_per_message(monkeypatch):
+    """Sixteen idle workers wait on the inbox; a message must not wake them all to find it already taken."""
+    monkeypatch.setattr("edge.ingest_inbox.threading.Condition", CountingCondition)
+    CountingCondition.waiting = 0
+    inbox = Inbox(max_messages=8, max_bytes=1000)
+    got = []
+    workers = [threading.Thread(target=lambda: got.append(inbox.get(30))) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    assert wait_for(lambda: CountingCondition.waiting == 8)
+    CountingCondition.wakeups = 0
+    assert inbox.put(incoming(10), 0.01)
+    assert wait_for(lambda: len(got) == 1)
+    time.sleep(0.3)  # room for needless wake-ups to happen, had the put woken every worker
+    assert CountingCondition.wakeups == 1
+    inbox.close()
+    for worker in workers:
+        worker.join(5)
+
+
 class DiskErrorStore:
     """A LocalStore whose first put raises a bare OSError, as a store that does not wrap disk errors would."""
 
