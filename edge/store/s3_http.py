@@ -24,7 +24,8 @@ CONNECT_TIMEOUT_S = 5.0  # an unreachable store fails fast, so ingest's retry lo
 READ_TIMEOUT_S = 30.0
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error body is only read to name the error; bound what we keep
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024  # under malloc's mmap threshold: a recv buffer is not mapped and unmapped each time
+_ONE_SEND_MAX_BYTES = 1024 * 1024  # a body up to this is copied behind the head and sent in one call
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -85,7 +86,7 @@ class _Connection:
         self.buf.clear()
         view = memoryview(out)
         while have < n:
-            got = self.sock.recv_into(view[have:], min(n - have, 4 * _RECV_BYTES))
+            got = self.sock.recv_into(view[have:], n - have)
             if not got:
                 raise ConnectionError(f"the server closed the connection {n - have} bytes before the body's end")
             have += got
@@ -129,7 +130,7 @@ class S3HttpClient:
             raise ValueError(f"a header of {method} {path} holds a line break")
         head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in send.items()),
                         "\r\n"]).encode("latin-1")
-        message = head + body if len(body) <= 4 * _RECV_BYTES else None  # one send; a large body goes after
+        message = head + body if len(body) <= _ONE_SEND_MAX_BYTES else None
         for attempt in (1, 2):
             try:
                 conn, reused = self._connection()
