@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from endpoint.model.detections import Detections
-from endpoint.model.letterbox import ModelInputBuffer, boxes_to_source
+from endpoint.model.letterbox import ModelInputBuffer, PreparedFrame, boxes_to_source, prepare_frame
 from endpoint.model.nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,20 @@ class OnnxDetector:
     def end2end(self) -> bool:
         return self._end2end
 
-    def detect(self, image_bgr: np.ndarray) -> Detections:
-        """Detections in ``image_bgr`` (HxWx3 uint8), boxes in its pixels."""
+    def prepare(self, image_bgr: np.ndarray) -> PreparedFrame:
+        """The letterbox resize of ``image_bgr`` for this model; thread-safe, so a capture thread can run it
+        while ``detect`` works on the previous frame."""
+        return prepare_frame(image_bgr, self._input_hw)
+
+    def detect(self, image_bgr: np.ndarray | PreparedFrame) -> Detections:
+        """Detections in ``image_bgr`` (HxWx3 uint8, or ``prepare``'s result), boxes in its pixels."""
         with self._lock:
-            tensor, geo = self._input.write(image_bgr)
+            if not isinstance(image_bgr, PreparedFrame):
+                tensor, geo = self._input.write(image_bgr)
+            elif image_bgr.geometry.input_hw == self._input_hw:
+                tensor, geo = self._input.write_prepared(image_bgr)
+            else:  # prepared for a model of another input size, swapped out since
+                tensor, geo = self._input.write(image_bgr.image)
             if self._binding is not None:
                 self._session.run_with_iobinding(self._binding)
                 raw = self._output

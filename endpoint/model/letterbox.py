@@ -62,6 +62,31 @@ def letterbox(image: np.ndarray, input_hw: int | tuple[int, int], padding_value:
     return out, geo
 
 
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame letterboxed ahead of the detector (on the capture thread): its pixels at the letterbox's size."""
+
+    image: np.ndarray  # the source frame, HxWx3 uint8 BGR
+    resized: np.ndarray  # the frame resized to geometry.resized_wh, uint8 BGR (the frame itself if no resize)
+    geometry: LetterboxGeometry
+
+
+def prepare_frame(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> PreparedFrame:
+    """The resize of ``ModelInputBuffer.write``, into a new array, so it can run on another thread."""
+    _check_bgr(image_bgr)
+    geo = letterbox_geometry(image_bgr.shape[:2], input_hw)
+    image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
+    if (image.shape[1], image.shape[0]) != geo.resized_wh:
+        image = cv2.resize(image, geo.resized_wh, interpolation=cv2.INTER_LINEAR)
+    return PreparedFrame(image_bgr, image, geo)
+
+
+def _check_bgr(image_bgr: np.ndarray) -> None:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
+                         f"dtype {image_bgr.dtype}")
+
+
 def to_model_input(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxGeometry]:
     """A BGR uint8 image as a new 1x3xHxW float32 RGB 0..1 tensor, as an ultralytics export expects."""
     return ModelInputBuffer(input_hw).write(image_bgr)
@@ -91,22 +116,35 @@ class ModelInputBuffer:
 
     def write(self, image_bgr: np.ndarray) -> tuple[np.ndarray, LetterboxGeometry]:
         """Letterbox ``image_bgr`` (HxWx3 uint8 BGR) into the tensor as RGB 0..1; return it and the geometry."""
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
-                             f"dtype {image_bgr.dtype}")
+        _check_bgr(image_bgr)
         if image_bgr.shape[:2] != self._source_hw:
             self._set_geometry(letterbox_geometry(image_bgr.shape[:2], self.input_hw))
         geo = self._geometry
         image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
         if (image.shape[1], image.shape[0]) != geo.resized_wh:
             image = cv2.resize(image, geo.resized_wh, dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        self._fill(image)
+        return self.tensor, geo
+
+    def write_prepared(self, frame: PreparedFrame) -> tuple[np.ndarray, LetterboxGeometry]:
+        """``write`` of a frame ``prepare_frame`` already resized for this input size: the split and scale only."""
+        geo = frame.geometry
+        if geo.input_hw != self.input_hw or frame.resized.shape != (geo.resized_wh[1], geo.resized_wh[0], 3):
+            raise ValueError(f"frame prepared for {geo.input_hw} (resized {frame.resized.shape}), this input is "
+                             f"{self.input_hw}")
+        if geo is not self._geometry and geo != self._geometry:
+            self._set_geometry(geo)
+        self._fill(frame.resized)
+        return self.tensor, geo
+
+    def _fill(self, image: np.ndarray) -> None:
+        """The letterboxed uint8 BGR pixels into the tensor's RGB planes as 0..1."""
         cv2.split(image, self._planes)
         for plane, channel in zip(self._planes, self._channels):
             if self._to_unit is not None:
                 cv2.LUT(plane, self._to_unit, dst=channel)  # in place: OpenCV writes through the strided view
             else:
                 np.divide(plane, _PIXEL_MAX, out=channel)
-        return self.tensor, geo
 
     def _set_geometry(self, geo: LetterboxGeometry) -> None:
         """A new frame size: scratch buffers and padding follow its letterbox (written here, not every frame)."""

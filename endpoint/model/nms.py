@@ -130,4 +130,10 @@ def end2end_filter(prediction: np.ndarray, conf_threshold: float = 0.25,
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+    return _NO_BOXES
+
+
+# shared by every frame without a box: the common case allocates nothing, and nobody can write into it
+_NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+for _array in _NO_BOXES:
+    _array.flags.writeable = False
