@@ -64,21 +64,18 @@ def letterbox(image: np.ndarray, input_hw: int | tuple[int, int], padding_value:
 
 @dataclass(frozen=True)
 class PreparedFrame:
-    """A frame letterboxed ahead of the detector (on the capture thread): its pixels at the letterbox's size."""
+    """A frame letterboxed ahead of the detector (on the capture thread) into a model input tensor of its own."""
 
     image: np.ndarray  # the source frame, HxWx3 uint8 BGR
-    resized: np.ndarray  # the frame resized to geometry.resized_wh, uint8 BGR (the frame itself if no resize)
+    tensor: np.ndarray  # 1x3xHxW, what ModelInputBuffer.write would have made of it
     geometry: LetterboxGeometry
 
 
-def prepare_frame(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> PreparedFrame:
-    """The resize of ``ModelInputBuffer.write``, into a new array, so it can run on another thread."""
-    _check_bgr(image_bgr)
-    geo = letterbox_geometry(image_bgr.shape[:2], input_hw)
-    image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
-    if (image.shape[1], image.shape[0]) != geo.resized_wh:
-        image = cv2.resize(image, geo.resized_wh, interpolation=cv2.INTER_LINEAR)
-    return PreparedFrame(image_bgr, image, geo)
+def prepare_frame(image_bgr: np.ndarray, input_hw: int | tuple[int, int],
+                  dtype: type = np.float32) -> PreparedFrame:
+    """``ModelInputBuffer.write`` into a new tensor, so it can run on another thread while the model runs."""
+    tensor, geo = ModelInputBuffer(input_hw, dtype).write(image_bgr)
+    return PreparedFrame(image_bgr, tensor, geo)
 
 
 def _check_bgr(image_bgr: np.ndarray) -> None:
@@ -123,28 +120,13 @@ class ModelInputBuffer:
         image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
         if (image.shape[1], image.shape[0]) != geo.resized_wh:
             image = cv2.resize(image, geo.resized_wh, dst=self._resized, interpolation=cv2.INTER_LINEAR)
-        self._fill(image)
-        return self.tensor, geo
-
-    def write_prepared(self, frame: PreparedFrame) -> tuple[np.ndarray, LetterboxGeometry]:
-        """``write`` of a frame ``prepare_frame`` already resized for this input size: the split and scale only."""
-        geo = frame.geometry
-        if geo.input_hw != self.input_hw or frame.resized.shape != (geo.resized_wh[1], geo.resized_wh[0], 3):
-            raise ValueError(f"frame prepared for {geo.input_hw} (resized {frame.resized.shape}), this input is "
-                             f"{self.input_hw}")
-        if geo is not self._geometry and geo != self._geometry:
-            self._set_geometry(geo)
-        self._fill(frame.resized)
-        return self.tensor, geo
-
-    def _fill(self, image: np.ndarray) -> None:
-        """The letterboxed uint8 BGR pixels into the tensor's RGB planes as 0..1."""
         cv2.split(image, self._planes)
         for plane, channel in zip(self._planes, self._channels):
             if self._to_unit is not None:
                 cv2.LUT(plane, self._to_unit, dst=channel)  # in place: OpenCV writes through the strided view
             else:
                 np.divide(plane, _PIXEL_MAX, out=channel)
+        return self.tensor, geo
 
     def _set_geometry(self, geo: LetterboxGeometry) -> None:
         """A new frame size: scratch buffers and padding follow its letterbox (written here, not every frame)."""
