@@ -64,7 +64,7 @@ class EndpointRuntime:
         self.writer = FrameWriter(config.endpoint_id, self.spool, self.sampler, self.stats,
                                   config.uplink.jpeg_quality, on_spooled=self._on_spooled)
         self.loop = FrameLoop(self.models.detect, self.models.version, self.sampler, self.writer, self.stats,
-                              round_now=lambda: self.round, on_frame=self._on_frame)
+                              round_now=lambda: self.round, on_frame=self._on_frame, prepare=self.models.prepare)
         self._last_telemetry = 0.0
 
     def run(self) -> RunStats:

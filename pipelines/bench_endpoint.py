@@ -317,10 +317,11 @@ def run_bench_endpoint(args) -> int:
              f"iterations, frames: {frames_text}")
     console.print(results_table(rows, title), highlight=False)
     console.print("run = bare session.run on a ready tensor; detect = letterbox + run + NMS; detect/run = median "
-                  "of adjacent pairs; loop = capture, detect, sample, JPEG, spool (endpoint.loop.loop_bench, overlapped "
-                  "threads); loop fps x run = the loop's frames/s as a share of 1 / run, run timed just around the "
-                  "loop; ultralytics = YOLO(onnx).predict on the same file, ultra/detect = its time over detect(), "
-                  "the two in turns; int8/fp32 run = median over adjacent blocks")
+                  "of adjacent pairs; loop = capture and letterbox resize, detect, sample, JPEG, spool "
+                  "(endpoint.loop.loop_bench, overlapped threads as the endpoint runs them); loop fps x run = the "
+                  "loop's frames/s as a share of 1 / run, run timed just around the loop; ultralytics = "
+                  "YOLO(onnx).predict on the same file, ultra/detect = its time over detect(), the two in turns; "
+                  "int8/fp32 run = median over adjacent blocks")
     report = {"threads": args.threads, "iterations": args.iterations, "frames": frames_text,
               "rows": [{**asdict(r), "loop_over_model_fps": r.loop_over_model_fps,
                         "ultralytics_over_detect": r.ultralytics_over_detect} for r in rows]}

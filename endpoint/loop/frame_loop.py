@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -22,12 +22,16 @@ FrameHook = Callable[[SourceFrame, list[Detection], str, float], None]  # frame,
 
 
 class FrameLoop:
-    """Capture, inference and spooling overlap; only inference runs on the caller's thread."""
+    """Capture, inference and spooling overlap; only inference runs on the caller's thread.
 
-    def __init__(self, detect: Callable[[np.ndarray], list[Detection]], model_version: Callable[[], str],
+    With ``prepare`` (a detector's letterbox resize), the capture thread runs it on each frame as it reads, and
+    ``detect`` gets its result: the resize of one frame overlaps the inference of the one before.
+    """
+
+    def __init__(self, detect: Callable[[Any], list[Detection]], model_version: Callable[[], str],
                  sampler: Sampler, writer: FrameWriter, stats: RunStats, round_now: Callable[[], int] = lambda: 0,
-                 on_frame: FrameHook | None = None):
-        self.detect, self.model_version = detect, model_version
+                 on_frame: FrameHook | None = None, prepare: Callable[[np.ndarray], Any] | None = None):
+        self.detect, self.model_version, self.prepare = detect, model_version, prepare
         self.sampler, self.writer, self.stats = sampler, writer, stats
         self.round_now = round_now
         self.on_frame = on_frame
@@ -35,7 +39,7 @@ class FrameLoop:
     def run(self, frames: Iterable[SourceFrame], queue_frames: int, drop_oldest: bool, stop: threading.Event,
             tick: Callable[[], None] = lambda: None, tick_s: float = 0.5) -> None:
         """Stream ``frames`` to their end or until ``stop``; return once every sampled frame is spooled."""
-        capture = CaptureThread(frames, queue_frames, drop_oldest).start()
+        capture = CaptureThread(self._prepared(frames), queue_frames, drop_oldest).start()
         dropped_before = self.stats.frames_dropped
         try:
             while not stop.is_set():
@@ -44,20 +48,37 @@ class FrameLoop:
                 if not more:
                     break
                 if frame is not None:
-                    self._step(frame)
+                    self._step(*frame)
                 tick()
         finally:
             capture.stop()
             self.stats.frames_dropped = dropped_before + capture.dropped
             self.writer.flush()
 
-    def _step(self, frame: SourceFrame) -> None:
+    def _prepared(self, frames: Iterable[SourceFrame]) -> Iterator[tuple[SourceFrame, Any]]:
+        """(frame, what ``detect`` takes), made on the capture thread; closing it closes the source there too."""
+        source = iter(frames)
+        try:
+            for frame in source:
+                detect_input = frame.image
+                if self.prepare is not None:
+                    try:
+                        detect_input = self.prepare(frame.image)
+                    except Exception:  # detect() gets the raw frame, fails on it again and counts it as failed
+                        log.debug("could not prepare a frame; the detector gets it as is", exc_info=True)
+                yield frame, detect_input
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def _step(self, frame: SourceFrame, detect_input: Any) -> None:
         index = self.stats.frames_seen
         self.stats.frames_seen += 1
         version = self.model_version()  # before detecting: a swap during detect() leaves the frame on this one
         started = time.perf_counter()
         try:
-            detections = self.detect(frame.image)
+            detections = self.detect(detect_input)
         except Exception:  # one bad frame (a corrupt camera read) must not end the stream
             self.stats.frames_failed += 1
             log.exception("detection failed on frame %d; skipped", index)

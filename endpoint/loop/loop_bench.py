@@ -28,17 +28,19 @@ class LoopBenchResult:
 
 
 def bench_loop(source: SourceConfig, detector, frames: int, sample_rate: float = 0.2, jpeg_quality: int = 85,
-               warmup_frames: int = 3, workdir: str | Path | None = None) -> LoopBenchResult:
+               warmup_frames: int = 3, workdir: str | Path | None = None,
+               prepare_ahead: bool = True) -> LoopBenchResult:
     """Run ``frames`` frames of ``source`` through the loop as the endpoint does; ``detector.detect(image)``
     returns ``endpoint.model.detections.Detections`` (an ``OnnxDetector``). Unpaced and lossless, so every frame counts;
-    each spooled frame is removed at once, standing in for the edge's ack."""
+    each spooled frame is removed at once, standing in for the edge's ack. ``prepare_ahead``: the capture thread
+    letterboxes with ``detector.prepare``, as the endpoint's runtime does (False: detect() does it all)."""
     if frames < 1:
         raise ValueError(f"frames must be at least 1, got {frames}")
     source = source.model_copy(update={"max_frames": frames, "fps": None, "drop_when_behind": False,
                                        "loop": source.kind in ("video", "images")})
 
-    def detect(image):
-        h, w = image.shape[:2]
+    def detect(image):  # a frame, or prepare()'s result for it, as ModelRunner.detect takes them
+        h, w = getattr(image, "image", image).shape[:2]
         return detector.detect(image).to_protocol(w, h)
 
     first = next(iter(open_source(source.model_copy(update={"max_frames": 1}))))
@@ -50,7 +52,8 @@ def bench_loop(source: SourceConfig, detector, frames: int, sample_rate: float =
         sampler = Sampler("uniform", SamplerParams(sample_rate=sample_rate), seed=0)
         writer = FrameWriter("bench", spool, sampler, stats, jpeg_quality,
                              on_spooled=lambda job, frame_id: spool.remove(frame_id)).start()
-        loop = FrameLoop(detect, lambda: "bench", sampler, writer, stats)
+        prepare = getattr(detector, "prepare", None) if prepare_ahead else None
+        loop = FrameLoop(detect, lambda: "bench", sampler, writer, stats, prepare=prepare)
         started = time.perf_counter()
         loop.run(open_source(source), source.queue_frames, False, threading.Event())
         wall_s = time.perf_counter() - started

@@ -31,8 +31,8 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        """No detections."""
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+        """No detections: one shared, read-only instance (most frames of a quiet scene end here, allocating nothing)."""
+        return _EMPTY
 
     def __len__(self) -> int:
         return len(self.class_id)
@@ -41,8 +41,15 @@ class Detections:
         """Wire form: boxes normalized to 0..1 by the image ``width`` and ``height`` in pixels."""
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
+        if not len(self.class_id):
+            return []  # most frames of a quiet scene: skip six array operations on nothing
         norm = self.xyxy.astype(np.float64) / np.array([width, height, width, height], dtype=np.float64)
         norm = np.clip(norm, 0.0, 1.0)
         conf = np.clip(self.confidence.astype(np.float64), 0.0, 1.0)
         return [Detection(cls=int(c), conf=float(p), box=tuple(float(v) for v in b))
                 for b, p, c in zip(norm, conf, self.class_id)]
+
+
+_EMPTY = Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+for _array in (_EMPTY.xyxy, _EMPTY.confidence, _EMPTY.class_id):
+    _array.flags.writeable = False

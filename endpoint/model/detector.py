@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from endpoint.model.detections import Detections
-from endpoint.model.letterbox import ModelInputBuffer, boxes_to_source
+from endpoint.model.letterbox import ModelInputBuffer, PreparedFrame, boxes_to_source, prepare_frame
 from endpoint.model.nms import end2end_filter, non_max_suppression
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class OnnxDetector:
         self._input = ModelInputBuffer(self._input_hw, self._input_dtype)
         self._output, self._binding = _bind_buffers(self._session, self._input_name, self._input.tensor,
                                                     self._output_name)
+        self._bound_input = self._input.tensor  # what the binding reads; held so that it outlives the binding
         self._lock = threading.Lock()  # input and output tensors are reused: one frame in them at a time
         log.info("loaded %s (sha256 %s…, input %s, %d classes, end2end=%s)", self._path.name, self._sha256[:12],
                  self._input_hw, len(self._class_names), self._end2end)
@@ -99,16 +100,21 @@ class OnnxDetector:
     def end2end(self) -> bool:
         return self._end2end
 
-    def detect(self, image_bgr: np.ndarray) -> Detections:
-        """Detections in ``image_bgr`` (HxWx3 uint8), boxes in its pixels."""
+    def prepare(self, image_bgr: np.ndarray) -> PreparedFrame:
+        """``image_bgr`` letterboxed into a new input tensor; thread-safe, so a capture thread can run it while
+        ``detect`` works on the previous frame."""
+        return prepare_frame(image_bgr, self._input_hw, self._input_dtype)
+
+    def detect(self, image_bgr: np.ndarray | PreparedFrame) -> Detections:
+        """Detections in ``image_bgr`` (HxWx3 uint8, or ``prepare``'s result), boxes in its pixels."""
         with self._lock:
-            tensor, geo = self._input.write(image_bgr)
-            if self._binding is not None:
-                self._session.run_with_iobinding(self._binding)
-                raw = self._output
-            else:
-                (raw,) = self._session.run([self._output_name], {self._input_name: tensor})
-            raw = np.asarray(raw, dtype=np.float32)
+            if not isinstance(image_bgr, PreparedFrame):
+                tensor, geo = self._input.write(image_bgr)
+            elif image_bgr.tensor.shape == self._input.tensor.shape and image_bgr.tensor.dtype == self._input_dtype:
+                tensor, geo = image_bgr.tensor, image_bgr.geometry
+            else:  # prepared for a model of another input, swapped out since
+                tensor, geo = self._input.write(image_bgr.image)
+            raw = np.asarray(self._run(tensor), dtype=np.float32)
             # both filters copy what they keep, so the reused output may be overwritten by the next frame
             if self._end2end:
                 xyxy, conf, cls = end2end_filter(raw[0], self.conf_threshold, self.max_det)
@@ -118,6 +124,17 @@ class OnnxDetector:
         if not len(conf):
             return Detections.empty()
         return Detections(boxes_to_source(xyxy, geo), conf, cls)
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        """The raw head output for ``tensor``; the caller holds the lock (the output buffer is reused)."""
+        if self._binding is None:
+            (raw,) = self._session.run([self._output_name], {self._input_name: tensor})
+            return raw
+        if tensor is not self._bound_input:  # a prepared frame's own tensor, or back to ours after one
+            self._binding.bind_cpu_input(self._input_name, tensor)
+            self._bound_input = tensor
+        self._session.run_with_iobinding(self._binding)
+        return self._output
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

@@ -10,6 +10,8 @@ import numpy as np
 PADDING_VALUE = 114  # ultralytics pads with this grey; a different value shifts the model's outputs
 MAX_INPUT_SIDE_PX = 4096  # bounds the preallocated input tensor; detectors run far below this
 _PIXEL_MAX = np.float32(255.0)
+# every uint8 value over 255 in float32, the very quotients np.divide gives: cv2.LUT then converts a plane in one pass
+PIXEL_TO_UNIT = np.arange(256, dtype=np.float32) / _PIXEL_MAX
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,28 @@ def letterbox(image: np.ndarray, input_hw: int | tuple[int, int], padding_value:
     return out, geo
 
 
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame letterboxed ahead of the detector (on the capture thread) into a model input tensor of its own."""
+
+    image: np.ndarray  # the source frame, HxWx3 uint8 BGR
+    tensor: np.ndarray  # 1x3xHxW, what ModelInputBuffer.write would have made of it
+    geometry: LetterboxGeometry
+
+
+def prepare_frame(image_bgr: np.ndarray, input_hw: int | tuple[int, int],
+                  dtype: type = np.float32) -> PreparedFrame:
+    """``ModelInputBuffer.write`` into a new tensor, so it can run on another thread while the model runs."""
+    tensor, geo = ModelInputBuffer(input_hw, dtype).write(image_bgr)
+    return PreparedFrame(image_bgr, tensor, geo)
+
+
+def _check_bgr(image_bgr: np.ndarray) -> None:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
+                         f"dtype {image_bgr.dtype}")
+
+
 def to_model_input(image_bgr: np.ndarray, input_hw: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxGeometry]:
     """A BGR uint8 image as a new 1x3xHxW float32 RGB 0..1 tensor, as an ultralytics export expects."""
     return ModelInputBuffer(input_hw).write(image_bgr)
@@ -79,31 +103,42 @@ class ModelInputBuffer:
         self.input_hw = (int(h), int(w))
         self.tensor = np.empty((1, 3, h, w), dtype=dtype)
         self._geometry: LetterboxGeometry | None = None
+        self._source_hw: tuple[int, int] | None = None  # frames of one stream share a size: skip the geometry
         # resize and split write into these, so a frame allocates nothing (fresh pages fault, and cost)
         self._resized = np.empty((0, 0, 3), np.uint8)
         self._planes: list[np.ndarray] = []
+        self._channels: list[np.ndarray] = []  # the tensor's RGB planes inside the padding
+        # OpenCV has no float16 tables, so a float16 input divides in numpy as before
+        self._to_unit = PIXEL_TO_UNIT if self.tensor.dtype == np.float32 else None
 
     def write(self, image_bgr: np.ndarray) -> tuple[np.ndarray, LetterboxGeometry]:
         """Letterbox ``image_bgr`` (HxWx3 uint8 BGR) into the tensor as RGB 0..1; return it and the geometry."""
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 BGR image, got shape {image_bgr.shape} "
-                             f"dtype {image_bgr.dtype}")
-        geo = letterbox_geometry(image_bgr.shape[:2], self.input_hw)
-        w, h = geo.resized_wh
-        if geo != self._geometry:
-            # the same float32 arithmetic as ultralytics (pad with 114, then divide by 255)
-            self.tensor[...] = np.float32(PADDING_VALUE) / _PIXEL_MAX
-            self._resized = np.empty((h, w, 3), np.uint8)
-            self._planes = [np.empty((h, w), np.uint8) for _ in range(3)]
-            self._geometry = geo
+        _check_bgr(image_bgr)
+        if image_bgr.shape[:2] != self._source_hw:
+            self._set_geometry(letterbox_geometry(image_bgr.shape[:2], self.input_hw))
+        geo = self._geometry
         image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
         if (image.shape[1], image.shape[0]) != geo.resized_wh:
             image = cv2.resize(image, geo.resized_wh, dst=self._resized, interpolation=cv2.INTER_LINEAR)
         cv2.split(image, self._planes)
-        region = self.tensor[0, :, geo.pad_top:geo.pad_top + h, geo.pad_left:geo.pad_left + w]
-        for channel, plane in enumerate(reversed(self._planes)):  # BGR planes into RGB channels
-            np.divide(plane, _PIXEL_MAX, out=region[channel])
+        for plane, channel in zip(self._planes, self._channels):
+            if self._to_unit is not None:
+                cv2.LUT(plane, self._to_unit, dst=channel)  # in place: OpenCV writes through the strided view
+            else:
+                np.divide(plane, _PIXEL_MAX, out=channel)
         return self.tensor, geo
+
+    def _set_geometry(self, geo: LetterboxGeometry) -> None:
+        """A new frame size: scratch buffers and padding follow its letterbox (written here, not every frame)."""
+        self._source_hw = geo.source_hw
+        w, h = geo.resized_wh
+        # the same float32 arithmetic as ultralytics (pad with 114, then divide by 255)
+        self.tensor[...] = np.float32(PADDING_VALUE) / _PIXEL_MAX
+        self._resized = np.empty((h, w, 3), np.uint8)
+        self._planes = [np.empty((h, w), np.uint8) for _ in range(3)]
+        region = self.tensor[0, :, geo.pad_top:geo.pad_top + h, geo.pad_left:geo.pad_left + w]
+        self._channels = [region[2], region[1], region[0]]  # BGR planes into RGB channels
+        self._geometry = geo
 
 
 def boxes_to_source(xyxy: np.ndarray, geo: LetterboxGeometry) -> np.ndarray:

@@ -6,6 +6,9 @@ import numpy as np
 
 MAX_WH_PX = 7680  # per-class box offset ultralytics uses for class-aware NMS in one pass
 MAX_NMS_BOXES = 30000  # boxes kept for NMS after sorting by confidence, as in ultralytics
+# up to this many candidates, NMS works on their whole IoU matrix (float32 temporaries of 4 MiB at most);
+# beyond it, the one-box-at-a-time loop, whose memory stays linear
+MATRIX_NMS_MAX_BOXES = 1024
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -31,6 +34,8 @@ def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
     if max_keep is not None and max_keep <= 0:
         return np.zeros((0,), np.int64)
     order = np.argsort(-scores, kind="stable")
+    if order.size <= MATRIX_NMS_MAX_BOXES:
+        return order[_greedy_over_matrix(xyxy[order], iou_threshold, max_keep)]
     keep: list[int] = []
     while order.size:
         best = order[0]
@@ -39,6 +44,36 @@ def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
             break
         rest = order[1:]
         order = rest[box_iou(xyxy[best], xyxy[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def pairwise_iou(xyxy: np.ndarray) -> np.ndarray:
+    """IoU of every pair of N xyxy boxes (NxN), with box_iou's float32 arithmetic, element for element."""
+    x1, y1, x2, y2 = (np.ascontiguousarray(xyxy[:, i]) for i in range(4))
+    inter = np.maximum(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0)
+    inter *= np.maximum(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0)
+    area = (x2 - x1) * (y2 - y1)
+    union = area[:, None] + area - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0).astype(xyxy.dtype)
+
+
+def _greedy_over_matrix(xyxy_sorted: np.ndarray, iou_threshold: float, max_keep: int | None) -> np.ndarray:
+    """Positions kept by greedy NMS over boxes sorted best first, from one IoU matrix.
+
+    The loop only reads one row per kept box, so a crowded frame costs microseconds per box, not numpy calls.
+    """
+    # '~(iou <= t)' rather than 'iou > t': a NaN IoU suppresses, exactly as the one-box loop drops it
+    suppresses = ~(pairwise_iou(xyxy_sorted) <= iou_threshold)
+    removed = np.zeros(len(xyxy_sorted), bool)
+    keep: list[int] = []
+    for i in range(len(xyxy_sorted)):
+        if removed[i]:
+            continue
+        keep.append(i)
+        if len(keep) == max_keep:
+            break
+        removed |= suppresses[i]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -95,4 +130,10 @@ def end2end_filter(prediction: np.ndarray, conf_threshold: float = 0.25,
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+    return _NO_BOXES
+
+
+# shared by every frame without a box: the common case allocates nothing, and nobody can write into it
+_NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+for _array in _NO_BOXES:
+    _array.flags.writeable = False

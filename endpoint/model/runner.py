@@ -10,6 +10,7 @@ import numpy as np
 
 from endpoint.config import EndpointConfig
 from endpoint.model.detections import Detections
+from endpoint.model.letterbox import PreparedFrame
 from endpoint.model.slot import ModelSlot
 from endpoint.wire import protocol
 from endpoint.wire.protocol import Ack, Detection
@@ -119,8 +120,15 @@ class ModelRunner:
     def version(self) -> str:
         return self.slot.version
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        h, w = image.shape[:2]
+    def prepare(self, image: np.ndarray) -> np.ndarray | PreparedFrame:
+        """The current model's letterbox of ``image``, for the capture thread (the image itself without a model)."""
+        detector, _ = self.slot.current()
+        prepare = getattr(detector, "prepare", None)
+        return image if prepare is None else prepare(image)
+
+    def detect(self, image: np.ndarray | PreparedFrame) -> list[Detection]:
+        """Detections in a frame or in what ``prepare`` made of it, boxes normalized to the frame."""
+        h, w = (image.image if isinstance(image, PreparedFrame) else image).shape[:2]
         return self.slot.detect(image).to_protocol(w, h)
 
     def attach(self, link) -> None:

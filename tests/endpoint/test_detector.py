@@ -230,6 +230,50 @@ def test_detections_to_protocol_normalizes_and_clips():
         Detections(np.zeros((2, 4)), np.zeros(1), np.zeros(2))
 
 
+def _assert_identical(a: Detections, b: Detections) -> None:
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
+def test_a_prepared_frame_detects_exactly_like_the_frame(tiny_yolo_onnx):
+    """prepare() on another thread, detect() of its result: the same boxes, as frame sizes change in between."""
+    from endpoint.model.letterbox import prepare_frame
+
+    detector = OnnxDetector(tiny_yolo_onnx, conf_threshold=0.05)
+    frames = _frames()
+    expected = [OnnxDetector(tiny_yolo_onnx, conf_threshold=0.05).detect(image) for image in frames]
+    assert sum(len(d) for d in expected) >= 5
+    for image, want in zip(frames + frames[::-1], expected + expected[::-1]):
+        _assert_identical(detector.detect(detector.prepare(image)), want)
+        _assert_identical(detector.detect(image), want)  # raw and prepared frames share one input buffer
+        # prepared for another input size (a model swapped out since): letterboxed again from the frame
+        _assert_identical(detector.detect(prepare_frame(image, 96)), want)
+
+
+def test_the_runner_prepares_with_its_current_model_and_detects_either_form(tiny_yolo_onnx):
+    from endpoint.config import EndpointConfig
+    from endpoint.model.letterbox import PreparedFrame
+    from endpoint.model.runner import ModelRunner
+
+    image = _frames()[5]
+    runner = ModelRunner(EndpointConfig.model_validate(
+        {"endpoint_id": "cam-1", "model": {"path": str(tiny_yolo_onnx), "version": "v1", "conf_threshold": 0.05}}))
+    prepared = runner.prepare(image)
+    assert isinstance(prepared, PreparedFrame) and prepared.image is image
+    assert runner.detect(prepared) == runner.detect(image) and runner.detect(image)
+    no_model = ModelRunner(EndpointConfig.model_validate({"endpoint_id": "cam-1"}))
+    assert no_model.prepare(image) is image and no_model.detect(image) == []
+
+
+def test_no_detections_is_one_shared_read_only_value():
+    empty = Detections.empty()
+    assert empty is Detections.empty() and len(empty) == 0
+    for array in (empty.xyxy, empty.confidence, empty.class_id):
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 1
+
+
 def test_detector_module_imports_no_torch_ultralytics_or_edge():
     code = ("import sys, endpoint.model.detector; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ultralytics', 'edge')); "

@@ -21,12 +21,12 @@ def _frame(i: int) -> SourceFrame:
     return SourceFrame(image, 1_795_000_000.0 + i, "day")
 
 
-def _loop(tmp_path, detect, spool=None, sample_rate=1.0):
+def _loop(tmp_path, detect, spool=None, sample_rate=1.0, prepare=None):
     stats = RunStats()
     spool = spool or Spool(tmp_path / "spool")
     sampler = Sampler("uniform", SamplerParams(sample_rate=sample_rate))
     writer = FrameWriter("cam-1", spool, sampler, stats).start()
-    return FrameLoop(detect, lambda: "v0001", sampler, writer, stats), stats, spool
+    return FrameLoop(detect, lambda: "v0001", sampler, writer, stats, prepare=prepare), stats, spool
 
 
 def _no_boxes(image) -> list[Detection]:
@@ -188,3 +188,61 @@ def test_a_frame_the_detector_fails_on_is_skipped_and_the_stream_goes_on(tmp_pat
     loop.run([_frame(i) for i in range(5)], queue_frames=2, drop_oldest=False, stop=threading.Event())
     assert stats.frames_seen == 5 and stats.frames_failed == 1 and len(calls) == 5
     assert stats.frames_sampled == 4  # every frame but the failed one went on to the spool
+
+
+def test_prepare_runs_on_the_capture_thread_and_detect_gets_its_result(tmp_path):
+    prepared_on: list[str] = []
+    detected: list[tuple[str, int]] = []
+
+    def prepare(image):
+        prepared_on.append(threading.current_thread().name)
+        return ("prepared", int(image[0, 0, 0]))
+
+    def detect(prepared):
+        detected.append(prepared)
+        return []
+
+    loop, stats, spool = _loop(tmp_path, detect, prepare=prepare)
+    loop.run((_frame(i) for i in range(6)), queue_frames=2, drop_oldest=False, stop=threading.Event())
+    assert prepared_on == ["capture"] * 6 and threading.current_thread().name not in prepared_on
+    assert detected == [("prepared", i) for i in range(6)]
+    assert stats.frames_seen == 6 and spool.depth() == 6  # the spool still gets the frames themselves
+
+
+def test_a_frame_prepare_fails_on_reaches_detect_as_is_and_only_it_fails(tmp_path):
+    def prepare(image):
+        if int(image[0, 0, 0]) == 2:
+            raise ValueError("corrupt frame")
+        return "prepared"
+
+    def detect(prepared):
+        if not isinstance(prepared, str):
+            raise ValueError("corrupt frame")  # the detector fails on the raw frame again
+        return []
+
+    loop, stats, spool = _loop(tmp_path, detect, prepare=prepare)
+    loop.run((_frame(i) for i in range(5)), queue_frames=2, drop_oldest=False, stop=threading.Event())
+    assert stats.frames_seen == 5 and stats.frames_failed == 1 and spool.depth() == 4
+
+
+def test_stop_with_prepare_still_releases_the_source_on_the_capture_thread(tmp_path):
+    stop = threading.Event()
+    released_on: list[str] = []
+
+    def endless_camera():
+        try:
+            i = 0
+            while True:
+                yield _frame(i)
+                i += 1
+        finally:
+            released_on.append(threading.current_thread().name)
+
+    def detect(prepared):
+        if prepared == 5:
+            stop.set()
+        return []
+
+    loop, stats, _ = _loop(tmp_path, detect, prepare=lambda image: int(image[0, 0, 0]))
+    loop.run(endless_camera(), queue_frames=2, drop_oldest=False, stop=stop)
+    assert released_on == ["capture"] and stats.frames_seen == 6

@@ -176,3 +176,65 @@ def test_end2end_filter_keeps_rows_above_threshold_up_to_max_det():
     xyxy, scores, cls = end2end_filter(rows, 0.25, max_det=300)
     assert scores.tolist() == pytest.approx([0.9, 0.6]) and cls.tolist() == [1, 2]
     assert len(end2end_filter(rows, 0.25, max_det=1)[1]) == 1
+
+
+def _crowded_boxes(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n boxes piled in a small area (most pairs overlap), scores with ties, as a crowded frame's candidates."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 60, size=(n, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(4, 40, size=(n, 2)).astype(np.float32)], axis=1)
+    boxes[: n // 10, 2:] = boxes[: n // 10, :2]  # zero-area boxes: union 0 for a pair of them
+    scores = rng.choice(np.linspace(0.3, 0.9, 25, dtype=np.float32), size=n)
+    return boxes, scores
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pairwise_iou_is_box_iou_row_by_row_bit_for_bit(seed):
+    from endpoint.model.nms import box_iou, pairwise_iou
+
+    boxes, _ = _crowded_boxes(seed, 150)
+    matrix = pairwise_iou(boxes)
+    assert matrix.dtype == np.float32
+    for i in range(len(boxes)):
+        np.testing.assert_array_equal(matrix[i], box_iou(boxes[i], boxes))
+
+
+@pytest.mark.parametrize("seed, n", [(0, 50), (1, 300), (2, 1000)])
+@pytest.mark.parametrize("iou, max_keep", [(0.45, None), (0.7, None), (0.7, 7)])
+def test_matrix_nms_keeps_what_the_one_box_loop_keeps(monkeypatch, seed, n, iou, max_keep):
+    import endpoint.model.nms as nms
+
+    boxes, scores = _crowded_boxes(seed, n)
+    boxes[3] = np.nan  # a NaN box suppresses nothing ahead of it and is dropped, in both paths
+    matrix = nms.nms_indices(boxes, scores, iou, max_keep)
+    monkeypatch.setattr(nms, "MATRIX_NMS_MAX_BOXES", 0)  # the one-box-at-a-time loop
+    loop = nms.nms_indices(boxes, scores, iou, max_keep)
+    assert len(loop) > 3
+    np.testing.assert_array_equal(matrix, loop)
+
+
+def test_input_buffer_computes_the_letterbox_once_per_frame_size(monkeypatch):
+    """Frames of one stream share a size: the geometry is worked out when the size changes, not every frame."""
+    import endpoint.model.letterbox as lb
+
+    rng = np.random.default_rng(5)
+    shapes = [(240, 320)] * 3 + [(320, 240)] * 2 + [(240, 320)]
+    images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in shapes]
+    expected = [to_model_input(image, 128) for image in images]
+    calls = []
+    real = lb.letterbox_geometry
+    monkeypatch.setattr(lb, "letterbox_geometry", lambda *a, **k: calls.append(tuple(a[0])) or real(*a, **k))
+    buffer = lb.ModelInputBuffer(128)
+    for image, (tensor, geo) in zip(images, expected):
+        got_tensor, got_geo = buffer.write(image)
+        assert got_geo == geo
+        np.testing.assert_array_equal(got_tensor, tensor)
+    assert calls == [(240, 320), (320, 240), (240, 320)]
+
+
+def test_input_buffer_float16_tensor_matches_the_float32_one_rounded():
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 256, size=(240, 100, 3), dtype=np.uint8)
+    half, _ = ModelInputBuffer(128, np.float16).write(image)
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, to_model_input(image, 128)[0].astype(np.float16))
