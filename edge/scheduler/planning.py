@@ -16,6 +16,8 @@ def plan_allocation(name: str, budget: Budget, states: Sequence[EndpointState],
                     afters: Sequence[AfterFn], horizon: int, quanta: int = 200, grid_points: int = 257,
                     sampler: str = "uniform") -> Allocation:
     """Each endpoint's best split of its budget, or the best division of a shared link (see ``optimizer``)."""
+    if budget.rounds_left is not None:  # no round past the last can push banked data or enjoy a model
+        horizon = min(horizon, budget.rounds_left)
     next_budget = budget.bytes / max(1, len(states)) if budget.shared else budget.bytes
     values = [_value_fn(after, sit, opts, next_budget, budget.bytes, state.max_upload_bytes, horizon)
               for after, sit, opts, state in zip(afters, situations, options, states)]
