@@ -52,8 +52,11 @@ class LearningConfig(StrictConfig):
                                      "1x one 0.45x, in 2.7x the 1x fine-tune's CPU time; a 4x wider 1x one 0.57x")
     batch: int = Field(16, ge=1, description="training batch size")
     nominal_batch: int | None = Field(
-        None, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
-                                "optimizer step; None: ultralytics' 64. YOLO folders set it to the batch")
+        16, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
+                              "optimizer step; None: ultralytics' 64. 16 (the default batch): a step per batch, as "
+                              "YOLO folders set it; at 64 a round's ~250 images gave 4 steps an epoch, and "
+                              "(measured, the lab's student over day then 3 dusk rounds) dusk reached 0.24 / 0.30 "
+                              "mAP50-95 by round 2 against 0.11 / 0.14")
     bootstrap: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=12, lr0=0.02),
                                  description="from-scratch training on the first domain")
     finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=10, lr0=0.01, target_images=1000),
