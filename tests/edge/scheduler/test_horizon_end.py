@@ -45,3 +45,20 @@ def test_rounds_left_counts_this_round_and_stops_at_one():
     settings = RoundSettings(budget_bytes=1_000, last_round=3)
     assert [settings.rounds_left(r) for r in range(5)] == [4, 3, 2, 1, 1]
     assert RoundSettings(budget_bytes=1_000).rounds_left(7) is None
+
+
+def _saturated(sit: Situation, upload, option: PushOption) -> np.ndarray:
+    """Made up: the fit believes more data buys nothing, so a push is predicted to tie with the deployed model."""
+    x = np.asarray(upload, dtype=np.float64)
+    return np.broadcast_to(np.asarray(sit.map_deployed, dtype=np.float64), x.shape).copy()
+
+
+@pytest.mark.parametrize("rounds_left, push", [(None, "skip"), (2, "skip"), (1, "full")])
+def test_a_tie_in_the_last_round_goes_to_the_push(rounds_left, push):
+    # data banked now could only pay through a later push; in the last round there is none, so the push wins
+    states = [STATE, EndpointState("cam-2", 0.2, 0.05, MB, "student", 600_000)]
+    allocation = plan_allocation("test", Budget(1_250_000, rounds_left=rounds_left), states, [[SKIP, PUSH]] * 2,
+                                 [Situation.from_state(s) for s in states], [_saturated] * 2, horizon=DEFAULT_HORIZON)
+    assert [plan.push.name for plan in allocation.endpoints] == [push, push]
+    if push == "full":  # and the rest of the link still carries frames for it
+        assert [plan.upload_bytes for plan in allocation.endpoints] == [1_250_000 - PUSH.bytes] * 2
