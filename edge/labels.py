@@ -83,7 +83,13 @@ def import_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Label
 
 
 def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: LabelContext) -> dict[str, LabelledImage]:
-    """Pseudo-labels: the teacher's boxes at or above ``ctx.teacher_conf``."""
+    """Pseudo-labels: the teacher's boxes at or above ``ctx.teacher_conf``; a frame with none stays unlabelled.
+
+    An empty pseudo-label is far likelier a miss than an empty scene (measured, lab teacher at 0.4: 59 of 80 dusk
+    and 13 of 80 day held-out frames, every one with objects), and trained as background it teaches the student
+    to see nothing: a student on 160 pseudo-labelled dusk frames reached 0.088 / 0.081 mAP50-95 without the empty
+    ones, 0.066 / 0.069 with them.
+    """
     if ctx.teacher_weights is None:
         raise ValueError("the 'teacher' label source needs LabelContext.teacher_weights")
     from edge.training import ultralytics_yolo
@@ -98,7 +104,10 @@ def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Labe
         for rec, jpeg, res in zip(chunk, jpegs, results):
             boxes = res.boxes.xyxyn.cpu().numpy().astype(np.float32).reshape(-1, 4)
             classes = res.boxes.cls.cpu().numpy().astype(np.int64)
-            out[rec.meta_key] = LabelledImage(frame_name(rec), jpeg, boxes, classes)
+            if len(classes):
+                out[rec.meta_key] = LabelledImage(frame_name(rec), jpeg, boxes, classes)
+    log.info("teacher: %d of %d frames had no box at or above %.2f; left unlabelled", len(records) - len(out),
+             len(records), ctx.teacher_conf)
     return out
 
 

@@ -109,7 +109,7 @@ class LabSession:
     def settings(self) -> RoundSettings:
         """Lab rounds end when every endpoint streamed its frames and saw them acked; no frames is an error."""
         return self.learner.settings(collect_s=None, wait_for_frames=False, upload_timeout_s=UPLOAD_TIMEOUT_S,
-                                     min_frames=0)
+                                     min_frames=0, last_round=self.args.rounds - 1)
 
     def _bootstrap_items(self, split: str):
         from edge.yolo_dataset import scenario_items

@@ -8,7 +8,6 @@ reports running the candidate is not pushed twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -25,8 +24,8 @@ from edge.learner.pusher import Pusher
 from edge.learner.round_result import RoundResult
 from edge.learner.scoring import Scorer
 from edge.learner.setup import STUDENT_NAME
-from edge.learner.state import (HISTORY_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress, Stage,
-                                TrackState, save_state)
+from edge.learner.state import (LearnerState, PlannedEndpoint, PushDone, RoundProgress, Stage, TrackState,
+                                read_history, save_state)
 from edge.learning_config import LearningConfig
 from edge.map_metric import MapResult
 from edge.registry import ModelRegistry
@@ -57,6 +56,11 @@ class RoundSettings:
     wait_for_frames: bool = False  # a service keeps collecting past the schedule until a frame arrives
     upload_timeout_s: float = 180.0  # the longest collection waits for endpoints' reports
     push_timeout_s: float = 60.0
+    last_round: int | None = None  # the learner stops after this round, so plans need not pay off later; None: no end
+
+    def rounds_left(self, round_index: int) -> int | None:
+        """Rounds from ``round_index`` to the last one, both counted; None when rounds go on."""
+        return None if self.last_round is None else max(1, self.last_round - round_index + 1)
 
 
 @dataclass
@@ -135,7 +139,8 @@ class RoundDriver:
             elif track.domain != domain:
                 track.domain = domain
         states = [self._endpoint_state(t, settings) for t in self._tracks()]
-        allocation = self.policy.plan(Budget(settings.budget_bytes), states, self._history(), self._push_options())
+        budget = Budget(settings.budget_bytes, rounds_left=settings.rounds_left(round_index))
+        allocation = self.policy.plan(budget, states, self._history(), self._push_options())
         state.progress = RoundProgress(round=round_index, domain=domain, stage="planned", started_unix_s=time.time(),
                                        plans=[PlannedEndpoint.of(p) for p in allocation.endpoints],
                                        versions_before={t.endpoint_id: self._deployed(t) for t in self._tracks()})
@@ -353,10 +358,7 @@ class RoundDriver:
         return name is not None and any(plan.push.get("name") == name for plan in self.state.progress.plans)
 
     def _history(self) -> list[RoundRecord]:
-        path = self.state_dir / HISTORY_FILE
-        if not path.exists():
-            return []
-        return [RoundRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+        return read_history(self.state_dir, skip_domain=self.state.first_domain)
 
     def _run_dir(self) -> Path:
         run_dir = self.state_dir / "work" / f"round-{self.state.progress.round:03d}"

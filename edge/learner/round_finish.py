@@ -55,7 +55,8 @@ def finish_round(driver, records: list[FrameRecord], settings) -> list[RoundResu
             anchor_map=track.anchor_map if track.anchor_map is not None else track.map_base,
             map_before=before.map50_95, map_after=after.map50_95,
             candidate_map=driver._map(track, candidate).map50_95 if candidate else None,
-            candidate_bytes=driver.registry.manifest(STUDENT_NAME, candidate).size_bytes if candidate else None)
+            candidate_bytes=driver.registry.manifest(STUDENT_NAME, candidate).size_bytes if candidate else None,
+            domain=p.domain)
         agreement = driver.scorer.agreement(deployed, state.teacher_pt,
                                             [driver.store.get(r.jpeg_key) for r in recs[:AGREEMENT_FRAMES]])
         if agreement is not None:

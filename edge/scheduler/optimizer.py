@@ -18,7 +18,8 @@ from edge.scheduler.policy import PushOption
 ValueFn = Callable[[np.ndarray, PushOption], np.ndarray]
 TIE_MAP = 1e-9  # values closer than this are equal
 REFINE_TOL = 1e-8  # of the refined stretch: 40 golden-section steps, as before scipy, left 4e-9 of it
-# Of equal values, more data wins (later pushes still carry it), then the larger push (it carries at least as much).
+# Of equal values, more data wins (later pushes still carry it), then the larger push (it carries at least as much);
+# in the last round (``ties_to_push``) no later push carries data, so the larger push wins first.
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,13 @@ class Choice:
     value: float
 
 
-def _better(value: float, upload: float, option: PushOption, than: "Choice | None") -> bool:
+def _better(value: float, upload: float, option: PushOption, than: "Choice | None", ties_to_push: bool = False) -> bool:
     if than is None or value > than.value + TIE_MAP:
         return True
     if value < than.value - TIE_MAP:
         return False
+    if ties_to_push:
+        return (option.bytes, upload) > (than.option.bytes, than.upload_bytes)
     return (upload, option.bytes) > (than.upload_bytes, than.option.bytes)
 
 
@@ -50,7 +53,7 @@ def _refine(value: ValueFn, option: PushOption, lo: float, hi: float) -> tuple[f
 
 
 def best_split(value: ValueFn, budget_bytes: float, options: Sequence[PushOption],
-               max_upload_bytes: float = math.inf, grid_points: int = 257) -> Choice:
+               max_upload_bytes: float = math.inf, grid_points: int = 257, ties_to_push: bool = False) -> Choice:
     """For each affordable push, search the data bytes on a grid then refine; the best pair wins."""
     best: Choice | None = None
     for option in options:
@@ -67,7 +70,7 @@ def best_split(value: ValueFn, budget_bytes: float, options: Sequence[PushOption
             x, fx = _refine(value, option, lo, up)
             if fx > val + TIE_MAP:
                 upload, val = x, fx
-        if _better(val, upload, option, best):
+        if _better(val, upload, option, best, ties_to_push):
             best = Choice(upload, option, val)
     if best is None:
         raise ValueError("no push option fits the budget; include 'skip'")
@@ -75,7 +78,7 @@ def best_split(value: ValueFn, budget_bytes: float, options: Sequence[PushOption
 
 
 def _endpoint_table(value: ValueFn, options: Sequence[PushOption], max_upload_bytes: float, quantum_bytes: float,
-                    quanta: int) -> tuple[np.ndarray, list[Choice | None]]:
+                    quanta: int, ties_to_push: bool = False) -> tuple[np.ndarray, list[Choice | None]]:
     """Best predicted mAP of one endpoint given ``k`` quanta of the link, for every k, and the choice behind it."""
     best = np.full(quanta + 1, -np.inf)
     choices: list[Choice | None] = [None] * (quanta + 1)
@@ -94,14 +97,15 @@ def _endpoint_table(value: ValueFn, options: Sequence[PushOption], max_upload_by
             run_best[j], run_arg[j] = top, arg
         for k in range(cost, quanta + 1):
             upload = float(uploads[run_arg[k - cost]])
-            if _better(float(run_best[k - cost]), upload, option, choices[k]):
+            if _better(float(run_best[k - cost]), upload, option, choices[k], ties_to_push):
                 best[k] = run_best[k - cost]
                 choices[k] = Choice(upload, option, float(run_best[k - cost]))
     return best, choices
 
 
 def allocate_link(values: Sequence[ValueFn], options: Sequence[Sequence[PushOption]],
-                  max_uploads: Sequence[float], budget_bytes: float, quanta: int = 200) -> list[Choice]:
+                  max_uploads: Sequence[float], budget_bytes: float, quanta: int = 200,
+                  ties_to_push: bool = False) -> list[Choice]:
     """Split one link across endpoints so the summed predicted mAP is largest.
 
     An exact dynamic program over ``quanta`` slices of the budget: bytes go where the marginal
@@ -111,9 +115,9 @@ def allocate_link(values: Sequence[ValueFn], options: Sequence[Sequence[PushOpti
     if n == 0:
         return []
     if budget_bytes <= 0:
-        return [best_split(v, 0, o, m) for v, o, m in zip(values, options, max_uploads)]
+        return [best_split(v, 0, o, m, ties_to_push=ties_to_push) for v, o, m in zip(values, options, max_uploads)]
     quantum = budget_bytes / quanta
-    tables = [_endpoint_table(v, o, m, quantum, quanta) for v, o, m in zip(values, options, max_uploads)]
+    tables = [_endpoint_table(v, o, m, quantum, quanta, ties_to_push) for v, o, m in zip(values, options, max_uploads)]
     total = tables[0][0].copy()
     splits = []  # per endpoint after the first: for each total k, the quanta given to it
     for table, _ in tables[1:]:

@@ -16,13 +16,17 @@ def plan_allocation(name: str, budget: Budget, states: Sequence[EndpointState],
                     afters: Sequence[AfterFn], horizon: int, quanta: int = 200, grid_points: int = 257,
                     sampler: str = "uniform") -> Allocation:
     """Each endpoint's best split of its budget, or the best division of a shared link (see ``optimizer``)."""
+    if budget.rounds_left is not None:  # no round past the last can push banked data or enjoy a model
+        horizon = min(horizon, budget.rounds_left)
+    last = budget.rounds_left == 1  # a tie between a push and banking data goes to the push
     next_budget = budget.bytes / max(1, len(states)) if budget.shared else budget.bytes
     values = [_value_fn(after, sit, opts, next_budget, budget.bytes, state.max_upload_bytes, horizon)
               for after, sit, opts, state in zip(afters, situations, options, states)]
     if budget.shared:
-        choices = allocate_link(values, options, [s.max_upload_bytes for s in states], budget.bytes, quanta)
+        choices = allocate_link(values, options, [s.max_upload_bytes for s in states], budget.bytes, quanta,
+                                ties_to_push=last)
     else:
-        choices = [best_split(v, budget.bytes, o, s.max_upload_bytes, grid_points)
+        choices = [best_split(v, budget.bytes, o, s.max_upload_bytes, grid_points, ties_to_push=last)
                    for v, o, s in zip(values, options, states)]
     plans = []
     for state, sit, after, choice in zip(states, situations, afters, choices):

@@ -38,10 +38,14 @@ class Budget:
 
     bytes: int
     shared: bool = False
+    # rounds a choice can still pay off in, this one included (1: the last round); None: no end in sight
+    rounds_left: int | None = None
 
     def __post_init__(self) -> None:
         if self.bytes < 0:
             raise ValueError("a budget cannot be negative")
+        if self.rounds_left is not None and self.rounds_left < 1:
+            raise ValueError(f"rounds_left must be at least 1 (this round), not {self.rounds_left}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class RoundRecord:
     # evaluated on its held-out frames (no link bytes): delta option name -> (mAP50-95, push bytes); empty when
     # none was evaluated
     delta_candidates: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    domain: str = ""  # the round's domain label ("" in records written before the field existed)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -98,6 +98,8 @@ def test_teacher_pseudo_labels_match_ground_truth(tmp_path, scenario, tiny_yolo)
     assert metric.compute().map50 > 0.3
     strict = label_frames(store, records, ["teacher"], LabelContext(tiny_yolo.pt, 0.999, tiny_yolo.imgsz))
     assert sum(len(f.item.classes) for f in strict) < sum(len(f.item.classes) for f in labelled)
+    # a frame without a box at or above the threshold is a likely miss, not a scene to learn as background
+    assert all(len(f.item.classes) for f in strict) and len(strict) < len(records)
 
 
 def test_import_labels_and_yolo_folders_follow_the_one_parser_rule(tmp_path, scenario):

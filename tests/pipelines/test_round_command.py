@@ -82,7 +82,8 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     assert state["tracks"]["cam-1"]["running_version"] == state["tracks"]["cam-1"]["target_version"] == "v0002"
     # the next round plans this kind of push at what this one sent
     assert state["push_bytes_by_option"] == {("sparse-10" if sparse_fraction else "full"): result["push_bytes"]}
-    assert (state_dir / "history.jsonl").read_text().count("\n") == 1
+    [record] = [json.loads(line) for line in (state_dir / "history.jsonl").read_text().splitlines()]
+    assert record["domain"] == "dusk"  # so the scheduler's fit can leave out the bootstrap domain's rounds
     assert state["replay_dir"] == str(state_dir / "replay-r000") and (state_dir / "replay-r000" / "images").is_dir()
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.learner.state import (STAGES, STATE_FILE, LearnerState, PlannedEndpoint, PushDone, RoundProgress,
-                                TrackState, load_state, save_state)
-from edge.scheduler.policy import EndpointPlan, PushOption
+from edge.learner.state import (HISTORY_FILE, STAGES, STATE_FILE, LearnerState, PlannedEndpoint, PushDone,
+                                RoundProgress, TrackState, append_line, load_state, read_history, save_state)
+from edge.scheduler.policy import EndpointPlan, PushOption, RoundRecord
 from endpoint.wire.durable_file import TMP_PREFIX
 
 
@@ -85,3 +85,20 @@ def test_stage_done_follows_the_stage_order():
     for i, reached in enumerate(STAGES):
         state = _state(reached)
         assert [state.stage_done(s) for s in STAGES] == [j <= i for j in range(len(STAGES))], reached
+
+
+def _record(round_index: int, domain: str) -> RoundRecord:
+    return RoundRecord(round=round_index, endpoint_id="cam-1", policy="adaptive", budget_bytes=1000,
+                       planned_upload_bytes=800, spent_upload_bytes=790, planned_push_bytes=200, spent_push_bytes=200,
+                       frames_uploaded=3, push="full", push_kind="delta", push_student="student",
+                       uploaded_bytes_before=0, map_base=0.0, anchor_uploaded_bytes=0, anchor_map=0.0,
+                       map_before=0.0, map_after=0.3, domain=domain)
+
+
+def test_the_schedulers_history_leaves_out_the_bootstrap_domain(tmp_path):
+    assert read_history(tmp_path) == []
+    records = [_record(0, "day"), _record(1, "dusk"), _record(2, "dusk")]
+    for record in records:
+        append_line(tmp_path / HISTORY_FILE, record.to_dict())
+    assert read_history(tmp_path) == records
+    assert read_history(tmp_path, skip_domain="day") == records[1:]
