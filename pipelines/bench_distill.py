@@ -9,6 +9,7 @@ bootstrap is the lab's (same frames, same cache key), so a bench after a lab tra
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -119,9 +120,12 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
                       time.process_time() - cpu))
     variants = [(LABEL_ONLY, {})] + [(distilled_name(config, w), teacher_arguments(
         teacher.weights, config.model_copy(update={"distill_loss_weight": w}))) for w in weights]
+    drawn = replay
     for index, (variant, extra) in enumerate(variants):
         say(f"training the student: {variant}")
         cpu = time.process_time()
+        # each variant draws from a copy of the same buffer state: the same replay images, not the next draw
+        replay = copy.deepcopy(drawn)
         run = train_stage(boot.student, drift, config.distill, config, work / f"student-{index}", CLASS_NAMES,
                           "student", replay=replay, exclude_domain=new, **extra)
         rows.append(score(variant, run.weights, run.train_s, cpu_s=time.process_time() - cpu))

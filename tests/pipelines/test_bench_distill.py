@@ -27,5 +27,9 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
     train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]["imgsz"]
                   for path in (tmp_path / "work").glob("*/runs/*/weights/last.pt")}
     assert train_args == {"teacher": 96, "student-0": 64, "student-1": 64}
+    # every student variant trained on the same images (the same replay draw)
+    trained = [sorted(p.name for p in (tmp_path / "work" / f"student-{i}" / "student-data" / "images" / "train")
+                      .iterdir()) for i in (0, 1)]
+    assert trained[0] == trained[1]
     # the distilled student's teacher ran on its own 96 px view of the 64 px batches
     assert "distilling at teacher scale 1.5" in caplog.text
