@@ -74,8 +74,8 @@ class LearningConfig(StrictConfig):
                                "input scale and its scores max-pooled to the student's grid "
                                "(edge/distill_model.py); 0: off. Measured (bench distill, same data, training "
                                "seeds 0-5): 1 gave +0.4 pt mean mAP50-95 against labels alone (-1.7 to +2.5 per "
-                               "seed), short of the +1 pt that would pay for 2.3x the student's training CPU; "
-                               "0.1, 0.3, 3: -1.7, -0.2, -1.9 pts (seeds 0-2)")
+                               "seed), short of the +1 pt that would pay for 2-2.4x the student's training CPU; "
+                               "0.1, 0.3, 3: -1.7, -0.2, -1.9 pts, and 1 at temperature 2 -4.5 pts (seeds 0-2)")
     distill_box_weight: float = Field(
         0.0, ge=0, description="weight of the box distillation: the student's box bins (DFL) learn the box of the "
                                "most confident teacher cell its anchor covers, weighted by that confidence; 0: off. "
