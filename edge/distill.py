@@ -1,8 +1,9 @@
 """Distill the student from the fine-tuned teacher with ultralytics' built-in ``distill_model`` training.
 
 The student learns from labels (ground truth where a frame has it, teacher pseudo-labels
-elsewhere), plus ultralytics' score-weighted feature loss against the frozen teacher when
-``distill_loss_weight`` is above 0 (``edgeloop bench distill`` measures whether it pays).
+elsewhere), plus, against the frozen teacher fed at its own input scale (``edge.distill_model``), the
+teacher's class scores (``distill_logit_weight``), boxes (``distill_box_weight``) and ultralytics'
+score-weighted features (``distill_loss_weight``); ``edgeloop bench distill`` measures whether they pay.
 """
 
 from __future__ import annotations
@@ -39,14 +40,25 @@ def distill_student(student_weights: str | Path, teacher_weights: str | Path, it
     Writes ``run_dir/student.pt``; ``sparse`` trains only a fraction of its coordinates (``edge.sparse_update``).
     """
     # student.pt is the student alone: ultralytics strips the teacher and projector when it saves
-    teacher = {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight}
-    # weight 0: no feature loss, so the teacher's forward pass on every batch would buy nothing
+    teacher = teacher_arguments(teacher_weights, config)
     stage = config.distill if sparse is None else \
         config.distill.model_copy(update={"lr0": config.distill.lr0 * config.sparse_lr_scale})
     run = train_stage(student_weights, items, stage, config, run_dir, class_names, "student",
-                      replay=replay, exclude_domain=exclude_domain, sparse=sparse, **(teacher if config.distill_loss_weight else {}))
+                      replay=replay, exclude_domain=exclude_domain, sparse=sparse, **teacher)
     log.info("distilled student from %s on %d images in %.1f s", Path(teacher_weights).name, run.images, run.train_s)
     return DistillResult(run.weights, run.images, run.train_s)
 
 
-__all__ = ["DistillResult", "distill_student"]
+def teacher_arguments(teacher_weights: str | Path, config: LearningConfig) -> dict:
+    """``train_stage`` arguments that distill from ``teacher_weights``; none when every distillation weight is 0."""
+    if not (config.distill_loss_weight or config.distill_logit_weight or config.distill_box_weight):
+        return {}  # no distillation term: the teacher's forward pass on every batch would buy nothing
+    from edge.distill_model import HeadDistillation
+
+    head = HeadDistillation(teacher_scale=config.teacher_size() / config.imgsz,
+                            logit_weight=config.distill_logit_weight, box_weight=config.distill_box_weight,
+                            temperature=config.distill_temperature)
+    return {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight, "distill_head": head}
+
+
+__all__ = ["DistillResult", "distill_student", "teacher_arguments"]

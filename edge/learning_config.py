@@ -47,9 +47,10 @@ class LearningConfig(StrictConfig):
     teacher_input_scale: float = Field(
         2.0, ge=1, le=4, description="the teacher trains, scores and pseudo-labels at this times the student's "
                                      "imgsz (rounded to 32 px), so it follows --imgsz and data-aware sizes; "
-                                     "distillation feeds it the student's batches. Measured (bench distill, 128 px "
-                                     "student): a 2x teacher reached 1.7x the label-only student after the drift, a "
-                                     "1x one 0.45x, in 2.7x the 1x fine-tune's CPU time; a 4x wider 1x one 0.57x")
+                                     "distillation feeds it the student's batches upsampled to that size. "
+                                     "Measured (bench distill, 128 px student): a 2x teacher reached 1.7x the "
+                                     "label-only student after the drift, a 1x one 0.45x, in 2.7x the 1x "
+                                     "fine-tune's CPU time; a 4x wider 1x one 0.57x")
     batch: int = Field(16, ge=1, description="training batch size")
     nominal_batch: int | None = Field(
         16, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
@@ -67,7 +68,24 @@ class LearningConfig(StrictConfig):
         0.0, ge=0, description="ultralytics 'dis': weight of the feature distillation loss; 0 trains the student on "
                                "labels alone (ground truth, or the teacher's pseudo-labels where there is none). "
                                "Measured (bench distill, 130 dusk frames): dis 0.1, 0.3, 1 and 3 all cost 4-8 pts "
-                               "mAP50-95 against labels alone, with a 128 px and with a 256 px teacher")
+                               "mAP50-95 against labels alone, with a 128 px and with a 256 px teacher; dis 1 with "
+                               "the 256 px teacher fed at its scale (edge/distill_model.py) still cost 6 pts "
+                               "(training seeds 0, 1): the fresh projector is not learnt in 9 epochs")
+    distill_logit_weight: float = Field(
+        0.0, ge=0, description="weight of the class-score distillation: the student's class logits learn the "
+                               "teacher's sigmoid scores per anchor (Bernoulli KL), with the teacher fed at its own "
+                               "input scale and its scores max-pooled to the student's grid "
+                               "(edge/distill_model.py); 0: off. Measured (bench distill, same data, training "
+                               "seeds 0-5): 1 gave +0.4 pt mean mAP50-95 against labels alone (-1.7 to +2.5 per "
+                               "seed), short of the +1 pt that would pay for 2-2.4x the student's training CPU; "
+                               "0.1, 0.3, 3: -1.7, -0.2, -1.9 pts, and 1 at temperature 2 -4.5 pts (seeds 0-2)")
+    distill_box_weight: float = Field(
+        0.0, ge=0, description="weight of the box distillation: the student's box bins (DFL) learn the box of the "
+                               "most confident teacher cell its anchor covers, weighted by that confidence; 0: off. "
+                               "Measured (bench distill, training seeds 0-2): 1 gave -1.1 pts mAP50-95 against "
+                               "labels alone")
+    distill_temperature: float = Field(
+        1.0, gt=0, le=20, description="temperature of the class-score distillation (softens both sides)")
     bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
     bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
     replay_fraction: float = Field(

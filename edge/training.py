@@ -28,6 +28,7 @@ from edge.training_progress import watch
 from edge.yolo_dataset import LabelledImage, write_yolo_dataset
 
 if TYPE_CHECKING:
+    from edge.distill_model import HeadDistillation
     from edge.replay import ReplayBuffer
     from edge.sparse_update import SparseUpdate
 
@@ -72,13 +73,15 @@ def model_source(spec: ModelSpec, cache_dir: Path) -> str:
 
 
 def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningConfig, run_dir: Path,
-               n_images: int = 0, label: str = "training", sparse: SparseUpdate | None = None, **extra) -> Path:
+               n_images: int = 0, label: str = "training", sparse: SparseUpdate | None = None,
+               distill_head: HeadDistillation | None = None, **extra) -> Path:
     """One ultralytics training run with edgeloop's settings; returns the last weights.
 
     ``n_images`` (the training set's size) lets ``stage.target_images`` bound the epochs; ``extra`` goes to
     ``YOLO.train`` as is (``distill_model=``, ``dis=``, ``freeze=``, ``deterministic=`` ...). Each epoch is
     reported as ``label: epoch i/n, loss ..., m:ss left`` where ``report_training_to`` asked for it. ``sparse``
-    trains only a fraction of the coordinates (``edge.sparse_update``).
+    trains only a fraction of the coordinates (``edge.sparse_update``); ``distill_head`` (with ``distill_model=``)
+    feeds the teacher at its own scale and adds head distillation (``edge.distill_model``).
     """
     YOLO = ultralytics_yolo()
     run_dir = Path(run_dir).resolve()
@@ -92,6 +95,10 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
     watch(model, label)
     if sparse is not None:
         sparse.attach(model)
+    if distill_head is not None:
+        from edge.distill_model import attach
+
+        attach(model, distill_head)
     model.train(**{**settings, **extra})
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.
     return run_dir / "weights" / "last.pt"
@@ -173,8 +180,8 @@ def train_stage(start_weights: str | Path, items: Sequence[LabelledImage], stage
                 replay: ReplayBuffer | None = None, exclude_domain: str | None = None, **extra) -> StageRun:
     """Train on from ``start_weights`` with ``items`` (+ replay, less ``exclude_domain``); writes ``run_dir/<role>.pt``.
 
-    ``replay`` is only read; ``extra`` goes to ultralytics (distillation passes
-    ``distill_model=`` and ``dis=``).
+    ``replay`` is only read; ``extra`` goes to ``train_yolo`` (distillation passes ``distill_model=``, ``dis=``
+    and ``distill_head=``).
     """
     if not items:
         raise ValueError(f"the {role} stage needs at least one labelled image")

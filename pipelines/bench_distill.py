@@ -1,13 +1,15 @@
 """``edgeloop bench distill``: after the drift, the distilled student against the same student on labels alone.
 
-Same start weights, same frames (the drifted domain plus replay), same epochs; only the teacher's
-feature loss (ultralytics ``distill_model=`` with weight ``dis``) differs. The bootstrap is the lab's
-(same frames, same cache key), so a bench after a lab trains nothing twice. Scores are FP32 ``.pt``
-mAP50-95 on held-out frames of the new and the old domain.
+Same start weights, same frames (the drifted domain plus replay), same epochs and seed; only the teacher's terms
+differ: each ``--dis`` weight is one distilled variant with that feature weight and the learning config's
+class-score, box and temperature settings (``edge.distill``: the teacher runs at its own input scale). The
+bootstrap is the lab's (same frames, same cache key), so a bench after a lab trains nothing twice. Scores are FP32
+``.pt`` mAP50-95 on held-out frames of the new and the old domain.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -41,11 +43,13 @@ def run_bench_distill(args) -> int:
     except ValueError:
         console.print(f"[red]edgeloop bench distill: --dis takes comma-separated numbers, not {args.dis!r}[/]")
         return 2
-    if any(w <= 0 for w in weights):
-        console.print("[red]edgeloop bench distill: every --dis weight must be > 0 (the label-only row is dis 0)[/]")
-        return 2
     frames = getattr(args, "frames", 0) or DRIFT_FRAMES
     config = _learning(args)
+    head = config.distill_logit_weight or config.distill_box_weight
+    if any(w < 0 or (w == 0 and not head) for w in weights):
+        console.print("[red]edgeloop bench distill: every --dis weight must be > 0, or >= 0 when the learning config "
+                      "distills class scores or boxes (the label-only row is every weight 0)[/]")
+        return 2
     os.environ.setdefault("YOLO_VERBOSE", "False")  # before ultralytics is imported: epochs come as our own lines
     from edge.training_progress import report_training_to
 
@@ -69,6 +73,7 @@ def _learning(args):
 def distill_ablation(config, frames: int, weights: list[float], work: Path, say=print) -> tuple[list[Row], dict]:
     """Bootstrap (cached) on day, fine-tune the teacher on ``frames`` dusk frames, train the student variants."""
     from edge.bootstrap import bootstrap_models
+    from edge.distill import teacher_arguments
     from edge.evaluate import evaluate_pt
     from edge.replay import ReplayBuffer
     from edge.teacher import finetune_teacher
@@ -113,15 +118,24 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
                                exclude_domain=new)
     rows.append(score("teacher (fine-tuned)", teacher.weights, teacher.train_s, config.teacher_size(),
                       time.process_time() - cpu))
-    variants = [(LABEL_ONLY, {})] + [(f"distilled, dis {w:g}", {"distill_model": str(teacher.weights), "dis": w})
-                                     for w in weights]
+    variants = [(LABEL_ONLY, {})] + [(distilled_name(config, w), teacher_arguments(
+        teacher.weights, config.model_copy(update={"distill_loss_weight": w}))) for w in weights]
+    drawn = replay
     for index, (variant, extra) in enumerate(variants):
         say(f"training the student: {variant}")
         cpu = time.process_time()
+        # each variant draws from a copy of the same buffer state: the same replay images, not the next draw
+        replay = copy.deepcopy(drawn)
         run = train_stage(boot.student, drift, config.distill, config, work / f"student-{index}", CLASS_NAMES,
                           "student", replay=replay, exclude_domain=new, **extra)
         rows.append(score(variant, run.weights, run.train_s, cpu_s=time.process_time() - cpu))
     return rows, times
+
+
+def distilled_name(config, feature_weight: float) -> str:
+    """The variant's row name: every distillation weight it trains with."""
+    return (f"distilled, dis {feature_weight:g}, logit {config.distill_logit_weight:g}, box "
+            f"{config.distill_box_weight:g}, T {config.distill_temperature:g}")
 
 
 def label_only(rows: list[Row]) -> Row:
@@ -154,4 +168,4 @@ def _table(rows: list[Row], config, frames: int, times: dict):
     return table
 
 
-__all__ = ["DRIFT_FRAMES", "Row", "distill_ablation", "label_only", "run_bench_distill", "verdict"]
+__all__ = ["DRIFT_FRAMES", "Row", "distill_ablation", "distilled_name", "label_only", "run_bench_distill", "verdict"]

@@ -1,0 +1,195 @@
+"""ultralytics' ``DistillationModel`` with the teacher fed at its own input scale, plus head-output distillation.
+
+ultralytics runs the teacher on the student's batch as is; our teacher trains at ``teacher_input_scale`` times the
+student's input, so at the student's size it sees objects at half the size it learned and scores poorly. Here:
+
+* the teacher sees the batch upsampled by ``teacher_scale``, and its neck features and head outputs are pooled
+  back to the student's grid, level by level (average for features, max for class scores);
+* the student's class logits learn the teacher's sigmoid scores per anchor (Bernoulli KL at a temperature),
+  on top of the labels and of ultralytics' score-weighted feature loss (``dis``).
+
+The wrapper adds no parameters, so a trainer callback can adopt ultralytics' own instance after the optimizer is
+built (``attach``); ultralytics still saves only the student.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from ultralytics.nn.distill_model import DistillationModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadDistillation:
+    """What the student learns from the teacher's head: weights (0: off), temperature and the teacher's scale."""
+
+    teacher_scale: float = 1.0
+    logit_weight: float = 0.0
+    box_weight: float = 0.0
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0:
+            raise ValueError(f"bad head distillation settings: {self}")
+
+
+def teacher_view(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """The student's batch at the teacher's input size (bilinear), rounded to 32 px like the teacher's training."""
+    if scale == 1:
+        return images
+    h, w = images.shape[-2:]
+    size = [max(32, round(side * scale / 32) * 32) for side in (h, w)]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
+def align_head(values: torch.Tensor, teacher_grids: list[tuple[int, int]],
+               student_grids: list[tuple[int, int]]) -> torch.Tensor:
+    """Teacher head outputs (B, C, anchors) on the student's anchors: each level max-pooled to the student's grid.
+
+    Levels pair by index: small objects sit on the finest level at either scale, so a 2x teacher's level k covers
+    the student's level k on a grid twice as fine, and a student cell takes the strongest of the cells it covers.
+    """
+    levels = torch.split(values, [h * w for h, w in teacher_grids], dim=-1)
+    out = []
+    for level, teacher_grid, grid in zip(levels, teacher_grids, student_grids):
+        level = level.reshape(*values.shape[:2], *teacher_grid)
+        out.append((level if tuple(teacher_grid) == tuple(grid) else F.adaptive_max_pool2d(level, grid)).flatten(2))
+    return torch.cat(out, -1)
+
+
+def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Bernoulli KL(teacher || student) per class and anchor at ``temperature``, over the teacher's score mass.
+
+    Zero when the logits agree; normalized like ultralytics' class loss (by the summed target scores, at least 1).
+    """
+    t = teacher_logits.detach() / temperature
+    s = student_logits / temperature
+    p = t.sigmoid()
+    # BCE(s, p) - BCE(t, p): the target's own entropy removed, so agreement costs nothing
+    kl = F.binary_cross_entropy_with_logits(s, p, reduction="none") - \
+        F.binary_cross_entropy_with_logits(t, p, reduction="none")
+    return kl.sum() * temperature ** 2 / teacher_logits.detach().sigmoid().sum().clamp(min=1)
+
+
+def pick_by_confidence(boxes: torch.Tensor, confidence: torch.Tensor, teacher_grids: list[tuple[int, int]],
+                       student_grids: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per student cell, the box (B, 4, anchors) and confidence (B, 1, anchors) of the most confident teacher cell."""
+    sizes = [h * w for h, w in teacher_grids]
+    picked_boxes, picked_conf = [], []
+    for level_boxes, level_conf, teacher_grid, grid in zip(torch.split(boxes, sizes, -1),
+                                                          torch.split(confidence, sizes, -1), teacher_grids,
+                                                          student_grids):
+        pooled, index = F.adaptive_max_pool2d(level_conf.reshape(-1, 1, *teacher_grid), grid, return_indices=True)
+        picked_conf.append(pooled.flatten(2))
+        picked_boxes.append(level_boxes.gather(-1, index.flatten(2).expand(-1, 4, -1)))
+    return torch.cat(picked_boxes, -1), torch.cat(picked_conf, -1)
+
+
+def box_kd_loss(student_dist: torch.Tensor, anchors: torch.Tensor, strides: torch.Tensor, teacher_xyxy: torch.Tensor,
+                weights: torch.Tensor) -> torch.Tensor:
+    """DFL of the student's box bins (B, 4*reg_max, anchors) against the teacher's boxes (B, 4, anchors, student px).
+
+    Weighted per anchor by the teacher's confidence; anchors outside their teacher box do not count.
+    """
+    from ultralytics.utils.loss import DFLoss
+    from ultralytics.utils.tal import bbox2dist
+
+    b, _, a = student_dist.shape
+    reg_max = student_dist.shape[1] // 4
+    target = bbox2dist(anchors, teacher_xyxy.detach().permute(0, 2, 1) / strides)  # (B, anchors, 4) in strides
+    weights = weights.detach() * (target.min(-1).values > 0)
+    keep = weights > 0
+    if not keep.any():
+        return student_dist.sum() * 0
+    pred = student_dist.view(b, 4, reg_max, a).permute(0, 3, 1, 2)[keep].reshape(-1, reg_max)
+    dfl = DFLoss(reg_max)(pred, target[keep])[:, 0]  # mean over the four sides
+    return (dfl * weights[keep]).sum() / weights.sum().clamp(min=1)
+
+
+def decoded_boxes(head: dict, detect) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """xyxy boxes (B, 4, anchors) in input pixels from a Detect output, with its anchor points and strides."""
+    from ultralytics.utils.tal import make_anchors
+
+    anchors, strides = make_anchors(head["feats"], detect.stride, 0.5)
+    b, _, a = head["boxes"].shape
+    bins = torch.arange(detect.reg_max, device=anchors.device, dtype=head["boxes"].dtype)
+    dist = (head["boxes"].view(b, 4, detect.reg_max, a).softmax(2) * bins.view(1, 1, -1, 1)).sum(2)  # (B, 4, A)
+    centre = anchors.T.unsqueeze(0)  # (1, 2, A) in strides
+    xyxy = torch.cat((centre - dist[:, :2], centre + dist[:, 2:]), 1) * strides.T.unsqueeze(0)
+    return xyxy, anchors, strides
+
+
+class EdgeDistillationModel(DistillationModel):
+    """``DistillationModel`` whose teacher runs at its own scale, with class-score distillation."""
+
+    head: HeadDistillation = HeadDistillation()
+
+    @classmethod
+    def adopt(cls, model: DistillationModel, head: HeadDistillation) -> "EdgeDistillationModel":
+        """Turn ultralytics' instance into this class in place: same modules, so the optimizer and EMA still fit."""
+        if not isinstance(model, DistillationModel):
+            raise TypeError(f"expected ultralytics' DistillationModel, got {type(model).__name__}")
+        model.__class__ = cls
+        model.head = head
+        return model
+
+    def loss(self, batch, preds=None):
+        """Detection loss plus the feature and class-score distillation terms (training only)."""
+        if not self.training:
+            return super().loss(batch, preds)
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        images = batch["img"]
+        with torch.no_grad():
+            self.teacher_model(teacher_view(images, self.head.teacher_scale))
+        preds = self.student_model(images)
+        regular_loss, loss_items = self.student_model.loss(batch, preds)
+        n = len(self.feats_idx) - 1  # neck levels; level n is the Detect head
+        student_grids = [tuple(self._student_feats[i].shape[-2:]) for i in range(n)]
+        teacher_grids = [tuple(self._teacher_feats[i].shape[-2:]) for i in range(n)]
+        student_head = self.decouple_outputs(self._student_feats[n], branch="one2many")
+        teacher_head = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
+        teacher_logits = align_head(teacher_head["scores"], teacher_grids, student_grids)
+        confidence = teacher_logits.sigmoid().max(dim=1, keepdim=True).values  # (B, 1, anchors)
+
+        loss_distill = torch.zeros(1, device=images.device)
+        if self.dis:
+            per_level = torch.split(confidence, [h * w for h, w in student_grids], dim=-1)
+            for i in range(n):
+                teacher_feat = F.adaptive_avg_pool2d(self.decouple_outputs(self._teacher_feats[i]), student_grids[i])
+                student_feat = self.projector[i](self.decouple_outputs(self._student_feats[i]))
+                loss_distill += self.dis * self.loss_sl2(student_feat, teacher_feat, feat_idx=i,
+                                                         teacher_scores=per_level)
+        if self.head.logit_weight:
+            loss_distill += logit_kd_loss(student_head["scores"], teacher_logits, self.head.temperature) * \
+                self.head.logit_weight
+        if self.head.box_weight:
+            teacher_xyxy, _, _ = decoded_boxes(teacher_head, self.teacher_model.model[-1])
+            teacher_conf = teacher_head["scores"].sigmoid().max(dim=1, keepdim=True).values
+            boxes, weights = pick_by_confidence(teacher_xyxy / self.head.teacher_scale, teacher_conf, teacher_grids,
+                                                student_grids)
+            _, anchors, strides = decoded_boxes(student_head, self.student_model.model[-1])
+            loss_distill += box_kd_loss(student_head["boxes"], anchors, strides, boxes, weights[:, 0]) * \
+                self.head.box_weight
+        loss_items["dis_loss"] = loss_distill.detach()
+        return torch.cat([regular_loss, loss_distill * images.shape[0]]), loss_items
+
+
+def attach(yolo, head: HeadDistillation) -> None:
+    """Have ``yolo``'s next training adopt its distillation wrapper as ``EdgeDistillationModel`` with ``head``."""
+
+    def adopt(trainer) -> None:
+        model = getattr(trainer.model, "module", trainer.model)  # DDP keeps the model in .module
+        EdgeDistillationModel.adopt(model, head)
+        log.info("distilling at teacher scale %.2g: logit weight %g, box weight %g, T %g, feature weight %g",
+                 head.teacher_scale, head.logit_weight, head.box_weight, head.temperature, model.dis)
+
+    yolo.add_callback("on_pretrain_routine_end", adopt)
+
+
+__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "teacher_view"]
