@@ -32,6 +32,7 @@ from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
 from edge.training_progress import report_training_to
+from edge.learner.push_gate import regression
 from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
 from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
@@ -286,6 +287,9 @@ class RoundDriver:
             track = self.state.tracks[ep]
             if planned.push["kind"] == "skip" or not p.candidate_version:
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
+            elif (worse := self._worse_than_deployed(track, p.candidate_version)) is not None:
+                log.warning("round %d: not pushing to %s: %s", p.round, ep, worse)
+                p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
             elif self.fleet.running(ep) is None:
                 # Never reported: nothing to push against and no one to ack; the reconciler pushes when it reports.
                 log.warning("round %d: %s has not reported what it runs; its push waits for it", p.round, ep)
@@ -302,6 +306,14 @@ class RoundDriver:
                 if outcome.acked and (outcome.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
                     self.state.push_bytes_by_option[option] = outcome.bytes
             save_state(self.state_dir, self.state)
+
+    def _worse_than_deployed(self, track: TrackState, candidate: str) -> str | None:
+        """Why ``candidate`` must not replace what the endpoint runs (``edge.learner.push_gate``), or None."""
+        deployed = self._deployed(track)
+        if not deployed or deployed == candidate or not self._val(track):
+            return None
+        return regression(candidate, self._map(track, candidate).map50_95, deployed,
+                          self._map(track, deployed).map50_95, track.domain)
 
     def _finish(self, records: list[FrameRecord], settings: RoundSettings) -> list[RoundResult]:
         from edge.learner.round_finish import finish_round
