@@ -92,6 +92,9 @@ class LearnerConfig(StrictConfig):
                               description="label sources in order of preference; 'oracle' trusts labels that "
                                           "endpoints send, so it is for labs and scenario data only")
     push_timeout_s: float = Field(60.0, gt=0, description="how long a push waits for the endpoint's ack")
+    push_regressions: bool = Field(False, description="push a round's student even when it scores below the "
+                                                      "deployed one on the endpoint's held-out frames (default: "
+                                                      "such a push is skipped and logged)")
     rounds: int = Field(0, ge=0, description="stop after this many rounds (0: run until stopped)")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")

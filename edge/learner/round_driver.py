@@ -57,6 +57,7 @@ class RoundSettings:
     wait_for_frames: bool = False  # a service keeps collecting past the schedule until a frame arrives
     upload_timeout_s: float = 180.0  # the longest collection waits for endpoints' reports
     push_timeout_s: float = 60.0
+    push_regressions: bool = False  # push a student that scores below the deployed one (edge.learner.push_gate)
     last_round: int | None = None  # the learner stops after this round, so plans need not pay off later; None: no end
 
     def rounds_left(self, round_index: int) -> int | None:
@@ -287,7 +288,7 @@ class RoundDriver:
             track = self.state.tracks[ep]
             if planned.push["kind"] == "skip" or not p.candidate_version:
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
-            elif (worse := self._worse_than_deployed(track, p.candidate_version)) is not None:
+            elif not settings.push_regressions and (worse := self._worse_than_deployed(track, p.candidate_version)):
                 log.warning("round %d: not pushing to %s: %s", p.round, ep, worse)
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
             elif self.fleet.running(ep) is None:

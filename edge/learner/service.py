@@ -92,7 +92,8 @@ class Learner:
         base = dict(budget_bytes=int(c.budget_kbps * 1000 / 8 * c.round_s), round_s=c.round_s,
                     frames_per_round=c.frames, labels=tuple(c.labels), collect_s=c.round_s, min_frames=c.min_frames,
                     drift_agreement_drop=c.drift_agreement_drop, wait_for_frames=True,
-                    push_timeout_s=c.push_timeout_s, last_round=c.rounds - 1 if c.rounds else None)
+                    push_timeout_s=c.push_timeout_s, push_regressions=c.push_regressions,
+                    last_round=c.rounds - 1 if c.rounds else None)
         return RoundSettings(**{**base, **overrides})
 
     def run_round(self, domain: str | None = None, settings: RoundSettings | None = None) -> list[RoundResult]:
