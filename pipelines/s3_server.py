@@ -56,7 +56,11 @@ class SeaweedS3:
                f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
                f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-webdav.port={ports['webdav']}",
                f"-admin.port={ports['admin']}", "-admin.ui=false", f"-s3.port.iceberg={ports['iceberg']}",
-               f"-s3.port.lance={ports['lance']}", f"-s3.metricsPort={ports['metrics']}"]
+               f"-s3.port.lance={ports['lance']}", f"-s3.metricsPort={ports['metrics']}",
+               # Every bucket is a collection with volumes of its own. Left to itself, mini sizes volumes
+               # at 1 GiB and allows free disk / 1 GiB of them: with 19 GiB free, the 17th bucket failed with
+               # "no free volumes left" (HTTP 500). Small volumes, with no count cap, fail only on a full disk.
+               "-master.volumeSizeLimitMB=64", "-volume.max=2000"]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         logfile = open(self.workdir / "weed.log", "ab")
