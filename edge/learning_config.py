@@ -63,7 +63,8 @@ class LearningConfig(StrictConfig):
     finetune: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=10, lr0=0.01, target_images=1000),
                                 description="teacher fine-tuning on new labelled frames plus replay")
     distill: TrainSpec = Field(default_factory=lambda: TrainSpec(epochs=20, lr0=0.01, target_images=1600),
-                               description="student training: on labels, plus the teacher's distillation terms when any distill weight is above 0")
+                               description="student training: on labels, plus the teacher's distillation terms "
+                                           "when a distill weight is above 0")
     distill_loss_weight: float = Field(
         0.0, ge=0, description="ultralytics 'dis': weight of the feature distillation loss; 0 trains the student on "
                                "labels alone (ground truth, or the teacher's pseudo-labels where there is none). "
