@@ -18,7 +18,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from edge.frame_checks import (REJECT_REASONS, UNANSWERED_REASONS, FrameRejected,  # noqa: F401
-                               check_frame_message, check_jpeg, peek_frame_id, topic_endpoint_level)
+                               check_frame_message, peek_frame_id, topic_endpoint_level)
 from edge.frame_index import FrameRecord
 from edge.ingest_acks import AckBatcher, refusal_payload
 from edge.ingest_config import IngestConfig

@@ -13,7 +13,7 @@ from edge.ingest import Ingest
 from edge.ingest_config import IngestConfig
 from edge.learner.config import LearnerConfig, LearnerEndpoint
 from edge.learner.metrics import LearnerMetrics
-from edge.learner.round_driver import RoundSettings
+from edge.learner.round_settings import RoundSettings
 from edge.learner.service import Learner
 from edge.learner.setup import FirstModels
 from edge.learning_config import LearningConfig

@@ -13,15 +13,17 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from edge.frame_index import FrameIndex, FrameRecord
 from edge.learner.collect import Collector
 from edge.learner.fleet import FleetView
+from edge.learner.push_gate import regression
+from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
 from edge.learner.pusher import Pusher
 from edge.learner.round_result import RoundResult
+from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.scoring import Scorer
 from edge.learner.setup import STUDENT_NAME
 from edge.learner.state import (LearnerState, PlannedEndpoint, PushDone, RoundProgress, Stage, TrackState,
@@ -32,45 +34,12 @@ from edge.registry import ModelRegistry
 from edge.replay import ReplayBuffer
 from edge.scheduler.plans import to_protocol_plans
 from edge.training_progress import report_training_to
-from edge.learner.push_gate import regression
-from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
-from edge.scheduler.policy import SKIP, Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
+from edge.scheduler.policy import Allocation, Budget, EndpointState, Policy, PushOption, RoundRecord
 from edge.store import ObjectStore
 from edge.yolo_dataset import LabelledImage
 from endpoint.wire import protocol
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class RoundSettings:
-    """How a round runs: the link budget, when collection ends, the label sources, the timeouts."""
-
-    budget_bytes: int  # per endpoint and round
-    round_s: float = 10.0  # link time of one round: the uplink spreads its budget over it
-    frames_per_round: int = 120  # frames a plan-following source streams per round (0: a camera, continuous)
-    labels: tuple[str, ...] = ("import", "teacher")
-    collect_s: float | None = None  # schedule: learn this long after the plans went out; None: when endpoints report done
-    min_frames: int = 0  # learn as soon as this many frames of the round are stored (0: off)
-    drift_agreement_drop: float = 0.0  # learn early when label-free agreement falls this far below last round's
-    wait_for_frames: bool = False  # a service keeps collecting past the schedule until a frame arrives
-    upload_timeout_s: float = 180.0  # the longest collection waits for endpoints' reports
-    push_timeout_s: float = 60.0
-    push_regressions: bool = False  # push a student that scores below the deployed one (edge.learner.push_gate)
-    last_round: int | None = None  # the learner stops after this round, so plans need not pay off later; None: no end
-
-    def rounds_left(self, round_index: int) -> int | None:
-        """Rounds from ``round_index`` to the last one, both counted; None when rounds go on."""
-        return None if self.last_round is None else max(1, self.last_round - round_index + 1)
-
-
-@dataclass
-class EndpointSpec:
-    """An endpoint this learner serves, with its held-out labelled frames per domain."""
-
-    endpoint_id: str
-    val_sets: dict[str, list[LabelledImage]] = field(default_factory=dict)
 
 
 class RoundDriver:

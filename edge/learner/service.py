@@ -16,9 +16,10 @@ from edge.learner.fleet import FleetView
 from edge.learner.metrics import LearnerMetrics
 from edge.learner.pusher import Pusher
 from edge.learner.reconcile import Reconciler
-from edge.learner.round_driver import STUDENT_NAME, EndpointSpec, RoundDriver, RoundSettings
+from edge.learner.round_driver import RoundDriver
+from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.round_result import RoundResult
-from edge.learner.setup import FirstModels, initial_state, open_registry, signing_key
+from edge.learner.setup import STUDENT_NAME, FirstModels, initial_state, open_registry, signing_key
 from edge.learning_config import LearningConfig
 from edge.mqtt_connection import MqttConnection
 from edge.scheduler.policies import make_policy

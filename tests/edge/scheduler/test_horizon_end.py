@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.learner.round_driver import RoundSettings
+from edge.learner.round_settings import RoundSettings
 from edge.scheduler.adaptive import DEFAULT_HORIZON
 from edge.scheduler.lookahead import Situation
 from edge.scheduler.planning import plan_allocation
