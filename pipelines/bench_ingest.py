@@ -292,6 +292,7 @@ def run_bench_ingest(args) -> int:
 
     from edge.store.s3 import S3Store
     from pipelines.broker import Broker
+    from pipelines.bench_store_alone import write_frames
     from pipelines.s3_server import SeaweedS3
 
     streams = {"synthetic 320x240": None}
@@ -301,7 +302,7 @@ def run_bench_ingest(args) -> int:
         log.warning("no real video at %s; benchmarking the synthetic stream only", args.video)
     workdir = Path(tempfile.mkdtemp(prefix="edgeloop-bench-"))
     (workdir / "broker").mkdir()
-    rows = []
+    rows, alone = [], []
     with Broker(workdir=workdir / "broker") as broker, SeaweedS3(workdir=workdir / "s3") as s3:
         log.info("broker %s (%s), S3 %s", broker.url, broker.kind, s3.endpoint)
         store = S3Store(s3.endpoint, "bench", s3.access_key, s3.secret_key)
@@ -310,6 +311,9 @@ def run_bench_ingest(args) -> int:
         for name, video in streams.items():
             jpegs, width, height = make_jpegs(video)
             rows.append(bench_stream(name, jpegs, (width, height), args, broker, s3, store))
+            if not alone:  # the first stream's frames again, straight into the store: what it alone costs
+                alone.append(write_frames(store.inner if isinstance(store, LatencyStore) else store,
+                                          s3.process.pid, jpegs, (width, height), rows[-1].frames, args.pool_size))
     title = (f"ingest: {args.endpoints} endpoints → {broker.kind} → {args.workers} ingest x {args.pool_size} "
              f"store threads → SeaweedFS (+{args.store_latency_ms:g} ms per store call), window {args.window}")
     table = Table(title=title)
@@ -330,4 +334,18 @@ def run_bench_ingest(args) -> int:
                     f"{r.s3_cpu_ms_per_frame:.2f}", f"{r.publisher_cpu_ms_per_frame:.2f}",
                     f"{r.all_cpu_ms_per_frame:.2f}", f"{cap:,.0f}")
     Console(width=160).print(cpu)
+    Console(width=160).print(_store_alone_table(rows[0].stream, alone[0], args.pool_size))
     return 0 if all(r.check == "ok" for r in rows) else 1
+
+
+def _store_alone_table(stream: str, row, threads: int):
+    from rich.table import Table
+
+    table = Table(title=f"the store alone: ingest's writes for the {stream} frames from {threads} threads, "
+                        f"no broker (SeaweedFS +0 ms)")
+    for col in ("frames", "wall s", "frames/s", "writer CPU ms/frame", "SeaweedFS CPU ms/frame",
+                f"frames/s cap, SeaweedFS alone on {os.cpu_count()} cores"):
+        table.add_column(col, justify="right")
+    table.add_row(str(row.frames), f"{row.wall_s:.1f}", f"{row.frames_per_s:,.0f}", f"{row.writer_cpu_ms_per_frame:.2f}",
+                  f"{row.store_cpu_ms_per_frame:.2f}", f"{row.store_cap_frames_per_s:,.0f}")
+    return table

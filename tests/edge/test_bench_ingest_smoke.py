@@ -17,3 +17,34 @@ def test_bench_ingest_runs_two_workers_and_finds_every_frame_once(capsys):
     assert run_bench_ingest(args) == 0  # non-zero when a frame is missing, extra, written twice or unacked
     out = capsys.readouterr().out
     assert "frames/s" in out and "ack p99 ms" in out and " ok " in out
+    assert "the store alone" in out and "SeaweedFS CPU ms/frame" in out
+
+
+def test_store_alone_writes_each_frame_once_and_refuses_a_store_that_already_had_it(tmp_path):
+    import os
+
+    from edge.store import StoreError
+    from edge.store.local import LocalStore
+    from pipelines.bench_store_alone import write_frames
+
+    store = LocalStore(tmp_path)
+    row = write_frames(store, os.getpid(), [b"\xff\xd8one\xff\xd9", b"\xff\xd8two\xff\xd9"], (4, 3), 10, 3)
+    keys = sorted(store.list(""))
+    assert row.frames == 10 and len(keys) == 20 and sum(k.endswith(".json") for k in keys) == 10
+    endpoint_prefix = keys[0].split("/")[0]
+    assert all(k.startswith(endpoint_prefix) for k in keys)
+
+    class FailingOnce:  # one store error, retried: the frame lands, but a bench that hid the error would lie
+        failed = False
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def put(self, key, data, content_type="application/octet-stream"):
+            if not FailingOnce.failed:
+                FailingOnce.failed = True
+                raise StoreError("store went away")
+            return store.put(key, data, content_type)
+
+    with pytest.raises(RuntimeError, match="not stored cleanly"):
+        write_frames(FailingOnce(), os.getpid(), [b"\xff\xd8one\xff\xd9"], (4, 3), 3, 1)
