@@ -24,6 +24,7 @@ CONNECT_TIMEOUT_S = 5.0  # an unreachable store fails fast, so ingest's retry lo
 READ_TIMEOUT_S = 30.0
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error body is only read to name the error; bound what we keep
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
+MAX_BODY_BYTES = 2 * 1024**3  # far above any object edgeloop stores (a teacher's weights are ~100 MB)
 _RECV_BYTES = 64 * 1024  # under malloc's mmap threshold: a recv buffer is not mapped and unmapped each time
 _ONE_SEND_MAX_BYTES = 1024 * 1024  # a body up to this is copied behind the head and sent in one call
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -92,12 +93,15 @@ class _Connection:
             have += got
         return bytes(out)
 
-    def read_to_close(self, limit: int) -> bytes:
+    def read_to_close(self, limit: int, whole: bool) -> bytes:
+        """The bytes until the server closes, cut at ``limit`` (or ValueError beyond it when ``whole``)."""
         while len(self.buf) <= limit:
             data = self.sock.recv(_RECV_BYTES)
             if not data:
                 break
             self.buf += data
+        if whole and len(self.buf) > limit:
+            raise ValueError(f"body exceeds {limit} bytes")
         return bytes(self.buf[:limit])
 
 
@@ -132,6 +136,7 @@ class S3HttpClient:
                         "\r\n"]).encode("latin-1")
         message = head + body if len(body) <= _ONE_SEND_MAX_BYTES else None
         for attempt in (1, 2):
+            sent = False
             try:
                 conn, reused = self._connection()
                 if message is not None:
@@ -139,13 +144,16 @@ class S3HttpClient:
                 else:
                     conn.sock.sendall(head)
                     conn.sock.sendall(body)
+                sent = True
                 status, answer_headers, data, keep = self._read_answer(conn, method)
                 if not keep:
                     self._drop()  # an unread error tail or a server close: the next call opens a fresh one
                 return S3Response(status, data, answer_headers)
             except (_Closed, BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
                 self._drop()
-                if not reused or attempt == 2:
+                # Sent again only when the socket was dead before any answer began (_Closed, or a send refused):
+                # a reset once the answer is under way means the server took the request.
+                if not reused or attempt == 2 or (sent and not isinstance(exc, _Closed)):
                     raise S3RequestError(f"{method} {path} to {self.endpoint}: {exc!r}") from exc
                 log.debug("kept-alive connection to %s was closed (%r); reconnecting", self.endpoint, exc)
             except (OSError, ValueError) as exc:  # ValueError: an answer that is not HTTP
@@ -175,34 +183,41 @@ class S3HttpClient:
                 headers[name.strip().lower()] = value.strip()
         connection = headers.get("connection", "").lower()
         keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        limit = MAX_ERROR_BODY_BYTES if status >= 300 else None
+        limit = MAX_ERROR_BODY_BYTES if status >= 300 else MAX_BODY_BYTES
         if method == "HEAD" or status in (204, 304):
             return status, headers, b"", keep
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            body, complete = self._read_chunked(conn, limit)
+            body, complete = self._read_chunked(conn, limit, status < 300)
             return status, headers, body, keep and complete
         length = headers.get("content-length")
         if length is None:
-            return status, headers, conn.read_to_close(limit or 1 << 62), False
-        if not length.isdigit():
+            return status, headers, conn.read_to_close(limit, status < 300), False
+        if not (length.isascii() and length.isdigit()):
             raise ValueError(f"bad Content-Length {length!r}")
         n = int(length)
-        if limit is not None and n > limit:
+        if n > limit:
+            if status < 300:  # a body we need whole: a length this large is a broken answer, not data
+                raise ValueError(f"Content-Length {n} exceeds {limit} bytes")
             return status, headers, conn.read_exact(limit), False
         return status, headers, conn.read_exact(n), keep
 
     @staticmethod
-    def _read_chunked(conn: _Connection, limit: int | None) -> tuple[bytes, bool]:
-        """A chunked body (up to ``limit`` bytes) and whether it was read to its end."""
+    def _read_chunked(conn: _Connection, limit: int, whole: bool) -> tuple[bytes, bool]:
+        """A chunked body (up to ``limit`` bytes, or ValueError beyond it when ``whole``) and whether it was read
+        to its end."""
         parts, size = [], 0
         while True:
             line = conn.read_until(b"\r\n", 1024).split(b";")[0].strip()
-            n = int(line, 16)  # ValueError on garbage, reported as a bad answer
+            if not line or line.strip(b"0123456789abcdefABCDEF"):  # int() would also take '-1', '0x10', '1_0'
+                raise ValueError(f"bad chunk size {line[:40]!r}")
+            n = int(line, 16)
             if n == 0:
                 while conn.read_until(b"\r\n", MAX_HEAD_BYTES):  # trailers, then the empty line
                     pass
                 return b"".join(parts), True
-            if limit is not None and size + n > limit:
+            if size + n > limit:
+                if whole:
+                    raise ValueError(f"chunked body exceeds {limit} bytes")
                 parts.append(conn.read_exact(limit - size))
                 return b"".join(parts), False
             parts.append(conn.read_exact(n))

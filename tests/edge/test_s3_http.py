@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
+import time
 
 import pytest
 
@@ -11,7 +13,10 @@ from edge.store.s3_http import MAX_ERROR_BODY_BYTES, S3HttpClient, S3RequestErro
 
 
 class ScriptedServer:
-    """Answers each request with the next scripted bytes; counts connections; closes one when told to."""
+    """Answers each request with the next scripted bytes; counts connections; closes one when told to.
+
+    ``close`` "reset" waits a moment after the answer, then resets the connection (a server that died mid-answer).
+    """
 
     def __init__(self, answers: list[tuple[bytes, bool]]):
         self.answers, self.requests, self.connections = list(answers), [], 0
@@ -49,6 +54,9 @@ class ScriptedServer:
                 buf = buf[length:]
                 answer, close = self.answers.pop(0)
                 conn.sendall(answer)
+                if close == "reset":
+                    time.sleep(0.3)  # the client reads what came first
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 if close:
                     return
 
@@ -108,3 +116,29 @@ def test_garbage_instead_of_http_is_a_request_error():
     server = ScriptedServer([(b"SSH-2.0-OpenSSH\r\n\r\n", True)])
     with pytest.raises(S3RequestError, match="not an HTTP answer"):
         _client(server).request("GET", "/b/k")
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000000000000\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffffffff\r\nab",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n",
+], ids=["content-length", "chunk-size", "negative-chunk"])
+def test_a_body_size_beyond_any_object_is_refused_before_allocating(answer):
+    server = ScriptedServer([(answer, False), (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False)])
+    client = _client(server)
+    with pytest.raises(S3RequestError, match="exceeds|bad chunk size"):
+        client.request("GET", "/b/k")
+    assert client.request("GET", "/b/k").body == b"ok"  # on a fresh connection
+    assert server.connections == 2
+
+
+def test_a_reset_after_the_answer_began_does_not_send_the_request_again():
+    """Only a socket that died before any answer is retried: here the server took the PUT, then reset."""
+    server = ScriptedServer([(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+                             (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", "reset"),
+                             (b"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n", False)])
+    client = _client(server)
+    assert client.request("GET", "/b/k").status == 200
+    with pytest.raises(S3RequestError, match="ConnectionReset"):
+        client.request("PUT", "/b/k2", body=b"abc", headers={"if-none-match": "*"})
+    assert [line for line, _ in server.requests] == ["GET /b/k HTTP/1.1", "PUT /b/k2 HTTP/1.1"]
