@@ -100,6 +100,13 @@ def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Labe
         chunk = records[start : start + ctx.batch]
         jpegs = [store.get(rec.jpeg_key) for rec in chunk]
         images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+        # ingest checks a JPEG's segments, not its pixels: one that does not decode is left out, not the batch
+        for rec in [rec for rec, image in zip(chunk, images) if image is None]:
+            log.warning("teacher: frame %s does not decode; left unlabelled", rec.jpeg_key)
+        keep = [i for i, image in enumerate(images) if image is not None]
+        chunk, jpegs, images = [chunk[i] for i in keep], [jpegs[i] for i in keep], [images[i] for i in keep]
+        if not images:
+            continue
         results = model.predict(images, imgsz=ctx.imgsz, conf=ctx.teacher_conf, device="cpu", verbose=False)
         for rec, jpeg, res in zip(chunk, jpegs, results):
             boxes = res.boxes.xyxyn.cpu().numpy().astype(np.float32).reshape(-1, 4)

@@ -126,3 +126,30 @@ def test_import_labels_and_yolo_folders_follow_the_one_parser_rule(tmp_path, sce
         np.testing.assert_allclose(boxes, expected, atol=1e-6)
     np.testing.assert_array_equal(imported.item.classes, [0, 2])
     np.testing.assert_array_equal(from_folder.classes, [0, 2])
+
+
+def _without_quantization_tables(jpeg: bytes) -> bytes:
+    """The JPEG with its DQT segments cut: every segment still in place (ingest's check passes), undecodable."""
+    out, pos = bytearray(jpeg[:2]), 2
+    while jpeg[pos + 1] != 0xDA:
+        length = jpeg[pos + 2] << 8 | jpeg[pos + 3]
+        if jpeg[pos + 1] != 0xDB:
+            out += jpeg[pos:pos + 2 + length]
+        pos += 2 + length
+    return bytes(out + jpeg[pos:])
+
+
+def test_teacher_skips_a_stored_frame_that_does_not_decode(tmp_path, scenario, tiny_yolo):
+    """Ingest checks a JPEG's structure, not its pixels: a frame that passed it yet won't decode stays unlabelled."""
+    from edge.frame_checks import check_jpeg
+
+    store = LocalStore(tmp_path)
+    for i in range(3):
+        put_frame(store, scenario, i, with_labels=False)
+    records = stored_frames(store)
+    broken = _without_quantization_tables(store.get(records[1].jpeg_key))
+    check_jpeg(broken)  # what ingest accepts
+    assert cv2.imdecode(np.frombuffer(broken, np.uint8), cv2.IMREAD_COLOR) is None
+    store.put(records[1].jpeg_key, broken)
+    labelled = label_frames(store, records, ["teacher"], LabelContext(tiny_yolo.pt, 0.3, tiny_yolo.imgsz))
+    assert [f.record.frame_id for f in labelled] == ["f.0000", "f.0002"]
