@@ -54,7 +54,7 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
         elif marker == _SOS:
             if size is None:
                 raise JpegLayoutError("scan before the frame header")
-            if length < 6 or length != 6 + 2 * jpeg[body]:
+            if length < 6 or length != 6 + 2 * jpeg[body] or not 1 <= jpeg[body] <= 4:  # a scan has 1..4
                 raise JpegLayoutError(f"scan header of {length} bytes does not fit its components")
             data_end = _SCAN_END.search(jpeg, pos).start()  # the final EOI always matches
             if data_end == pos:
@@ -72,7 +72,7 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
 def _frame_size(jpeg: bytes, body: int, length: int, seen: tuple[int, int] | None) -> tuple[int, int]:
     if seen is not None:
         raise JpegLayoutError("two frame headers")
-    if length < 8 or length != 8 + 3 * jpeg[body + 5]:
+    if length < 8 or length != 8 + 3 * jpeg[body + 5] or not jpeg[body + 5]:  # a frame of no component is no image
         raise JpegLayoutError(f"frame header of {length} bytes does not fit its components")
     height, width = jpeg[body + 1] << 8 | jpeg[body + 2], jpeg[body + 3] << 8 | jpeg[body + 4]
     if not width or not height:  # a height of 0 (set later by a DNL segment) is legal but no camera writes it

@@ -58,7 +58,16 @@ def _bad() -> dict[str, bytes]:
         "zero width": jpeg[: sof + 7] + b"\x00\x00" + jpeg[sof + 9 :],
         "segment longer than the file": jpeg[:2] + b"\xff\xe0\xff\xff" + jpeg[6:],
         "not a marker": jpeg[:2] + b"\x00" + jpeg[3:],
+        # every length agrees, but a header naming no component describes no pixels (nothing decodes it)
+        "frame of no component": _no_components(jpeg),
     }
+
+
+def _no_components(jpeg: bytes) -> bytes:
+    sof, sos = jpeg.index(b"\xff\xc0"), jpeg.index(b"\xff\xda")
+    sof_end, sos_end = (at + 2 + int.from_bytes(jpeg[at + 2 : at + 4], "big") for at in (sof, sos))
+    frame = b"\xff\xc0\x00\x08" + jpeg[sof + 4 : sof + 9] + b"\x00"
+    return jpeg[:sof] + frame + jpeg[sof_end:sos] + b"\xff\xda\x00\x06\x00\x00\x3f\x00" + jpeg[sos_end:]
 
 
 # Not caught: scan data cut short and an end marker appended (only decoding tells); the endpoint's encoder
