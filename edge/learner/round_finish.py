@@ -6,7 +6,6 @@ at most once per (round, endpoint): a restart between those writes and the state
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from edge.frame_index import FrameRecord
 from edge.learner.push_options import trained_fraction
 from edge.learner.round_result import RoundResult
 from edge.learner.scoring import AGREEMENT_FRAMES
-from edge.learner.state import HISTORY_FILE, ROUNDS_FILE, PushDone, append_line
+from edge.learner.state import HISTORY_FILE, ROUNDS_FILE, PushDone, append_line, read_lines
 from edge.scheduler.policy import RoundRecord
 
 
@@ -83,5 +82,5 @@ def finish_round(driver, records: list[FrameRecord], settings) -> list[RoundResu
 def _written(path: Path, round_key: str, endpoint_key: str) -> set[tuple[int, str]]:
     if not path.exists():
         return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_lines(path)
     return {(row[round_key], row[endpoint_key]) for row in rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.scheduler.policy import EndpointPlan, PushOption, RoundRecord
 from endpoint.wire.durable_file import write_durably
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -135,12 +138,34 @@ def read_history(state_dir: Path, skip_domain: str | None = None) -> list[RoundR
     path = Path(state_dir) / HISTORY_FILE
     if not path.exists():
         return []
-    records = [RoundRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    records = [RoundRecord.from_dict(row) for row in read_lines(path)]
     return [r for r in records if skip_domain is None or r.domain != skip_domain]
 
 
+def read_lines(path: Path) -> list[dict]:
+    """The records of a ``.jsonl`` file; a line a crash cut short (or a power cut zero-filled) is skipped."""
+    rows = []
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            log.warning("%s line %d is not a record (a write cut short?); skipped", path, number)
+    return rows
+
+
 def append_line(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    with open(path, "a+b") as fh:  # writes append; the read looks at the last byte
+        line = (json.dumps(record) + "\n").encode()
+        if fh.seek(0, os.SEEK_END):
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # a line cut short: start a new one rather than glue this record to it
+                line = b"\n" + line
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())

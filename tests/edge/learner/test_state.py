@@ -102,3 +102,20 @@ def test_the_schedulers_history_leaves_out_the_bootstrap_domain(tmp_path):
         append_line(tmp_path / HISTORY_FILE, record.to_dict())
     assert read_history(tmp_path) == records
     assert read_history(tmp_path, skip_domain="day") == records[1:]
+
+
+@pytest.mark.parametrize("torn", [b'{"round": 3, "endpoint_id": "ca', b"\0" * 40], ids=["cut", "zero-filled"])
+def test_a_line_a_power_cut_tore_is_skipped_and_the_next_append_starts_a_line_of_its_own(tmp_path, torn):
+    """A crash mid-append leaves part of a line (or, after a power cut, zeros): a restart must still read the rest."""
+    from edge.learner.round_finish import _written
+
+    path = tmp_path / HISTORY_FILE
+    records = [_record(1, "dusk"), _record(2, "dusk")]
+    for record in records:
+        append_line(path, record.to_dict())
+    with open(path, "ab") as fh:
+        fh.write(torn)
+    assert read_history(tmp_path) == records
+    append_line(path, _record(3, "dusk").to_dict())
+    assert read_history(tmp_path) == records + [_record(3, "dusk")]
+    assert _written(path, "round", "endpoint_id") == {(1, "cam-1"), (2, "cam-1"), (3, "cam-1")}
