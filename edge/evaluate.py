@@ -80,7 +80,12 @@ def agreement(student_onnx: str | Path, teacher_pt: str | Path, images: Sequence
     """Label-free estimate: the student's mAP against the teacher's pseudo-labels (teacher boxes >= teacher_conf)."""
     from endpoint.model.detector import OnnxDetector
 
-    decoded = [decode_image(im) for im in images]
+    decoded = []
+    for im in images:  # uploaded frames: ingest checked their JPEG structure, not their pixels
+        try:
+            decoded.append(decode_image(im))
+        except ValueError:
+            log.warning("agreement: an uploaded frame does not decode; left out")
     detector = OnnxDetector(student_onnx, conf_threshold=EVAL_CONF, iou_threshold=EVAL_IOU)
     metric = MeanAveragePrecision()
     for image, (t_boxes, _, t_classes) in zip(decoded, predict_pt(teacher_pt, decoded, imgsz, teacher_conf)):

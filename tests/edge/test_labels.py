@@ -153,3 +153,14 @@ def test_teacher_skips_a_stored_frame_that_does_not_decode(tmp_path, scenario, t
     store.put(records[1].jpeg_key, broken)
     labelled = label_frames(store, records, ["teacher"], LabelContext(tiny_yolo.pt, 0.3, tiny_yolo.imgsz))
     assert [f.record.frame_id for f in labelled] == ["f.0000", "f.0002"]
+
+
+def test_label_free_agreement_skips_an_uploaded_frame_that_does_not_decode(tmp_path, scenario, tiny_yolo):
+    """Drift checks and each round's record score uploaded frames; one that won't decode must not stop the round."""
+    from edge.evaluate import agreement
+
+    store = LocalStore(tmp_path)
+    jpegs = [put_frame(store, scenario, i, with_labels=False)[1] for i in range(3)]
+    jpegs[1] = _without_quantization_tables(jpegs[1])
+    result = agreement(tiny_yolo.onnx, tiny_yolo.pt, jpegs, tiny_yolo.imgsz)
+    assert result.images == 2
