@@ -164,3 +164,16 @@ def test_label_free_agreement_skips_an_uploaded_frame_that_does_not_decode(tmp_p
     jpegs[1] = _without_quantization_tables(jpegs[1])
     result = agreement(tiny_yolo.onnx, tiny_yolo.pt, jpegs, tiny_yolo.imgsz)
     assert result.images == 2
+
+
+def test_oracle_and_imported_labels_skip_a_frame_that_does_not_decode(tmp_path, scenario):
+    """ultralytics' image check passes such a JPEG and its loader then raises mid-training: keep it out."""
+    store = LocalStore(tmp_path)
+    for i in range(3):
+        put_frame(store, scenario, i, with_labels=i < 2)
+    records = stored_frames(store)
+    for rec in records[1:]:
+        store.put(rec.jpeg_key, _without_quantization_tables(store.get(rec.jpeg_key)))
+    store.put(import_label_key("cam-1", 2, "f.0002"), b"0 0.5 0.5 0.2 0.2\n")
+    labelled = label_frames(store, records, ["oracle", "import"])
+    assert [f.record.frame_id for f in labelled] == ["f.0000"]
