@@ -17,6 +17,7 @@ _SOS, _EOI = 0xDA, 0xD9
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and restart markers carry no length
 # Inside entropy-coded data FF is followed by 00 (a stuffed byte), D0-D7 (restart) or FF (fill); anything else ends it.
 _SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+_FILL = re.compile(rb"\xff*")
 
 
 class JpegLayoutError(ValueError):
@@ -34,8 +35,8 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
             break
         if jpeg[pos] != 0xFF:
             raise JpegLayoutError(f"no marker at byte {pos}")
-        while jpeg[pos + 1] == 0xFF and pos + 2 < end:  # fill bytes before a marker
-            pos += 1
+        if jpeg[pos + 1] == 0xFF:  # fill bytes before a marker: skipped in C, as a hostile run may be megabytes
+            pos = max(pos, min(_FILL.match(jpeg, pos + 1).end() - 1, end - 2))
         marker = jpeg[pos + 1]
         if marker == _EOI:
             break

@@ -94,3 +94,18 @@ def test_a_decompression_bomb_is_refused_by_its_header_alone():
     assert jpeg_size(bomb) == (40_000, 40_000)
     with pytest.raises(FrameRejected, match=f"exceeds {MAX_JPEG_PIXELS} pixels"):
         check_jpeg(bomb)
+
+
+@pytest.mark.parametrize("fill_bytes", [1, 7, 1 << 20])
+def test_fill_bytes_before_markers_are_skipped_however_many(fill_bytes):
+    jpeg = _cv2()
+    sos = jpeg.index(b"\xff\xda")
+    padded = jpeg[:sos] + b"\xff" * fill_bytes + jpeg[sos:]  # fill before the scan header, as the standard allows
+    assert jpeg_size(padded) == (64, 40)
+    decoded = cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape[:2] == (40, 64)
+
+
+def test_a_file_of_fill_bytes_is_refused():
+    with pytest.raises(JpegLayoutError):
+        jpeg_size(b"\xff\xd8" + b"\xff" * (1 << 20) + b"\xff\xd9")
