@@ -37,6 +37,9 @@ class SeaweedS3:
     s3_port: int = 0
     process: subprocess.Popen | None = None
     ports: dict[str, int] = field(default_factory=dict)  # chosen on the first start, kept for restarts
+    tls_cert_file: str = ""  # with a key: S3 over HTTPS too, on ``https_port``
+    tls_key_file: str = ""
+    https_port: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -47,9 +50,14 @@ class SeaweedS3:
         if not self.ports:
             self.ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
                           for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance",
-                                       "metrics")}
+                                       "metrics", "https")}
         ports = self.ports
         self.s3_port = ports["s3"]
+        tls = []
+        if self.tls_cert_file and self.tls_key_file:
+            self.https_port = ports["https"]
+            tls = [f"-s3.port.https={self.https_port}", f"-s3.cert.file={self.tls_cert_file}",
+                   f"-s3.key.file={self.tls_key_file}"]
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         cmd = [weed_binary(), "mini", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
@@ -60,13 +68,15 @@ class SeaweedS3:
                # Every bucket is a collection with volumes of its own. Left to itself, mini sizes volumes
                # at 1 GiB and allows free disk / 1 GiB of them: with 19 GiB free, the 17th bucket failed with
                # "no free volumes left" (HTTP 500). Small volumes, with no count cap, fail only on a full disk.
-               "-master.volumeSizeLimitMB=64", "-volume.max=2000"]
+               "-master.volumeSizeLimitMB=64", "-volume.max=2000", *tls]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         logfile = open(self.workdir / "weed.log", "ab")
         self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
         try:
             wait_for_port(self.s3_port, self.host, timeout_s)
+            if self.https_port:
+                wait_for_port(self.https_port, self.host, timeout_s)
             self._wait_ready(timeout_s)
         except Exception:
             self.stop()

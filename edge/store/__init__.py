@@ -18,7 +18,7 @@ def open_store(config: StoreConfig) -> ObjectStore:
 
     secret_key = Path(config.secret_key_file).read_text().strip() if config.secret_key_file else config.secret_key
     return S3Store(config.endpoint, config.bucket, config.access_key, secret_key, prefix=config.prefix,
-                   secure=config.secure, region=config.region)
+                   secure=config.secure, region=config.region, tls_ca_file=config.tls_ca_file)
 
 
 __all__ = ["ObjectStore", "StoreConfig", "StoreError", "open_store"]

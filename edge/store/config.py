@@ -22,5 +22,7 @@ class StoreConfig(StrictConfig):
     secret_key_file: str = Field("", description="read the S3 secret key from this file instead (a Docker "
                                  "secret, made by deploy/make-secrets.sh)")
     secure: bool = Field(False, description="use HTTPS")
+    tls_ca_file: str = Field("", description="with secure: trust the server's certificate only if this CA file "
+                             "signed it (a private CA, e.g. deploy/make-secrets.sh's); empty: the system's CAs")
     region: str = Field("us-east-1", pattern=r"^[a-z0-9-]+$", description="S3 region requests are signed for "
                         "(MinIO and SeaweedFS accept us-east-1)")

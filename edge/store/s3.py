@@ -21,10 +21,14 @@ class S3Store:
     """Objects live in ``bucket`` under ``prefix``; the bucket is created if missing."""
 
     def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str,
-                 prefix: str = "", secure: bool = False, region: str = "us-east-1"):
-        self.client = S3HttpClient(endpoint, access_key, secret_key, region=region, secure=secure)
+                 prefix: str = "", secure: bool = False, region: str = "us-east-1", tls_ca_file: str = ""):
         self.endpoint, self.bucket, self.region = endpoint, bucket, region
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        try:
+            self.client = S3HttpClient(endpoint, access_key, secret_key, region=region, secure=secure,
+                                       tls_ca_file=tls_ca_file)
+        except OSError as exc:
+            raise StoreError(f"S3 store {self.describe()}: TLS CA file {tls_ca_file!r} is unusable: {exc}") from exc
         self.list_page_keys = LIST_PAGE_KEYS
         try:
             self._ensure_bucket()

@@ -109,12 +109,13 @@ class S3HttpClient:
     """Signs and sends one request at a time per thread to ``endpoint`` (host:port), path-style."""
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
-                 secure: bool = False):
+                 secure: bool = False, tls_ca_file: str = ""):
         self.endpoint, self.region, self.secure = endpoint, region, secure
         host, _, port = endpoint.rpartition(":") if endpoint.rpartition(":")[2].isdigit() else (endpoint, "", "")
         self._address = (host.strip("[]"), int(port) if port else 443 if secure else 80)
         self._access_key, self._secret_key = access_key, secret_key
-        self._ssl = ssl.create_default_context() if secure else None
+        # an unreadable or foreign CA file raises OSError (ssl.SSLError is one) here, before any request
+        self._ssl = ssl.create_default_context(cafile=tls_ca_file or None) if secure else None
         self._local = threading.local()
         self._key_lock = threading.Lock()
         self._signing_day, self._signing_key = "", b""
