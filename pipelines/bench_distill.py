@@ -185,7 +185,8 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
 
 def distilled_name(config, feature_weight: float) -> str:
     """The variant's row name: every distillation weight it trains with."""
-    return (f"distilled, dis {feature_weight:g}, logit {config.distill_logit_weight:g}, box "
+    pool = "" if config.distill_logit_pool == "max" else f" {config.distill_logit_pool}-pooled"
+    return (f"distilled, dis {feature_weight:g}, logit {config.distill_logit_weight:g}{pool}, box "
             f"{config.distill_box_weight:g}, T {config.distill_temperature:g}")
 
 
