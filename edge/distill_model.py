@@ -4,7 +4,7 @@ ultralytics runs the teacher on the student's batch as is; our teacher trains at
 student's input, so at the student's size it sees objects at half the size it learned and scores poorly. Here:
 
 * the teacher sees the batch upsampled by ``teacher_scale``, and its neck features and head outputs are pooled
-  back to the student's grid, level by level (average for features, max for class scores);
+  back to the student's grid, level by level (average for features, max or average for class scores);
 * the student's class logits learn the teacher's sigmoid scores per anchor (Bernoulli KL at a temperature),
   on top of the labels and of ultralytics' score-weighted feature loss (``dis``).
 
@@ -24,6 +24,9 @@ from ultralytics.nn.distill_model import DistillationModel
 log = logging.getLogger(__name__)
 
 
+POOLS = ("max", "avg")
+
+
 @dataclass(frozen=True)
 class HeadDistillation:
     """What the student learns from the teacher's head: weights (0: off), temperature and the teacher's scale."""
@@ -32,9 +35,11 @@ class HeadDistillation:
     logit_weight: float = 0.0
     box_weight: float = 0.0
     temperature: float = 1.0
+    logit_pool: str = "max"  # how the teacher's class logits reach the student's grid: "max" or "avg" of its cells
 
     def __post_init__(self):
-        if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0:
+        if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0 or \
+                self.logit_pool not in POOLS:
             raise ValueError(f"bad head distillation settings: {self}")
 
 
@@ -48,17 +53,22 @@ def teacher_view(images: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def align_head(values: torch.Tensor, teacher_grids: list[tuple[int, int]],
-               student_grids: list[tuple[int, int]]) -> torch.Tensor:
-    """Teacher head outputs (B, C, anchors) on the student's anchors: each level max-pooled to the student's grid.
+               student_grids: list[tuple[int, int]], pool: str = "max") -> torch.Tensor:
+    """Teacher head outputs (B, C, anchors) on the student's anchors: each level pooled (max/avg) to the student's grid.
 
     Levels pair by index: small objects sit on the finest level at either scale, so a 2x teacher's level k covers
-    the student's level k on a grid twice as fine, and a student cell takes the strongest of the cells it covers.
+    the student's level k on a grid twice as fine. "max": a student cell takes the strongest of the cells it covers,
+    which spreads an object to cells whose anchor lies outside it; "avg" of a 2x2 block is the teacher bilinearly
+    read at the student's anchor point, which sits where the four cells meet.
     """
+    if pool not in POOLS:
+        raise ValueError(f"pool is one of {POOLS}, not {pool!r}")
+    pooled = F.adaptive_max_pool2d if pool == "max" else F.adaptive_avg_pool2d
     levels = torch.split(values, [h * w for h, w in teacher_grids], dim=-1)
     out = []
     for level, teacher_grid, grid in zip(levels, teacher_grids, student_grids):
         level = level.reshape(*values.shape[:2], *teacher_grid)
-        out.append((level if tuple(teacher_grid) == tuple(grid) else F.adaptive_max_pool2d(level, grid)).flatten(2))
+        out.append((level if tuple(teacher_grid) == tuple(grid) else pooled(level, grid)).flatten(2))
     return torch.cat(out, -1)
 
 
@@ -154,7 +164,7 @@ class EdgeDistillationModel(DistillationModel):
         teacher_grids = [tuple(self._teacher_feats[i].shape[-2:]) for i in range(n)]
         student_head = self.decouple_outputs(self._student_feats[n], branch="one2many")
         teacher_head = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
-        teacher_logits = align_head(teacher_head["scores"], teacher_grids, student_grids)
+        teacher_logits = align_head(teacher_head["scores"], teacher_grids, student_grids, self.head.logit_pool)
         confidence = teacher_logits.sigmoid().max(dim=1, keepdim=True).values  # (B, 1, anchors)
 
         loss_distill = torch.zeros(1, device=images.device)
@@ -186,8 +196,9 @@ def attach(yolo, head: HeadDistillation) -> None:
     def adopt(trainer) -> None:
         model = getattr(trainer.model, "module", trainer.model)  # DDP keeps the model in .module
         EdgeDistillationModel.adopt(model, head)
-        log.info("distilling at teacher scale %.2g: logit weight %g, box weight %g, T %g, feature weight %g",
-                 head.teacher_scale, head.logit_weight, head.box_weight, head.temperature, model.dis)
+        log.info("distilling at teacher scale %.2g: logit weight %g (%s-pooled), box weight %g, T %g, feature "
+                 "weight %g", head.teacher_scale, head.logit_weight, head.logit_pool, head.box_weight,
+                 head.temperature, model.dis)
 
     yolo.add_callback("on_pretrain_routine_end", adopt)
 

@@ -75,11 +75,14 @@ class LearningConfig(StrictConfig):
     distill_logit_weight: float = Field(
         0.0, ge=0, description="weight of the class-score distillation: the student's class logits learn the "
                                "teacher's sigmoid scores per anchor (Bernoulli KL), with the teacher fed at its own "
-                               "input scale and its scores max-pooled to the student's grid "
-                               "(edge/distill_model.py); 0: off. Measured (bench distill, same data, training "
-                               "seeds 0-5): 1 gave +0.4 pt mean mAP50-95 against labels alone (-1.7 to +2.5 per "
-                               "seed), short of the +1 pt that would pay for 2-2.4x the student's training CPU; "
-                               "0.1, 0.3, 3: -1.7, -0.2, -1.9 pts, and 1 at temperature 2 -4.5 pts (seeds 0-2)")
+                               "input scale and its scores pooled to the student's grid (distill_logit_pool) "
+                               "(edge/distill_model.py); 0: off, as it pays only where the teacher is far ahead, "
+                               "for 2-2.2x the student's training CPU. Measured (bench distill's ablation, mAP50-95 "
+                               "against labels alone, mean and std over training seeds): 1 gave +2.6 (std 2.2, "
+                               "seeds 0-5) on the default frames, where the teacher is 3.3x the label-only "
+                               "student, but -2.4 (std 2.5, seeds 1-3) with --seed 1 (2.3x) and -5.9 (std 1.3) on "
+                               "scenario seed 2 (1.6x); at temperature 0.5: +0.5, -0.5, -1.6. Foreground-weighted, "
+                               "teacher-mixed targets and teacher-ranked assignment did no better")
     distill_box_weight: float = Field(
         0.0, ge=0, description="weight of the box distillation: the student's box bins (DFL) learn the box of the "
                                "most confident teacher cell its anchor covers, weighted by that confidence; 0: off. "
@@ -87,6 +90,13 @@ class LearningConfig(StrictConfig):
                                "labels alone")
     distill_temperature: float = Field(
         1.0, gt=0, le=20, description="temperature of the class-score distillation (softens both sides)")
+    distill_logit_pool: Literal["max", "avg"] = Field(
+        "max", description="how the teacher's class logits (on a grid teacher_input_scale times finer) reach the "
+                           "student's grid for the class-score distillation: 'max' of the cells a student cell "
+                           "covers, or their 'avg' (the teacher read at the student's anchor point). "
+                           "Measured (bench distill's ablation, logit weight 1, mean over training seeds 0-5 against "
+                           "labels alone): 'avg' +2.7 pts (std 1.8) vs 'max' +2.7 on the default frames, +0.2 "
+                           "(std 1.8) vs -2.9 (seeds 0-2) with --seed 1, -5.9 vs -5.9 on scenario seed 2 (seeds 0-2)")
     bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
     bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
     replay_fraction: float = Field(

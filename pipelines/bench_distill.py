@@ -4,7 +4,9 @@ Same start weights, same frames (the drifted domain plus replay), same epochs an
 differ: each ``--dis`` weight is one distilled variant with that feature weight and the learning config's
 class-score, box and temperature settings (``edge.distill``: the teacher runs at its own input scale). The
 bootstrap is the lab's (same frames, same cache key), so a bench after a lab trains nothing twice. Scores are FP32
-``.pt`` mAP50-95 on held-out frames of the new and the old domain.
+``.pt`` mAP50-95 on held-out frames of the new and the old domain. ``--seeds`` repeats the students over training
+seeds (frames, replay draw and teacher stay fixed): one seed's noise is several points, so the verdict is the mean
+gain over seeds, printed with its standard deviation.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,24 @@ class Row:
     old_map: float
     train_s: float
     cpu_s: float = 0.0  # process CPU seconds of the training: on a shared machine, steadier than the wall clock
+    seed: int | None = None  # the students' training seed; None for the bootstrap and the teacher
+
+
+@dataclass(frozen=True)
+class Gain:
+    """One distilled variant against the label-only student, per training seed, in mAP50-95 points (new domain)."""
+
+    variant: str
+    by_seed: dict[int, float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.by_seed.values())
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds; NaN for a single seed."""
+        return statistics.stdev(self.by_seed.values()) if len(self.by_seed) > 1 else float("nan")
 
 
 def run_bench_distill(args) -> int:
@@ -45,6 +66,11 @@ def run_bench_distill(args) -> int:
         return 2
     frames = getattr(args, "frames", 0) or DRIFT_FRAMES
     config = _learning(args)
+    try:
+        seeds = training_seeds(getattr(args, "seeds", None), config.seed)
+    except ValueError as error:
+        console.print(f"[red]edgeloop bench distill: {error}[/]")
+        return 2
     head = config.distill_logit_weight or config.distill_box_weight
     if any(w < 0 or (w == 0 and not head) for w in weights):
         console.print("[red]edgeloop bench distill: every --dis weight must be > 0, or >= 0 when the learning config "
@@ -54,8 +80,9 @@ def run_bench_distill(args) -> int:
     from edge.training_progress import report_training_to
 
     with console.status("bench distill") as status, report_training_to(status.update):
-        rows, times = distill_ablation(config, frames, weights, Path(args.out) / "distill", console.print)
+        rows, times = distill_ablation(config, frames, weights, Path(args.out) / "distill", console.print, seeds)
     console.print(_table(rows, config, frames, times))
+    console.print(_gain_table(gains(rows)))
     for line in verdict(rows):
         console.print(line)
     return 0
@@ -70,8 +97,29 @@ def _learning(args):
     return base.model_copy(update={"seed": getattr(args, "seed", 0) or 0})
 
 
-def distill_ablation(config, frames: int, weights: list[float], work: Path, say=print) -> tuple[list[Row], dict]:
-    """Bootstrap (cached) on day, fine-tune the teacher on ``frames`` dusk frames, train the student variants."""
+MAX_SEEDS = 100
+
+
+def training_seeds(spec: str | None, first: int) -> list[int]:
+    """``--seeds``: None is ``first`` alone, ``N`` is ``first`` .. ``first + N - 1``, ``a,b,c`` those seeds."""
+    if spec is None or not str(spec).strip():
+        return [first]
+    text = str(spec).strip()
+    try:
+        seeds = [int(part) for part in text.split(",")] if "," in text else list(range(first, first + int(text)))
+    except ValueError:
+        raise ValueError(f"--seeds takes a count or comma-separated integers, not {spec!r}") from None
+    if not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs 1 to {MAX_SEEDS} distinct seeds, not {spec!r}")
+    return seeds
+
+
+def distill_ablation(config, frames: int, weights: list[float], work: Path, say=print,
+                     seeds: list[int] | None = None) -> tuple[list[Row], dict]:
+    """Bootstrap (cached) on day, fine-tune the teacher on ``frames`` dusk frames, train the student variants.
+
+    The students train once per seed of ``seeds`` (default: the config's), all on the same frames and replay draw.
+    """
     from edge.bootstrap import bootstrap_models
     from edge.distill import teacher_arguments
     from edge.evaluate import evaluate_pt
@@ -101,10 +149,12 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
     times["bootstrap_cpu_s"] = time.process_time() - cpu
     times["bootstrap_cached"] = float(boot.cached)
 
-    def score(variant: str, weights_pt: Path, train_s: float, imgsz: int = config.imgsz, cpu_s: float = 0.0) -> Row:
+    def score(variant: str, weights_pt: Path, train_s: float, imgsz: int = config.imgsz, cpu_s: float = 0.0,
+              seed: int | None = None) -> Row:
         maps = {d: evaluate_pt(weights_pt, items, imgsz, config.eval_conf).map50_95 for d, items in val.items()}
-        row = Row(variant, maps[new], maps[old], train_s, cpu_s)
-        say(f"{variant}: {new} {row.new_map:.3f}, {old} {row.old_map:.3f} mAP50-95, trained {train_s:.0f} s "
+        row = Row(variant, maps[new], maps[old], train_s, cpu_s, seed)
+        at = "" if seed is None else f" (seed {seed})"
+        say(f"{variant}{at}: {new} {row.new_map:.3f}, {old} {row.old_map:.3f} mAP50-95, trained {train_s:.0f} s "
             f"({cpu_s:.0f} CPU s)")
         return row
 
@@ -121,38 +171,51 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
     variants = [(LABEL_ONLY, {})] + [(distilled_name(config, w), teacher_arguments(
         teacher.weights, config.model_copy(update={"distill_loss_weight": w}))) for w in weights]
     drawn = replay
-    for index, (variant, extra) in enumerate(variants):
-        say(f"training the student: {variant}")
-        cpu = time.process_time()
-        # each variant draws from a copy of the same buffer state: the same replay images, not the next draw
-        replay = copy.deepcopy(drawn)
-        run = train_stage(boot.student, drift, config.distill, config, work / f"student-{index}", CLASS_NAMES,
-                          "student", replay=replay, exclude_domain=new, **extra)
-        rows.append(score(variant, run.weights, run.train_s, cpu_s=time.process_time() - cpu))
+    for seed in seeds if seeds is not None else [config.seed]:
+        seeded = config.model_copy(update={"seed": seed})  # ultralytics' seed: initial draws, augmentation, order
+        for index, (variant, extra) in enumerate(variants):
+            say(f"training the student: {variant}, seed {seed}")
+            cpu = time.process_time()
+            # each variant draws from a copy of the same buffer state: the same replay images, not the next draw
+            run = train_stage(boot.student, drift, seeded.distill, seeded, work / f"student-{index}-seed-{seed}",
+                              CLASS_NAMES, "student", replay=copy.deepcopy(drawn), exclude_domain=new, **extra)
+            rows.append(score(variant, run.weights, run.train_s, cpu_s=time.process_time() - cpu, seed=seed))
     return rows, times
 
 
 def distilled_name(config, feature_weight: float) -> str:
     """The variant's row name: every distillation weight it trains with."""
-    return (f"distilled, dis {feature_weight:g}, logit {config.distill_logit_weight:g}, box "
+    pool = "" if config.distill_logit_pool == "max" else f" {config.distill_logit_pool}-pooled"
+    return (f"distilled, dis {feature_weight:g}, logit {config.distill_logit_weight:g}{pool}, box "
             f"{config.distill_box_weight:g}, T {config.distill_temperature:g}")
 
 
-def label_only(rows: list[Row]) -> Row:
-    """The student trained on labels alone."""
-    return next(r for r in rows if r.variant == LABEL_ONLY)
+def label_only(rows: list[Row]) -> list[Row]:
+    """The students trained on labels alone, one per training seed."""
+    return [r for r in rows if r.variant == LABEL_ONLY]
+
+
+def gains(rows: list[Row]) -> list[Gain]:
+    """Each distilled variant minus the label-only student of the same seed, in points, in the rows' order."""
+    base = {r.seed: r.new_map for r in label_only(rows)}
+    by_variant: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.variant.startswith("distilled"):
+            if r.seed not in base:
+                raise ValueError(f"no label-only student for seed {r.seed} to compare {r.variant!r} with")
+            by_variant.setdefault(r.variant, {})[r.seed] = 100 * (r.new_map - base[r.seed])
+    return [Gain(variant, by_seed) for variant, by_seed in by_variant.items()]
 
 
 def verdict(rows: list[Row]) -> list[str]:
-    """The issue's two questions: is the teacher worth learning from, and does distillation pay."""
-    base = label_only(rows)
+    """The issue's two questions: is the teacher worth learning from, and does distillation pay (mean over seeds)."""
+    base = statistics.fmean(r.new_map for r in label_only(rows))
     teacher = next(r for r in rows if r.variant == "teacher (fine-tuned)")
-    distilled = [r for r in rows if r.variant.startswith("distilled")]
-    best = max(distilled, key=lambda r: r.new_map)
-    ratio = teacher.new_map / base.new_map if base.new_map > 0 else float("inf")
-    return [f"teacher / label-only student: {ratio:.2f}x (target >= 1.3x)",
-            f"best distilled ({best.variant}) - label-only: {100 * (best.new_map - base.new_map):+.1f} pts "
-            f"(target >= +1 pt)"]
+    best = max(gains(rows), key=lambda g: g.mean)
+    ratio = teacher.new_map / base if base > 0 else float("inf")
+    return [f"teacher / label-only student (mean over seeds): {ratio:.2f}x (target >= 1.3x)",
+            f"best distilled ({best.variant}) - label-only: {best.mean:+.1f} pts mean, std {best.std:.1f}, over "
+            f"{len(best.by_seed)} training seed(s) (target >= +1 pt)"]
 
 
 def _table(rows: list[Row], config, frames: int, times: dict):
@@ -161,11 +224,27 @@ def _table(rows: list[Row], config, frames: int, times: dict):
     cached = "cached" if times.get("bootstrap_cached") else "trained"
     table = Table(title=f"bench distill: {frames} drift frames, {config.imgsz} px, FP32 .pt mAP50-95; bootstrap "
                         f"{times['bootstrap_s']:.0f} s, {times['bootstrap_cpu_s']:.0f} CPU s ({cached})")
-    for column in ("variant", "new domain", "old domain", "train s", "train CPU s"):
+    for column in ("variant", "seed", "new domain", "old domain", "train s", "train CPU s"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
-        table.add_row(r.variant, f"{r.new_map:.3f}", f"{r.old_map:.3f}", f"{r.train_s:.0f}", f"{r.cpu_s:.0f}")
+        table.add_row(r.variant, "" if r.seed is None else str(r.seed), f"{r.new_map:.3f}", f"{r.old_map:.3f}",
+                      f"{r.train_s:.0f}", f"{r.cpu_s:.0f}")
     return table
 
 
-__all__ = ["DRIFT_FRAMES", "Row", "distill_ablation", "distilled_name", "label_only", "run_bench_distill", "verdict"]
+def _gain_table(variant_gains: list[Gain]):
+    from rich.table import Table
+
+    table = Table(title="distilled - label-only, new-domain mAP50-95 points, per training seed")
+    table.add_column("variant")
+    seeds = sorted({s for g in variant_gains for s in g.by_seed})
+    for column in [f"seed {s}" for s in seeds] + ["mean", "std"]:
+        table.add_column(column, justify="right")
+    for g in variant_gains:
+        cells = [f"{g.by_seed[s]:+.1f}" if s in g.by_seed else "" for s in seeds]
+        table.add_row(g.variant, *cells, f"{g.mean:+.1f}", f"{g.std:.1f}")
+    return table
+
+
+__all__ = ["DRIFT_FRAMES", "Gain", "Row", "distill_ablation", "distilled_name", "gains", "label_only",
+           "run_bench_distill", "training_seeds", "verdict"]

@@ -7,6 +7,8 @@ import torch
 
 from edge.distill_model import (EdgeDistillationModel, HeadDistillation, align_head, box_kd_loss, logit_kd_loss,
                                 pick_by_confidence, teacher_view)
+from edge import distill_model
+from edge.distill import teacher_arguments
 from edge.learning_config import LearningConfig, ModelSpec
 from edge.training import model_source, ultralytics_yolo
 
@@ -29,6 +31,25 @@ def test_teacher_head_is_pooled_to_the_students_grid_level_by_level():
     # at 1x nothing moves
     same = torch.cat([level.flatten(2) for level in levels], -1)
     assert torch.equal(align_head(same, teacher_grids, teacher_grids), same)
+
+
+def test_avg_pooling_reads_the_teacher_at_the_students_anchor_point():
+    # one 2x teacher cell fires: max spreads it over the whole student cell, avg reads the four cells' mean there
+    teacher = torch.full((1, 1, 4, 4), -8.0)
+    teacher[0, 0, 0, 0] = 4.0
+    aligned = {pool: align_head(teacher.flatten(2), [(4, 4)], [(2, 2)], pool) for pool in ("max", "avg")}
+    assert aligned["max"].flatten().tolist() == [4.0, -8.0, -8.0, -8.0]
+    assert aligned["avg"].flatten().tolist() == [-5.0, -8.0, -8.0, -8.0]
+    with pytest.raises(ValueError, match="pool"):
+        align_head(teacher.flatten(2), [(4, 4)], [(2, 2)], "median")
+
+
+def test_the_learning_config_chooses_how_the_teacher_logits_are_pooled(tmp_path):
+    config = LearningConfig(distill_logit_weight=1.0, distill_logit_pool="avg")
+    head = teacher_arguments(tmp_path / "teacher.pt", config)["distill_head"]
+    assert head.logit_pool == "avg" and head.teacher_scale == 2.0
+    assert teacher_arguments(tmp_path / "teacher.pt", LearningConfig(distill_logit_weight=1.0))[
+        "distill_head"].logit_pool == "max"
 
 
 def test_each_student_cell_takes_the_box_of_its_most_confident_teacher_cell():
@@ -82,7 +103,7 @@ def _wrapped(tmp_path, head: HeadDistillation) -> EdgeDistillationModel:
     return EdgeDistillationModel.adopt(DistillationModel(teacher, student), head).train()
 
 
-def test_the_real_teacher_runs_at_its_scale_and_the_head_terms_add_to_the_loss(tmp_path):
+def test_the_real_teacher_runs_at_its_scale_and_the_head_terms_add_to_the_loss(tmp_path, monkeypatch):
     torch.manual_seed(0)
     batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
              "cls": torch.tensor([[0.0], [1.0]]),
@@ -93,6 +114,11 @@ def test_the_real_teacher_runs_at_its_scale_and_the_head_terms_add_to_the_loss(t
     for level in range(len(model.feats_idx) - 1):
         assert model._teacher_feats[level].shape[-1] == 2 * model._student_feats[level].shape[-1]
     assert float(items["dis_loss"]) > 0 and torch.isfinite(loss).all()
+    pools = []  # a fresh teacher scores every cell alike, so the pooling shows in what align_head is asked
+    with monkeypatch.context() as patch:
+        patch.setattr(distill_model, "align_head", lambda *args: pools.append(args[-1]) or align_head(*args))
+        model.head = HeadDistillation(teacher_scale=2.0, logit_weight=1.0, logit_pool="avg")
+        assert float(model.loss(batch)[1]["dis_loss"]) > 0 and pools == ["avg"]
     model.head = HeadDistillation(teacher_scale=2.0, box_weight=1.0)
     assert float(model.loss(batch)[1]["dis_loss"]) > 0
     model.head = HeadDistillation(teacher_scale=2.0)  # every head weight 0, feature weight 0: labels only

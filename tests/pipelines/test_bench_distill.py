@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 
+import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from pipelines.bench_distill import LABEL_ONLY, distill_ablation, distilled_name, verdict
+from pipelines.bench_distill import LABEL_ONLY, Row, distill_ablation, distilled_name, gains, training_seeds, verdict
 
 
 def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_path, caplog):
@@ -17,19 +19,58 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
         teacher=ModelSpec(scale=(0.33, 0.25, 64)), student=ModelSpec(scale=(0.33, 0.125, 64)),
         imgsz=64, teacher_input_scale=1.5, batch=3, bootstrap=one_epoch, finetune=one_epoch, distill=one_epoch,
         bootstrap_train_frames=6, bootstrap_val_frames=2, cache_dir=tmp_path / "cache")
-    rows, times = distill_ablation(config, frames=6, weights=[2.0], work=tmp_path / "work", say=lambda line: None)
-    variants = [r.variant for r in rows]
-    assert variants == ["student before the drift", "teacher before the drift", "teacher (fine-tuned)", LABEL_ONLY,
-                        distilled_name(config, 2.0)]
+    rows, times = distill_ablation(config, frames=6, weights=[2.0], work=tmp_path / "work", say=lambda line: None,
+                                   seeds=[0, 1])
+    variants = [(r.variant, r.seed) for r in rows]
+    distilled = distilled_name(config, 2.0)
+    assert variants == [("student before the drift", None), ("teacher before the drift", None),
+                        ("teacher (fine-tuned)", None), (LABEL_ONLY, 0), (distilled, 0), (LABEL_ONLY, 1),
+                        (distilled, 1)]
     assert all(0.0 <= r.new_map <= 1.0 and 0.0 <= r.old_map <= 1.0 for r in rows)
     assert times["bootstrap_cached"] == 0.0 and len(verdict(rows)) == 2
-    # the teacher trained (bootstrap and fine-tune) at its own size; the students at theirs, distilled or not
-    train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]["imgsz"]
+    assert [sorted(g.by_seed) for g in gains(rows)] == [[0, 1]]
+    # the teacher trained (bootstrap and fine-tune) at its own size; the students at theirs, distilled or not;
+    # each student with its own training seed
+    train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]
                   for path in (tmp_path / "work").glob("*/runs/*/weights/last.pt")}
-    assert train_args == {"teacher": 96, "student-0": 64, "student-1": 64}
-    # every student variant trained on the same images (the same replay draw)
-    trained = [sorted(p.name for p in (tmp_path / "work" / f"student-{i}" / "student-data" / "images" / "train")
-                      .iterdir()) for i in (0, 1)]
-    assert trained[0] == trained[1]
+    assert {name: args["imgsz"] for name, args in train_args.items()} == {
+        "teacher": 96, "student-0-seed-0": 64, "student-1-seed-0": 64, "student-0-seed-1": 64, "student-1-seed-1": 64}
+    assert [train_args[f"student-{i}-seed-1"]["seed"] for i in (0, 1)] == [1, 1]
+    # every student variant and seed trained on the same images (the same replay draw)
+    trained = [sorted(p.name for p in (tmp_path / "work" / f"student-{i}-seed-{s}" / "student-data" / "images" /
+                                       "train").iterdir()) for i in (0, 1) for s in (0, 1)]
+    assert all(t == trained[0] for t in trained)
     # the distilled student's teacher ran on its own 96 px view of the 64 px batches
     assert "distilling at teacher scale 1.5" in caplog.text
+
+
+def _rows(label_only: dict[int, float], distilled: dict[int, float]) -> list[Row]:
+    rows = [Row("teacher (fine-tuned)", 0.5, 0.4, 1.0)]
+    rows += [Row(LABEL_ONLY, m, 0.3, 1.0, seed=s) for s, m in label_only.items()]
+    return rows + [Row("distilled, x", m, 0.3, 1.0, seed=s) for s, m in distilled.items()]
+
+
+def test_gains_pair_each_distilled_student_with_the_label_only_one_of_its_seed():
+    rows = _rows({0: 0.20, 1: 0.30, 2: 0.25}, {2: 0.28, 0: 0.21, 1: 0.29})  # seeds in another order
+    (gain,) = gains(rows)
+    assert gain.by_seed == pytest.approx({0: 1.0, 1: -1.0, 2: 3.0})
+    assert gain.mean == pytest.approx(1.0) and gain.std == pytest.approx(2.0)  # sample std of 1, -1, 3
+    lines = verdict(rows)
+    assert "+1.0 pts mean, std 2.0, over 3 training seed(s)" in lines[1]
+    assert lines[0].startswith("teacher / label-only student (mean over seeds): 2.00x")  # 0.5 / mean 0.25
+
+
+def test_one_seed_has_no_spread_and_a_seed_without_its_baseline_is_an_error():
+    (gain,) = gains(_rows({0: 0.2}, {0: 0.25}))
+    assert gain.mean == pytest.approx(5.0) and math.isnan(gain.std)
+    with pytest.raises(ValueError, match="seed 1"):
+        gains(_rows({0: 0.2}, {1: 0.25}))
+
+
+def test_seeds_option_is_a_count_from_the_scenario_seed_or_a_list():
+    assert training_seeds(None, 4) == [4]
+    assert training_seeds("3", 4) == [4, 5, 6]
+    assert training_seeds("0,2,7", 4) == [0, 2, 7]
+    for bad in ("0", "x", "1,1", "1,a"):
+        with pytest.raises(ValueError, match="--seeds"):
+            training_seeds(bad, 0)
