@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from edge.learner.state import read_lines
 
 
 class RoundResult(BaseModel):
@@ -45,19 +46,10 @@ class RoundResult(BaseModel):
     wall_s: float
 
 
-def append_result(path: str | Path, result: RoundResult) -> None:
-    with open(path, "a") as fh:
-        fh.write(result.model_dump_json() + "\n")
-
-
 def read_results(path: str | Path) -> list[RoundResult]:
-    """Read every record; a bad line raises with its line number."""
-    out = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(RoundResult.model_validate(json.loads(line)))
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}:{n}: not a round record: {exc}") from None
-    return out
+    """Every record of a rounds file (written by ``state.append_line``); a line a crash cut short is skipped,
+    a record of another shape raises with the file's name."""
+    try:
+        return [RoundResult.model_validate(row) for row in read_lines(Path(path))]
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a round record: {exc}") from None

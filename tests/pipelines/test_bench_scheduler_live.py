@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from argparse import Namespace
+from pathlib import Path
 
-from edge.learner.round_result import RoundResult, append_result
+import pytest
+
+from edge.learner.round_result import RoundResult
+from edge.learner.state import append_line
 from pipelines.bench_scheduler import run_bench_scheduler
 from pipelines.bench_scheduler_live import LIVE_POLICIES, LIVE_ROUNDS, run_bench_scheduler_live
 
@@ -38,7 +42,7 @@ class FakeLab:
             return 1
         rows = [_row(r, e, policy, kbps) for r in range(rounds) for e in ("cam-1", "cam-2")]
         for row in rows:
-            append_result(f"{flag('--out')}/rounds.jsonl", row)
+            append_line(Path(f"{flag('--out')}/rounds.jsonl"), row.model_dump())
         self.rows[(policy, kbps)] = rows
         return 0
 
@@ -76,3 +80,19 @@ def test_bench_scheduler_dispatches_live(monkeypatch, tmp_path):
     monkeypatch.setattr(live, "run_bench_scheduler_live", lambda args: seen.append(args) or 0)
     args = Namespace(out=str(tmp_path), live=True)
     assert run_bench_scheduler(args) == 0 and seen == [args]
+
+
+def test_rounds_file_with_a_line_a_crash_cut_short_still_reads(tmp_path):
+    """What `edgeloop report` reads: the learner appends durably, and a torn last line must not hide the rest."""
+    from edge.learner.round_result import read_results
+
+    path = tmp_path / "rounds.jsonl"
+    rows = [_row(0, "cam-1", "adaptive", 320), _row(1, "cam-1", "adaptive", 320)]
+    for row in rows:
+        append_line(path, row.model_dump())
+    with open(path, "ab") as fh:
+        fh.write(b'{"round": 2, "endp')
+    assert read_results(path) == rows
+    path.write_text(json.dumps({"round": "not a round"}) + "\n")
+    with pytest.raises(ValueError, match="not a round record"):
+        read_results(path)
