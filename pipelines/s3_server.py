@@ -48,7 +48,7 @@ class SeaweedS3:
     def start(self, timeout_s: float = 60.0) -> "SeaweedS3":
         self.workdir = Path(self.workdir).resolve()
         if not self.ports:
-            self.ports = {name: free_port(self.host, low=20000, high=39000, also_free=(GRPC_OFFSET,))
+            self.ports = {name: free_port(self.host, also_free=(GRPC_OFFSET,))
                           for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance",
                                        "metrics", "https")}
         ports = self.ports
