@@ -76,8 +76,11 @@ def evaluate_pt(weights: str | Path, items: Sequence[LabelledImage], imgsz: int,
 
 
 def agreement(student_onnx: str | Path, teacher_pt: str | Path, images: Sequence[np.ndarray | bytes], imgsz: int,
-              teacher_conf: float = 0.4) -> MapResult:
-    """Label-free estimate: the student's mAP against the teacher's pseudo-labels (teacher boxes >= teacher_conf)."""
+              teacher_conf: float = 0.4) -> MapResult | None:
+    """Label-free estimate: the student's mAP against the teacher's pseudo-labels (teacher boxes >= teacher_conf).
+
+    None when no frame decodes or the teacher finds nothing: a 0.0 would read as a drop in agreement (a drift).
+    """
     from endpoint.model.detector import OnnxDetector
 
     decoded = []
@@ -91,7 +94,12 @@ def agreement(student_onnx: str | Path, teacher_pt: str | Path, images: Sequence
     for image, (t_boxes, _, t_classes) in zip(decoded, predict_pt(teacher_pt, decoded, imgsz, teacher_conf)):
         dets = detector.detect(image)
         metric.update(dets.xyxy, dets.confidence, dets.class_id, t_boxes, t_classes)
-    return metric.compute()
+    result = metric.compute()
+    if not result.ground_truth_boxes:
+        log.warning("agreement: the teacher found nothing in %d decodable frames of %d; no estimate", len(decoded),
+                    len(images))
+        return None
+    return result
 
 
 __all__ = ["agreement", "decode_image", "evaluate_onnx", "evaluate_pt", "predict_pt"]

@@ -145,11 +145,11 @@ def label_frames(store: ObjectStore, records: Sequence[FrameRecord], sources: Se
     ctx = ctx or LabelContext()
     found: dict[str, LabelledFrame] = {}
     for name in sources:
-        pending = [rec for rec in records if rec.meta_key not in found]
+        pending = {rec.meta_key: rec for rec in records if rec.meta_key not in found}  # by key: one lookup a frame
         if not pending:
             break
-        for rec_key, item in LABEL_SOURCES[name](store, pending, ctx).items():
-            found[rec_key] = LabelledFrame(next(r for r in pending if r.meta_key == rec_key), item, name)
+        for rec_key, item in LABEL_SOURCES[name](store, list(pending.values()), ctx).items():
+            found[rec_key] = LabelledFrame(pending[rec_key], item, name)
         log.info("labels: %s labelled %d of %d frames", name, sum(f.source == name for f in found.values()),
                  len(pending))
     return [found[rec.meta_key] for rec in records if rec.meta_key in found]

@@ -64,5 +64,6 @@ class Scorer:
 
         if not images or not version:
             return None
-        return agreement(self.deployed_file(version), teacher_pt, list(images[:AGREEMENT_FRAMES]), self.imgsz,
-                         self.teacher_label_conf).map50_95
+        result = agreement(self.deployed_file(version), teacher_pt, list(images[:AGREEMENT_FRAMES]), self.imgsz,
+                           self.teacher_label_conf)
+        return None if result is None else result.map50_95

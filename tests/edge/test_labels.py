@@ -162,8 +162,17 @@ def test_label_free_agreement_skips_an_uploaded_frame_that_does_not_decode(tmp_p
     store = LocalStore(tmp_path)
     jpegs = [put_frame(store, scenario, i, with_labels=False)[1] for i in range(3)]
     jpegs[1] = _without_quantization_tables(jpegs[1])
-    result = agreement(tiny_yolo.onnx, tiny_yolo.pt, jpegs, tiny_yolo.imgsz)
+    result = agreement(tiny_yolo.onnx, tiny_yolo.pt, jpegs, tiny_yolo.imgsz, teacher_conf=0.01)
     assert result.images == 2
+
+
+def test_label_free_agreement_is_none_when_no_uploaded_frame_decodes(tmp_path, scenario, tiny_yolo):
+    """No estimate rather than 0.0: a drift check would read 0.0 as agreement collapsing and start a round."""
+    from edge.evaluate import agreement
+
+    store = LocalStore(tmp_path)
+    jpegs = [_without_quantization_tables(put_frame(store, scenario, i, with_labels=False)[1]) for i in range(2)]
+    assert agreement(tiny_yolo.onnx, tiny_yolo.pt, jpegs, tiny_yolo.imgsz, teacher_conf=0.01) is None
 
 
 def test_oracle_and_imported_labels_skip_a_frame_that_does_not_decode(tmp_path, scenario):
