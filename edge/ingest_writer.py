@@ -1,7 +1,9 @@
 """Store one checked frame idempotently: the JPEG first, the ``.json`` marker last, retried until it lands.
 
 Many workers call ``write`` at once. Two copies of one frame in flight are serialized on
-its key, so the second sees the first's marker and is stored once.
+its key, so the second sees the first's marker and is stored once. Across ingest processes the
+marker is a conditional write too, and a JPEG of other bytes with no marker yet is another
+ingest's write in flight: it is waited for, and stored over only once it is too old to be one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from typing import Callable
 
 from pydantic import ValidationError
@@ -17,6 +20,16 @@ from edge.frame_index import FrameRecord
 from edge.store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
+
+
+# A JPEG with no marker and other bytes than ours is another ingest's write in flight until it is this old; one
+# write takes milliseconds, and a store outage in between is retried with the same backoff as ours.
+FOREIGN_WRITE_GRACE_S = 10.0
+TORN = "torn"  # a marker that does not parse
+
+
+class _ForeignWriteInFlight(Exception):
+    """Another writer's JPEG for this frame id, not yet committed: retry, and it will have a marker."""
 
 
 class Outcome(enum.Enum):
@@ -32,8 +45,9 @@ class FrameWriter:
     """Writes frames to ``store``; retries store failures with backoff until ``stopping`` is set."""
 
     def __init__(self, store: ObjectStore, stopping: threading.Event, retry_initial_s: float, retry_max_s: float,
-                 on_store_error: Callable[[], None]):
+                 on_store_error: Callable[[], None], foreign_write_grace_s: float = FOREIGN_WRITE_GRACE_S):
         self.store = store
+        self._foreign_write_grace_s = foreign_write_grace_s
         self._stopping = stopping
         self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
         self._on_store_error = on_store_error
@@ -68,9 +82,13 @@ class FrameWriter:
 
     def _write_with_retry(self, record: FrameRecord, jpeg: bytes) -> Outcome:
         delay_s = self._retry_initial_s
+        started_s = time.monotonic()
         while True:
             try:
-                return self._write_once(record, jpeg)
+                return self._write_once(record, jpeg, time.monotonic() - started_s >= self._foreign_write_grace_s)
+            except _ForeignWriteInFlight:
+                log.info("frame %s/%s: another ingest is storing other bytes under its id; waiting for its marker",
+                         record.endpoint_id, record.frame_id)
             except (StoreError, OSError) as exc:  # OSError: a local disk that is full or read-only
                 self._on_store_error()
                 log.warning("storing frame %s/%s failed, retry in %.2f s: %s", record.endpoint_id, record.frame_id,
@@ -79,19 +97,38 @@ class FrameWriter:
                 return Outcome.ABORTED
             delay_s = min(delay_s * 2, self._retry_max_s)
 
-    def _write_once(self, record: FrameRecord, jpeg: bytes) -> Outcome:
+    def _write_once(self, record: FrameRecord, jpeg: bytes, foreign_is_stale: bool) -> Outcome:
         # A conditional write of the JPEG both stores a new frame and tells a redelivery apart, in one request.
         if not self.store.put_if_absent(record.jpeg_key, jpeg, content_type="image/jpeg"):
-            committed = self._read_marker(record.meta_key) if self.store.exists(record.meta_key) else None
-            if committed is not None:
-                return Outcome.DUPLICATE if committed.jpeg_sha256 == record.jpeg_sha256 else Outcome.CONFLICT
-            # A JPEG without a marker that parses is a write cut short (a crash, or a power cut on a store
-            # without fsync): it commits nothing, so this copy is stored over it.
-            log.warning("frame %s has no committed marker; storing the frame again", record.meta_key)
-            self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
-        # The .json last: a .json that parses means the frame is complete.
-        self.store.put(record.meta_key, record.to_json_bytes(), content_type="application/json")
+            committed = self._committed(record)
+            if isinstance(committed, Outcome):
+                return committed
+            # No marker that parses: a write cut short (a crash, or a power cut on a store without fsync), which
+            # commits nothing, or, with no marker at all, maybe another ingest's write of the same id in flight.
+            if self.store.get(record.jpeg_key) != jpeg:
+                if committed is None and not foreign_is_stale:
+                    raise _ForeignWriteInFlight()
+                log.warning("frame %s has no committed marker; storing the frame again", record.meta_key)
+                self.store.put(record.jpeg_key, jpeg, content_type="image/jpeg")
+        # The .json last: a .json that parses means the frame is complete. Conditional, so that of two ingests
+        # storing one id the first marker stands and the second learns what it committed.
+        marker = record.to_json_bytes()
+        if not self.store.put_if_absent(record.meta_key, marker, content_type="application/json"):
+            committed = self._committed(record)
+            if isinstance(committed, Outcome):
+                return committed
+            self.store.put(record.meta_key, marker, content_type="application/json")  # a marker cut short
         return Outcome.STORED
+
+    def _committed(self, record: FrameRecord) -> Outcome | str | None:
+        """DUPLICATE or CONFLICT when ``record``'s id has a marker that parses; TORN when its marker does not parse
+        (only a crash leaves one: the store writes a whole object or none); None when it has no marker."""
+        if not self.store.exists(record.meta_key):
+            return None
+        committed = self._read_marker(record.meta_key)
+        if committed is None:
+            return TORN
+        return Outcome.DUPLICATE if committed.jpeg_sha256 == record.jpeg_sha256 else Outcome.CONFLICT
 
     def _read_marker(self, key: str) -> FrameRecord | None:
         raw = self.store.get(key)  # a StoreError here is retried like any other

@@ -40,11 +40,11 @@ def test_store_alone_writes_each_frame_once_and_refuses_a_store_that_already_had
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def put(self, key, data, content_type="application/octet-stream"):
+        def put_if_absent(self, key, data, content_type="application/octet-stream"):
             if not FailingOnce.failed:
                 FailingOnce.failed = True
                 raise StoreError("store went away")
-            return store.put(key, data, content_type)
+            return store.put_if_absent(key, data, content_type)
 
     with pytest.raises(RuntimeError, match="not stored cleanly"):
         write_frames(FailingOnce(), os.getpid(), [b"\xff\xd8one\xff\xd9"], (4, 3), 3, 1)

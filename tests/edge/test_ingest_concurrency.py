@@ -261,7 +261,7 @@ def test_a_new_frame_costs_two_store_calls_and_a_redelivery_writes_nothing(tmp_p
     jpeg = make_jpeg(3)
     assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
     # the conditional JPEG write finds no frame in the same request that stores it; the marker comes last
-    assert store.calls == [("put_if_absent", "f1.jpg"), ("put", "f1.json")]
+    assert store.calls == [("put_if_absent", "f1.jpg"), ("put_if_absent", "f1.json")]
     store.calls.clear()
     assert writer.write(record_for(jpeg), jpeg) is Outcome.DUPLICATE
     assert store.calls == [("put_if_absent", "f1.jpg"), ("exists", "f1.json"), ("get", "f1.json")]
@@ -270,9 +270,56 @@ def test_a_new_frame_costs_two_store_calls_and_a_redelivery_writes_nothing(tmp_p
 def test_a_jpeg_left_without_its_marker_is_stored_over(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.put("frames/cam-a/r00000/f1.jpg", b"\xff\xd8 cut short by a crash before the marker")
-    writer = FrameWriter(store, threading.Event(), 0.01, 0.1, on_store_error=lambda: None)
+    # found again after the grace: too old to be another ingest's write in flight
+    writer = FrameWriter(store, threading.Event(), 0.01, 0.1, on_store_error=lambda: None, foreign_write_grace_s=0)
     jpeg = make_jpeg(4)
     assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
     assert store.get("frames/cam-a/r00000/f1.jpg") == jpeg
     assert FrameRecord.model_validate_json(store.get("frames/cam-a/r00000/f1.json")).jpeg_sha256 == \
         record_for(jpeg).jpeg_sha256
+
+
+class FirstMarkerHeld:
+    """A LocalStore whose first marker write (put or conditional) waits until ``release`` is set."""
+
+    def __init__(self, inner: LocalStore):
+        self.inner, self.release, self.entered = inner, threading.Event(), threading.Event()
+
+    def _hold(self, key):
+        if key.endswith(".json") and not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(10)
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        self._hold(key)
+        self.inner.put(key, data, content_type)
+
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):
+        self._hold(key)
+        return self.inner.put_if_absent(key, data, content_type)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_two_ingests_storing_one_frame_id_with_other_bytes_keep_the_first_whole(tmp_path):
+    """Ingests share the store, not their locks: the second must not write over the first's JPEG before its marker."""
+    store = FirstMarkerHeld(LocalStore(tmp_path / "store"))
+    first_ingest, second_ingest = (FrameWriter(store, threading.Event(), 0.01, 0.05, on_store_error=lambda: None)
+                                   for _ in range(2))
+    jpeg_a, jpeg_b = make_jpeg(5), make_jpeg(6)
+    outcomes: dict[str, Outcome] = {}
+    first = threading.Thread(target=lambda: outcomes.update(a=first_ingest.write(record_for(jpeg_a), jpeg_a)))
+    first.start()
+    assert store.entered.wait(10)  # the first ingest's JPEG is stored, its marker not yet
+    second = threading.Thread(target=lambda: outcomes.update(b=second_ingest.write(record_for(jpeg_b), jpeg_b)))
+    second.start()
+    second.join(0.3)  # the second finds the first's JPEG without a marker meanwhile
+    store.release.set()
+    first.join(10)
+    second.join(10)
+
+    assert outcomes == {"a": Outcome.STORED, "b": Outcome.CONFLICT}
+    assert store.get("frames/cam-a/r00000/f1.jpg") == jpeg_a
+    assert FrameRecord.model_validate_json(store.get("frames/cam-a/r00000/f1.json")).jpeg_sha256 == \
+        record_for(jpeg_a).jpeg_sha256
