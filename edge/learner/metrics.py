@@ -5,6 +5,7 @@ Names follow Prometheus conventions: counters end in ``_total``, durations in ``
 
 from __future__ import annotations
 
+import math
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -56,8 +57,9 @@ class LearnerMetrics:
         self.map50_95.labels(endpoint=ep).set(result.map50_95)
         self.static_map50_95.labels(endpoint=ep).set(result.static_map50_95)
         self.teacher_map50_95.labels(endpoint=ep).set(result.teacher_map50_95)
-        if result.agreement_map50_95 is not None:
-            self.agreement_map50_95.labels(endpoint=ep).set(result.agreement_map50_95)
+        # NaN: no estimate this round (no upload decoded, or the teacher found nothing), rather than last round's
+        agreement = result.agreement_map50_95
+        self.agreement_map50_95.labels(endpoint=ep).set(math.nan if agreement is None else agreement)
         for domain, value in result.map50_95_by_domain.items():
             self.map50_95_by_domain.labels(endpoint=ep, domain=domain).set(value)
         self.planned_upload.labels(endpoint=ep).set(result.planned_upload_bytes)
