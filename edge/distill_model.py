@@ -39,10 +39,11 @@ class HeadDistillation:
     # with no feature or box term, take the teacher's class logits from its ONNX cut on onnxruntime
     # (edge.teacher_scores), exported when training starts, instead of from the torch teacher
     onnx_teacher: bool = False
+    every_batches: int = 1  # the teacher runs, and the distillation terms count, on every n-th training batch only
 
     def __post_init__(self):
         if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0 or \
-                self.logit_pool not in POOLS:
+                self.logit_pool not in POOLS or self.every_batches < 1:
             raise ValueError(f"bad head distillation settings: {self}")
 
 
@@ -146,6 +147,7 @@ class EdgeDistillationModel(DistillationModel):
 
     head: HeadDistillation = HeadDistillation()
     teacher_onnx: str | None = None  # the teacher's class-logit graph, when the loss runs it instead of the teacher
+    batches: int = 0  # training batches seen, for ``HeadDistillation.every_batches``
 
     @classmethod
     def adopt(cls, model: DistillationModel, head: HeadDistillation) -> "EdgeDistillationModel":
@@ -166,6 +168,11 @@ class EdgeDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         images = batch["img"]
+        self.batches += 1
+        if (self.batches - 1) % self.head.every_batches:  # the labels alone: no teacher pass to pay for
+            regular_loss, loss_items = self.student_model.loss(batch, self.student_model(images))
+            loss_items["dis_loss"] = torch.zeros(1, device=images.device)
+            return torch.cat([regular_loss, loss_items["dis_loss"]]), loss_items
         view = teacher_view(images, self.head.teacher_scale)
         onnx_teacher = self.teacher_onnx is not None and not self.dis and not self.head.box_weight
         if onnx_teacher:  # class logits are all the loss needs of the teacher
