@@ -4,6 +4,8 @@ The student learns from labels (ground truth where a frame has it, teacher pseud
 elsewhere), plus, against the frozen teacher fed at its own input scale (``edge.distill_model``), the
 teacher's class scores (``distill_logit_weight``), boxes (``distill_box_weight``) and ultralytics'
 score-weighted features (``distill_loss_weight``); ``edgeloop bench distill`` measures whether they pay.
+Class scores alone come from the teacher's ONNX export on onnxruntime (``edge.teacher_scores``), at a third of
+the torch teacher's CPU, on every ``distill_every_batches``-th batch.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Class-score distillation without the feature or box term needs nothing of the teacher but its class logits. The
 teacher's ONNX export (``edge.export.export_onnx``), cut at the input of the head's sigmoid, gives exactly those,
-without the box branch and its decoding; onnxruntime on one thread runs that cut for about a quarter of the CPU of
-the torch teacher's forward pass (measured per 16-image batch at 256 px, see the README's distillation notes).
+without the box branch and its decoding. Measured (bench distill's fine-tuned teacher, 16 images at 256 px, one
+thread, shared 2-core machine): 79 CPU ms a batch against 227 for the torch teacher (216 fused), 115 for the whole
+export; a 7-epoch distilled student's training CPU fell from 42 s to 31 s (labels alone: 19 s).
 """
 
 from __future__ import annotations
