@@ -4,6 +4,8 @@ The student learns from labels (ground truth where a frame has it, teacher pseud
 elsewhere), plus, against the frozen teacher fed at its own input scale (``edge.distill_model``), the
 teacher's class scores (``distill_logit_weight``), boxes (``distill_box_weight``) and ultralytics'
 score-weighted features (``distill_loss_weight``); ``edgeloop bench distill`` measures whether they pay.
+Class scores alone come from the teacher's ONNX export on onnxruntime (``edge.teacher_scores``), at a third of
+the torch teacher's CPU, on every ``distill_every_batches``-th batch.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def teacher_arguments(teacher_weights: str | Path, config: LearningConfig) -> di
 
     head = HeadDistillation(teacher_scale=config.teacher_size() / config.imgsz,
                             logit_weight=config.distill_logit_weight, box_weight=config.distill_box_weight,
-                            temperature=config.distill_temperature, logit_pool=config.distill_logit_pool)
+                            temperature=config.distill_temperature, logit_pool=config.distill_logit_pool,
+                            onnx_teacher=True, every_batches=config.distill_every_batches)
     return {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight, "distill_head": head}
 
 

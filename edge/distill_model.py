@@ -36,10 +36,14 @@ class HeadDistillation:
     box_weight: float = 0.0
     temperature: float = 1.0
     logit_pool: str = "max"  # how the teacher's class logits reach the student's grid: "max" or "avg" of its cells
+    # with no feature or box term, take the teacher's class logits from its ONNX cut on onnxruntime
+    # (edge.teacher_scores), exported when training starts, instead of from the torch teacher
+    onnx_teacher: bool = False
+    every_batches: int = 1  # the teacher runs, and the distillation terms count, on every n-th training batch only
 
     def __post_init__(self):
         if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0 or \
-                self.logit_pool not in POOLS:
+                self.logit_pool not in POOLS or self.every_batches < 1:
             raise ValueError(f"bad head distillation settings: {self}")
 
 
@@ -47,9 +51,13 @@ def teacher_view(images: torch.Tensor, scale: float) -> torch.Tensor:
     """The student's batch at the teacher's input size (bilinear), rounded to 32 px like the teacher's training."""
     if scale == 1:
         return images
-    h, w = images.shape[-2:]
-    size = [max(32, round(side * scale / 32) * 32) for side in (h, w)]
+    size = [view_side(side, scale) for side in images.shape[-2:]]
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
+def view_side(side: int, scale: float) -> int:
+    """One side of ``teacher_view``'s output, in pixels."""
+    return side if scale == 1 else max(32, round(side * scale / 32) * 32)
 
 
 def align_head(values: torch.Tensor, teacher_grids: list[tuple[int, int]],
@@ -138,6 +146,8 @@ class EdgeDistillationModel(DistillationModel):
     """``DistillationModel`` whose teacher runs at its own scale, with class-score distillation."""
 
     head: HeadDistillation = HeadDistillation()
+    teacher_onnx: str | None = None  # the teacher's class-logit graph, when the loss runs it instead of the teacher
+    batches: int = 0  # training batches seen, for ``HeadDistillation.every_batches``
 
     @classmethod
     def adopt(cls, model: DistillationModel, head: HeadDistillation) -> "EdgeDistillationModel":
@@ -146,6 +156,9 @@ class EdgeDistillationModel(DistillationModel):
             raise TypeError(f"expected ultralytics' DistillationModel, got {type(model).__name__}")
         model.__class__ = cls
         model.head = head
+        if model.teacher_model is not None:
+            # conv+BN folded: the frozen teacher's forward costs less; the trainer's EMA holds no teacher to match
+            model.teacher_model.fuse(verbose=False)
         return model
 
     def loss(self, batch, preds=None):
@@ -155,16 +168,31 @@ class EdgeDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         images = batch["img"]
-        with torch.no_grad():
-            self.teacher_model(teacher_view(images, self.head.teacher_scale))
+        self.batches += 1
+        if (self.batches - 1) % self.head.every_batches:  # the labels alone: no teacher pass to pay for
+            regular_loss, loss_items = self.student_model.loss(batch, self.student_model(images))
+            loss_items["dis_loss"] = torch.zeros(1, device=images.device)
+            return torch.cat([regular_loss, loss_items["dis_loss"]]), loss_items
+        view = teacher_view(images, self.head.teacher_scale)
+        onnx_teacher = self.teacher_onnx is not None and not self.dis and not self.head.box_weight
+        if onnx_teacher:  # class logits are all the loss needs of the teacher
+            from edge.teacher_scores import teacher_logits
+
+            teacher = teacher_logits(self.teacher_onnx)
+            teacher_scores, teacher_grids = teacher(view), teacher.grids
+        else:
+            with torch.no_grad():
+                self.teacher_model(view)
         preds = self.student_model(images)
         regular_loss, loss_items = self.student_model.loss(batch, preds)
         n = len(self.feats_idx) - 1  # neck levels; level n is the Detect head
         student_grids = [tuple(self._student_feats[i].shape[-2:]) for i in range(n)]
-        teacher_grids = [tuple(self._teacher_feats[i].shape[-2:]) for i in range(n)]
         student_head = self.decouple_outputs(self._student_feats[n], branch="one2many")
-        teacher_head = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
-        teacher_logits = align_head(teacher_head["scores"], teacher_grids, student_grids, self.head.logit_pool)
+        if not onnx_teacher:
+            teacher_grids = [tuple(self._teacher_feats[i].shape[-2:]) for i in range(n)]
+            teacher_head = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
+            teacher_scores = teacher_head["scores"]
+        teacher_logits = align_head(teacher_scores, teacher_grids, student_grids, self.head.logit_pool)
         confidence = teacher_logits.sigmoid().max(dim=1, keepdim=True).values  # (B, 1, anchors)
 
         loss_distill = torch.zeros(1, device=images.device)
@@ -196,6 +224,12 @@ def attach(yolo, head: HeadDistillation) -> None:
     def adopt(trainer) -> None:
         model = getattr(trainer.model, "module", trainer.model)  # DDP keeps the model in .module
         EdgeDistillationModel.adopt(model, head)
+        if head.onnx_teacher and not model.dis and not head.box_weight:
+            from edge.teacher_scores import teacher_logits_onnx
+
+            # exported in the run's folder, so its CPU counts in the training that needs it
+            size = view_side(int(trainer.args.imgsz), head.teacher_scale)
+            model.teacher_onnx = str(teacher_logits_onnx(trainer.args.distill_model, size, trainer.save_dir))
         log.info("distilling at teacher scale %.2g: logit weight %g (%s-pooled), box weight %g, T %g, feature "
                  "weight %g", head.teacher_scale, head.logit_weight, head.logit_pool, head.box_weight,
                  head.temperature, model.dis)
@@ -203,4 +237,5 @@ def attach(yolo, head: HeadDistillation) -> None:
     yolo.add_callback("on_pretrain_routine_end", adopt)
 
 
-__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "teacher_view"]
+__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "teacher_view",
+           "view_side"]

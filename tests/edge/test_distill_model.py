@@ -47,7 +47,7 @@ def test_avg_pooling_reads_the_teacher_at_the_students_anchor_point():
 def test_the_learning_config_chooses_how_the_teacher_logits_are_pooled(tmp_path):
     config = LearningConfig(distill_logit_weight=1.0, distill_logit_pool="avg")
     head = teacher_arguments(tmp_path / "teacher.pt", config)["distill_head"]
-    assert head.logit_pool == "avg" and head.teacher_scale == 2.0
+    assert head.logit_pool == "avg" and head.teacher_scale == 2.0 and head.onnx_teacher
     assert teacher_arguments(tmp_path / "teacher.pt", LearningConfig(distill_logit_weight=1.0))[
         "distill_head"].logit_pool == "max"
 
@@ -124,3 +124,20 @@ def test_the_real_teacher_runs_at_its_scale_and_the_head_terms_add_to_the_loss(t
     model.head = HeadDistillation(teacher_scale=2.0)  # every head weight 0, feature weight 0: labels only
     _, items = model.loss(batch)
     assert float(items["dis_loss"]) == 0
+
+
+def test_every_nth_batch_alone_pays_for_the_teacher(tmp_path):
+    torch.manual_seed(0)
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[0.0], [1.0]]),
+             "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.3, 0.4, 0.2, 0.2]])}
+    model = _wrapped(tmp_path, HeadDistillation(teacher_scale=2.0, logit_weight=1.0, every_batches=2))
+    seen = []
+    for _ in range(4):
+        loss, items = model.loss(batch)
+        seen.append((bool(model._teacher_feats), float(items["dis_loss"]) > 0, float(loss[-1]) > 0))
+    assert seen == [(True, True, True), (False, False, False)] * 2
+    with pytest.raises(ValueError, match="settings"):
+        HeadDistillation(every_batches=0)
+    config = LearningConfig(distill_logit_weight=1.0, distill_every_batches=3)
+    assert teacher_arguments(tmp_path / "teacher.pt", config)["distill_head"].every_batches == 3
