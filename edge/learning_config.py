@@ -77,14 +77,16 @@ class LearningConfig(StrictConfig):
                                "teacher's sigmoid scores per anchor (Bernoulli KL), with the teacher fed at its own "
                                "input scale and its scores pooled to the student's grid (distill_logit_pool) "
                                "(edge/distill_model.py); 0: off, as it pays only where the teacher is far ahead, "
-                               "for 2-2.2x the student's training CPU. Measured (bench distill's ablation, mAP50-95 "
+                               "for about 1.6x the student's training CPU (the teacher's class logits on "
+                               "onnxruntime, edge/teacher_scores.py; 2.1x with the torch teacher). Measured (bench distill's ablation, mAP50-95 "
                                "against labels alone, mean and std over training seeds): 1 gave +2.6 (std 2.2, "
                                "seeds 0-5) on the default frames, where the teacher is 3.3x the label-only "
                                "student, but -2.4 (std 2.5, seeds 1-3) with --seed 1 (2.3x) and -5.9 (std 1.3) on "
                                "scenario seed 2 (1.6x); at temperature 0.5: +0.5, -0.5, -1.6. Foreground-weighted, "
                                "teacher-mixed targets and teacher-ranked assignment did no better. At the same CPU "
-                               "it loses: labels alone for 14 epochs (37 CPU s) 0.227, distilled for 7 (42 CPU s) "
-                               "0.184 (default frames, seeds 0-2)")
+                               "it does not pay (default frames, seeds 0-2): distilled for 7 epochs 0.191 (31 CPU "
+                               "s), for 9 0.211 (38 s); labels alone for 11 / 12 / 13 / 14 epochs 0.191 / 0.170 / "
+                               "0.199 / 0.227 (29 / 31 / 36 / 37 s)")
     distill_box_weight: float = Field(
         0.0, ge=0, description="weight of the box distillation: the student's box bins (DFL) learn the box of the "
                                "most confident teacher cell its anchor covers, weighted by that confidence; 0: off. "
