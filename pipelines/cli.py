@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_split_server)
 
     p = sub.add_parser("report", help="the per-round table and map_per_round.png of a lab run")
-    p.add_argument("dir", help="a lab --out directory holding rounds.jsonl")
+    p.add_argument("dir", help="a lab --out directory or a learner state_dir, holding rounds.jsonl")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("pi-wheels", help="check that every endpoint dependency has an aarch64 wheel for the Pi")
