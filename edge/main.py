@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 def run_edge(config_path: str) -> int:
     try:
         config = load_config(EdgeServiceConfig, config_path)
+        if "learner" in config.roles:
+            config.learner.check_folders()
     except (OSError, ValueError, ValidationError) as exc:
         log.error("edgeloop edge: bad config %s: %s", config_path, exc)
         return 2

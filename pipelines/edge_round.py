@@ -28,6 +28,7 @@ def run_round_command(args) -> int:
     console = Console(width=170)
     try:
         config = load_config(LearnerConfig, args.config, section="learner")
+        config.check_folders()
     except (OSError, ValueError, ValidationError) as exc:
         console.print(f"[red]edgeloop round: bad config {args.config}:[/] {exc}")
         return 2
