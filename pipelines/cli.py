@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detect: whole detector on the device; split: co-inference with the edge (split config)")
     p.set_defaults(func=_endpoint)
 
-    p = sub.add_parser("edge", help="run the edge service: ingest (MQTT → object store) and the learner, as its roles say")
+    p = sub.add_parser("edge", help="run the edge service: ingest (MQTT → object store) and the learner, "
+                                    "as its roles say")
     p.add_argument("--config", required=True, help="edge YAML config")
     p.set_defaults(func=_edge)
 
