@@ -279,7 +279,8 @@ class RoundDriver:
 
     def _worse_than_deployed(self, track: TrackState, candidate: str) -> str | None:
         """Why ``candidate`` must not replace what the endpoint runs (``edge.learner.push_gate``), or None."""
-        deployed = self._deployed(track)
+        # Running nothing yet (late, or reflashed), it gets its track's version when it connects: gate against that.
+        deployed = self._deployed(track) or track.target_version
         if not deployed or deployed == candidate or not self._val(track):
             return None
         return regression(candidate, self._map(track, candidate).map50_95, deployed,
