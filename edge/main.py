@@ -57,13 +57,15 @@ def _run_learner(config, stop: threading.Event) -> None:
     current: list = []
     threading.Thread(target=lambda: (stop.wait(), [learner.stop() for learner in current]), daemon=True).start()
     while not stop.is_set():
-        learner = Learner(config, metrics=metrics)
-        current[:] = [learner]
+        learner = None
         try:
+            learner = Learner(config, metrics=metrics)  # opens the store: it may not be up yet
+            current[:] = [learner]
             learner.start()
             learner.serve()
             return
         except Exception:
             log.exception("the learner failed; restarting it in 10 s (its state resumes the round)")
-            learner.stop()
+            if learner is not None:
+                learner.stop()
             stop.wait(10.0)
