@@ -1,5 +1,5 @@
-"""A learner config naming YOLO folders that do not exist fails at start with the paths, exit 2: `edgeloop edge`
-no longer retries a traceback every 10 s, `edgeloop round --init` no longer ends in one."""
+"""A learner config naming YOLO folders that do not exist, or a store refusing its keys, fails at start with a
+clear line, exit 2: `edgeloop edge` no longer retries a traceback every 10 s, `edgeloop round` no longer ends in one."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def test_edge_refuses_missing_folders_before_starting_roles(tmp_path, caplog):
         assert main(["edge", "--config", str(config)]) == 2
     assert f"bootstrap: {tmp_path / 'day' / 'data.yaml'}" in caplog.text
     assert f"endpoint cam-1 val: {tmp_path / 'site-1' / 'images' / 'val'}" in caplog.text
+
+
+def test_round_with_a_store_that_refuses_its_keys(s3_server, tmp_path, capsys):
+    store = {"kind": "s3", "endpoint": s3_server.endpoint, "bucket": "round-keys", "access_key": "nobody",
+             "secret_key": "wrong"}
+    config = write_config(tmp_path / "round.yaml", {"bootstrap": {"synthetic_domain": "day"}, "store": store,
+                                                    "endpoints": [{"id": "cam-1"}]}, edge=False)
+    assert main(["round", "--config", str(config), "--init"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "edgeloop round:" in out and "HTTP 403" in out
