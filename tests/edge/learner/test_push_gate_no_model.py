@@ -21,10 +21,12 @@ def test_no_model_running_gates_against_the_version_it_is_due():
     track = TrackState(endpoint_id="cam-1", target_version="v0001", domain="live")
     for running in (None, ""):  # never reported, or reported running nothing
         why = RoundDriver._worse_than_deployed(driver_seeing(running), track, "v0002")
-        assert why is not None and "v0002" in why and "v0001" in why
+        assert why is not None and "v0002" in why and "v0001, which it is due (it runs no model yet)" in why
         assert RoundDriver._worse_than_deployed(driver_seeing(running), track, "v0003") is None
 
 
 def test_what_it_runs_still_wins_over_its_target():
     track = TrackState(endpoint_id="cam-1", target_version="v0001", running_version="v0002", domain="live")
     assert RoundDriver._worse_than_deployed(driver_seeing("v0002"), track, "v0001") is None  # 0.415 over 0.019
+    why = RoundDriver._worse_than_deployed(driver_seeing("v0001"), track, "v0002")
+    assert why is not None and why.endswith("0.415 of v0001, which it runs")
