@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 def run_edge(config_path: str) -> int:
     try:
         config = load_config(EdgeServiceConfig, config_path)
+        if "learner" in config.roles:
+            config.learner.check_folders()
     except (OSError, ValueError, ValidationError) as exc:
         log.error("edgeloop edge: bad config %s: %s", config_path, exc)
         return 2
@@ -55,13 +57,15 @@ def _run_learner(config, stop: threading.Event) -> None:
     current: list = []
     threading.Thread(target=lambda: (stop.wait(), [learner.stop() for learner in current]), daemon=True).start()
     while not stop.is_set():
-        learner = Learner(config, metrics=metrics)
-        current[:] = [learner]
+        learner = None
         try:
+            learner = Learner(config, metrics=metrics)  # opens the store: it may not be up yet
+            current[:] = [learner]
             learner.start()
             learner.serve()
             return
         except Exception:
             log.exception("the learner failed; restarting it in 10 s (its state resumes the round)")
-            learner.stop()
+            if learner is not None:
+                learner.stop()
             stop.wait(10.0)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from endpoint.wire.broker_unreachable import UnreachableWarning
+
 if TYPE_CHECKING:
     from endpoint.wire.broker_config import BrokerConfig
 
@@ -58,6 +60,8 @@ class MqttConnection:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.reconnect_delay_set(reconnect_min_delay_s, reconnect_max_delay_s)
         self.client.on_connect = self._on_connect
+        self._unreachable = UnreachableWarning(log, host, port)
+        self.client.on_connect_fail = self._unreachable.failed
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -135,6 +139,7 @@ class MqttConnection:
         if reason_code.is_failure:
             log.warning("MQTT %s:%s refused %s: %s", self.host, self.port, self.client_id, reason_code)
             return
+        self._unreachable.connected()
         log.info("MQTT %s connected to %s:%s", self.client_id, self.host, self.port)
         self.connected.set()
         self._subscribe_all()

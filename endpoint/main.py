@@ -6,14 +6,16 @@ import logging
 import signal
 
 from endpoint.config import EndpointConfig
-from endpoint.wire.config_base import load_config
+from endpoint.wire.config_base import load_command_config
 from endpoint.runtime import EndpointRuntime
 
 log = logging.getLogger(__name__)
 
 
 def run_endpoint(config_path: str) -> int:
-    config = load_config(EndpointConfig, config_path)
+    config = load_command_config(EndpointConfig, config_path, "edgeloop endpoint")
+    if config is None:
+        return 2
     runtime = EndpointRuntime(config)
 
     def _stop(signum, frame):

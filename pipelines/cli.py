@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detect: whole detector on the device; split: co-inference with the edge (split config)")
     p.set_defaults(func=_endpoint)
 
-    p = sub.add_parser("edge", help="run the edge ingest (MQTT → object store)")
+    p = sub.add_parser("edge", help="run the edge service: ingest (MQTT → object store) and the learner, "
+                                    "as its roles say")
     p.add_argument("--config", required=True, help="edge YAML config")
     p.set_defaults(func=_edge)
 
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_split_server)
 
     p = sub.add_parser("report", help="the per-round table and map_per_round.png of a lab run")
-    p.add_argument("dir", help="a lab --out directory holding rounds.jsonl")
+    p.add_argument("dir", help="a lab --out directory or a learner state_dir, holding rounds.jsonl")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("pi-wheels", help="check that every endpoint dependency has an aarch64 wheel for the Pi")

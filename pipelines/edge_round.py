@@ -22,12 +22,14 @@ def run_round_command(args) -> int:
     from edge.learner.config import LearnerConfig
     from edge.learner.service import Learner
     from edge.learner.state import STATE_FILE
+    from edge.store import StoreError
     from endpoint.wire.config_base import load_config
     from pipelines.report import results_table
 
     console = Console(width=170)
     try:
         config = load_config(LearnerConfig, args.config, section="learner")
+        config.check_folders()
     except (OSError, ValueError, ValidationError) as exc:
         console.print(f"[red]edgeloop round: bad config {args.config}:[/] {exc}")
         return 2
@@ -39,7 +41,11 @@ def run_round_command(args) -> int:
         console.print(f"[red]edgeloop round:[/] {config.state_dir} holds no edge state; "
                       f"run `edgeloop round --config {args.config} --init` first")
         return 2
-    learner = Learner(config)
+    try:
+        learner = Learner(config)
+    except StoreError as exc:
+        console.print(f"[red]edgeloop round:[/] {exc}")
+        return 2
     try:
         with console.status("starting the learner") as status:
             learner.on_stage = lambda text: (status.update(text), log.info("%s", text))

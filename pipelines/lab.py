@@ -19,6 +19,7 @@ STALE = ("rounds.jsonl", "history.jsonl", "state.json", "lab.log", "map_per_roun
 
 
 def run_lab(args) -> int:
+    from edge.store import StoreError
     from pipelines.scenarios import open_scenario
 
     console = Console(width=170)
@@ -38,6 +39,9 @@ def run_lab(args) -> int:
                   f"policy {args.policy}, {args.budget_kbps:g} kbit/s; details in {out / 'lab.log'}")
     try:
         return _run_rounds(args, out, console)
+    except StoreError as exc:  # e.g. --store HOST:PORT with the wrong --s3-access-key / --s3-secret-key
+        console.print(f"[red]edgeloop lab: --store {args.store}:[/] {exc}")
+        return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: every lab process was stopped; results so far are in "
                       f"{out / 'rounds.jsonl'}[/]")

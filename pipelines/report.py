@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -93,7 +94,14 @@ def run_report(args) -> int:
     from rich.console import Console
 
     out = Path(args.dir)
+    if not (out / "rounds.jsonl").is_file():
+        print(f"edgeloop report: no rounds.jsonl in {out} (a lab --out directory or a learner's state_dir)",
+              file=sys.stderr)
+        return 2
     results = read_results(out / "rounds.jsonl")
+    if not results:
+        print(f"edgeloop report: {out / 'rounds.jsonl'} holds no finished round yet", file=sys.stderr)
+        return 1
     Console(width=160).print(results_table(results))
     png = plot_results(results, out / "map_per_round.png")
     print(f"plot: {png}")

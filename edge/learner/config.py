@@ -42,6 +42,13 @@ class LabelledData(StrictConfig):
         start = 0 if split == "train" else 1_000_000
         return scenario_items(SyntheticScenario(seed=self.seed), self.synthetic_domain, start, self.frames, split)
 
+    def missing(self, splits: tuple[str, ...], names: bool = False) -> list[str]:
+        """Paths of this YOLO folder that ``splits`` (and ``names``: data.yaml) need but that do not exist."""
+        if self.folder is None:
+            return []
+        wanted = [self.folder / "images" / split for split in splits] + ([self.folder / "data.yaml"] if names else [])
+        return [str(path) for path in wanted if not path.exists()]
+
     def class_names(self) -> list[str]:
         if self.folder is not None:
             from edge.yolo_dataset import folder_class_names
@@ -98,3 +105,12 @@ class LearnerConfig(StrictConfig):
     rounds: int = Field(0, ge=0, description="stop after this many rounds (0: run until stopped)")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")
+
+    def check_folders(self) -> None:
+        """Raise ValueError naming each configured YOLO folder path that is missing: a typo fails at start."""
+        missing = [f"bootstrap: {path}" for path in self.bootstrap.missing(("train", "val"), names=True)] \
+            if self.bootstrap else []
+        missing += [f"endpoint {e.id} val: {path}" for e in self.endpoints if e.val for path in e.val.missing(("val",))]
+        if missing:
+            raise ValueError("no such YOLO data (a folder of images/{train,val}, labels/{train,val} and data.yaml; "
+                             "or synthetic_domain: day): " + "; ".join(missing))

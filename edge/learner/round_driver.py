@@ -279,11 +279,14 @@ class RoundDriver:
 
     def _worse_than_deployed(self, track: TrackState, candidate: str) -> str | None:
         """Why ``candidate`` must not replace what the endpoint runs (``edge.learner.push_gate``), or None."""
-        deployed = self._deployed(track)
+        # Running nothing yet (late, or reflashed), it gets its track's version when it connects: gate against that.
+        running = self._deployed(track)
+        deployed = running or track.target_version
         if not deployed or deployed == candidate or not self._val(track):
             return None
         return regression(candidate, self._map(track, candidate).map50_95, deployed,
-                          self._map(track, deployed).map50_95, track.domain)
+                          self._map(track, deployed).map50_95, track.domain,
+                          "which it runs" if running else "which it is due (it runs no model yet)")
 
     def _finish(self, records: list[FrameRecord], settings: RoundSettings) -> list[RoundResult]:
         from edge.learner.round_finish import finish_round

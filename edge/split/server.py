@@ -244,11 +244,15 @@ def _reason_code(exc: Exception) -> str:
 
 def run_split_server(args) -> int:
     """Serve until Ctrl-C or SIGTERM."""
-    broker = broker_config_from_args(args)
-    server = SplitServer(args.set_dir, broker.host, broker.port, args.threads, share_group=args.share_group,
-                         options_path=args.options,
-                         controller=ControllerSettings(args.device_speed, 1.0, args.accuracy_floor),
-                         max_queue=args.max_queue, broker=broker).start()
+    try:  # a missing set, options or broker file, or a bad field: one line, not a traceback
+        broker = broker_config_from_args(args)
+        server = SplitServer(args.set_dir, broker.host, broker.port, args.threads, share_group=args.share_group,
+                             options_path=args.options,
+                             controller=ControllerSettings(args.device_speed, 1.0, args.accuracy_floor),
+                             max_queue=args.max_queue, broker=broker).start()
+    except (OSError, ValueError) as exc:
+        log.error("edgeloop split-server: %s", exc)
+        return 2
     try:
         while True:
             time.sleep(1)

@@ -32,8 +32,10 @@ class S3Store:
         self.list_page_keys = LIST_PAGE_KEYS
         try:
             self._ensure_bucket()
-        except (StoreError, S3RequestError) as exc:
+        except S3RequestError as exc:
             raise StoreError(f"S3 store {self.describe()} unreachable: {exc}") from exc
+        except StoreError as exc:  # it answered, and said no
+            raise StoreError(f"S3 store {self.describe()}: {exc}") from exc
         self._check_conditional_writes()
 
     def _check_conditional_writes(self) -> None:
@@ -51,6 +53,9 @@ class S3Store:
         resp = self.client.request("HEAD", f"/{self.bucket}")
         if resp.status == 200:
             return
+        if resp.status == 403:  # a HEAD answer has no body to name the reason
+            raise StoreError(f"bucket check answered {resp.error_code()}: the server refused this access_key and "
+                             f"secret_key, or they may not use bucket {self.bucket!r}")
         if resp.status != 404:
             raise StoreError(f"bucket check answered {resp.error_code()}")
         body = b""

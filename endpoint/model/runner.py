@@ -71,7 +71,10 @@ class ModelRunner:
                 else f"the configured model {configured.version or '(none)'}")
         for name, reason in failures:
             log.warning("stored model %s fails its check: %s; booting %s", name, reason, what)
-        log.info("booting %s (serial %d) from %s", what, booted.serial, booted.path)
+        if booted is configured and not self.config.model.path:
+            log.info("booting with no model (model.path is empty): no detections until the edge pushes one")
+        else:
+            log.info("booting %s (serial %d) from %s", what, booted.serial, booted.path)
         return slot
 
     def _configured(self) -> BootModel:

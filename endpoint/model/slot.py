@@ -55,4 +55,4 @@ class ModelSlot:
             with self._lock:
                 old_version = self._current[1]
                 self._current = (detector, version, new_path, serial)
-        log.info("model %s swapped in for %s (%s)", version, old_version, new_path)
+        log.info("model %s swapped in for %s (%s)", version, old_version or "no model", new_path)

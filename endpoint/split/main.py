@@ -11,7 +11,7 @@ from pathlib import Path
 
 from endpoint.uplink.link import MqttLink
 from endpoint.split.client import SplitClient
-from endpoint.wire.config_base import load_config
+from endpoint.wire.config_base import load_command_config
 from endpoint.split.config import SplitEndpointConfig
 from endpoint.sources.streams import open_source
 
@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def run_split_endpoint(config_path: str) -> int:
-    config = load_config(SplitEndpointConfig, config_path)
+    config = load_command_config(SplitEndpointConfig, config_path, "edgeloop endpoint --mode split")
+    if config is None:
+        return 2
     b, s = config.broker, config.split
     link = MqttLink(config.endpoint_id, b.host, b.port, b.username, b.mqtt_password(), b.keepalive_s,
                     tls_ca_file=b.tls_ca_file, tls_cert_file=b.tls_cert_file, tls_key_file=b.tls_key_file,

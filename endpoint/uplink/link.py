@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from endpoint.wire import protocol
+from endpoint.wire.broker_unreachable import UnreachableWarning
 from endpoint.wire.protocol import Status
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class MqttLink:
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
         self.client.max_inflight_messages_set(64)
         self.client.on_connect = self._on_connect
+        self._unreachable = UnreachableWarning(log, host, port)
+        self.client.on_connect_fail = self._unreachable.failed
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -80,6 +83,7 @@ class MqttLink:
         if reason_code.is_failure:
             log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
+        self._unreachable.connected()
         self._subscribe_all(client)
         self.connection_count += 1
         self.connected.set()

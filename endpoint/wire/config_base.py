@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+log = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a config is a page of YAML; anything larger is the wrong file
 
@@ -46,4 +49,13 @@ def load_config(model: type[ConfigT], path: str | Path, section: str | None = No
         raise ValidationError.from_exception_data(title, exc.errors(include_url=False)) from None
 
 
-__all__ = ["MAX_CONFIG_BYTES", "StrictConfig", "load_config"]
+def load_command_config(model: type[ConfigT], path: str | Path, command: str) -> ConfigT | None:
+    """``load_config`` for a command's ``--config``: a missing or bad file is logged in one line, and None."""
+    try:
+        return load_config(model, path)
+    except (OSError, ValueError, ValidationError) as exc:  # ValidationError is a ValueError; named for the reader
+        log.error("%s: bad config %s: %s", command, path, exc)
+        return None
+
+
+__all__ = ["MAX_CONFIG_BYTES", "StrictConfig", "load_command_config", "load_config"]

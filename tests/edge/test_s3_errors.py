@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_a_wrong_secret_is_refused_with_the_servers_reason(s3_server):
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     good = S3Store(s3_server.endpoint, bucket, s3_server.access_key, s3_server.secret_key)
-    with pytest.raises(StoreError, match="unreachable: bucket check answered HTTP 403"):
+    with pytest.raises(StoreError, match="bucket check answered HTTP 403: the server refused this access_key"):
         S3Store(s3_server.endpoint, bucket, s3_server.access_key, "not-the-secret")
     forged = S3Store(s3_server.endpoint, bucket, s3_server.access_key, s3_server.secret_key)
     forged.client._secret_key, forged.client._signing_day = "not-the-secret", ""  # signs with a wrong key now

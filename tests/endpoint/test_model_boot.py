@@ -131,6 +131,16 @@ def test_an_upload_only_endpoint_boots_the_model_it_was_pushed(tmp_path, keys, p
     assert _running(ep.boot()) == ("v0002", 2, "v0002.onnx")
 
 
+def test_an_endpoint_with_no_model_says_so_at_boot_and_at_its_first_swap(tmp_path, keys, push_models, caplog):
+    ep = Endpoint(tmp_path, keys, push_models, configured=False)
+    with caplog.at_level(logging.INFO):
+        runner = ep.boot()
+        assert "booting with no model (model.path is empty)" in caplog.text
+        assert "from ." not in caplog.text
+        runner.slot.swap(push_models.base, "v0002", 2)
+    assert f"model v0002 swapped in for no model ({push_models.base})" in caplog.text
+
+
 class FakeLink:
     """The MqttLink surface ModelRunner uses: handlers, publish, publish_status."""
 

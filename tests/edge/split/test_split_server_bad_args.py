@@ -1,0 +1,19 @@
+"""`edgeloop split-server` with a missing split set or broker file says which, in one line, and exits 2."""
+
+from __future__ import annotations
+
+import logging
+
+from pipelines.cli import main
+
+
+def test_missing_split_set(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        assert main(["split-server", "--set-dir", str(tmp_path / "nope"), "--port", "1"]) == 2
+    assert f"edgeloop split-server: [Errno 2] No such file or directory: '{tmp_path / 'nope'}" in caplog.text
+
+
+def test_missing_broker_config(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        assert main(["split-server", "--set-dir", str(tmp_path), "--broker-config", str(tmp_path / "b.yaml")]) == 2
+    assert f"No such file or directory: '{tmp_path / 'b.yaml'}'" in caplog.text
