@@ -42,7 +42,7 @@ def finish_round(driver, records: list[FrameRecord], settings) -> list[RoundResu
             track.bytes_per_frame = uploaded / len(recs)
         if push.kind == "full" and push.acked:  # only a full model the endpoint runs re-anchors the curves
             track.anchor_uploaded_bytes, track.anchor_map = track.uploaded_bytes_domain, after.map50_95
-        push_kind = push.kind if push.acked or push.kind == "skip" else "failed"
+        push_kind = reported_push_kind(push)
         candidate = p.candidate_version
         record = RoundRecord(
             round=p.round, endpoint_id=ep, policy=driver.policy.name, budget_bytes=settings.budget_bytes,
@@ -77,6 +77,14 @@ def finish_round(driver, records: list[FrameRecord], settings) -> list[RoundResu
             append_line(rounds_path, result.model_dump())
         results.append(result)
     return results
+
+
+def reported_push_kind(push: PushDone) -> str:
+    """The round's push as rounds.jsonl reports it: its kind once acked; "failed" for one sent but never acked.
+
+    "skip" and "pending" (the endpoint had not reported, so the reconciler pushes when it does) sent nothing to ack.
+    """
+    return push.kind if push.acked or push.kind in ("skip", "pending") else "failed"
 
 
 def _written(path: Path, round_key: str, endpoint_key: str) -> set[tuple[int, str]]:
