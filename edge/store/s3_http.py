@@ -21,7 +21,11 @@ from urllib.parse import quote
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0  # an unreachable store fails fast, so ingest's retry loop and logs say so early
-READ_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 30.0  # the longest silence within an answer
+# An answer must also end in time as a whole: a store that trickles a byte every few seconds never trips
+# READ_TIMEOUT_S, and would hold an ingest thread forever. A body adds its length at the slowest rate allowed.
+ANSWER_DEADLINE_S = 60.0
+MIN_BODY_BYTES_PER_S = 256 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error body is only read to name the error; bound what we keep
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
 MAX_BODY_BYTES = 2 * 1024**3  # far above any object edgeloop stores (a teacher's weights are ~100 MB)
@@ -57,9 +61,30 @@ class _Connection:
 
     def __init__(self, sock: socket.socket):
         self.sock, self.buf = sock, bytearray()
+        self.deadline = float("inf")  # time.monotonic() by which the answer being read must have ended
+
+    def answer_within(self, seconds: float) -> None:
+        """The answer being read, from now on, must end within ``seconds``."""
+        self.deadline = time.monotonic() + seconds
+
+    def allow_body(self, n: int) -> None:
+        """A body of ``n`` more bytes follows: extend the deadline by its time at the slowest rate allowed."""
+        self.deadline += n / MIN_BODY_BYTES_PER_S
+
+    def _receive(self, receive, *args):
+        """``receive(*args)`` waiting READ_TIMEOUT_S at most, and not past the answer's deadline."""
+        left_s = self.deadline - time.monotonic()
+        if left_s > 0:
+            self.sock.settimeout(min(READ_TIMEOUT_S, left_s))
+            try:
+                return receive(*args)
+            except TimeoutError:
+                if time.monotonic() < self.deadline:
+                    raise  # READ_TIMEOUT_S of silence
+        raise TimeoutError("the answer did not end within its deadline: the server sends too slowly")
 
     def fill(self) -> None:
-        data = self.sock.recv(_RECV_BYTES)
+        data = self._receive(self.sock.recv, _RECV_BYTES)
         if not data:
             raise ConnectionError("the server closed the connection mid-answer")
         self.buf += data
@@ -87,7 +112,7 @@ class _Connection:
         self.buf.clear()
         view = memoryview(out)
         while have < n:
-            got = self.sock.recv_into(view[have:], n - have)
+            got = self._receive(self.sock.recv_into, view[have:], n - have)
             if not got:
                 raise ConnectionError(f"the server closed the connection {n - have} bytes before the body's end")
             have += got
@@ -96,7 +121,7 @@ class _Connection:
     def read_to_close(self, limit: int, whole: bool) -> bytes:
         """The bytes until the server closes, cut at ``limit`` (or ValueError beyond it when ``whole``)."""
         while len(self.buf) <= limit:
-            data = self.sock.recv(_RECV_BYTES)
+            data = self._receive(self.sock.recv, _RECV_BYTES)
             if not data:
                 break
             self.buf += data
@@ -140,12 +165,14 @@ class S3HttpClient:
             sent = False
             try:
                 conn, reused = self._connection()
+                conn.sock.settimeout(READ_TIMEOUT_S)  # the last answer's deadline may have shortened it
                 if message is not None:
                     conn.sock.sendall(message)
                 else:
                     conn.sock.sendall(head)
                     conn.sock.sendall(body)
                 sent = True
+                conn.answer_within(ANSWER_DEADLINE_S)
                 status, answer_headers, data, keep = self._read_answer(conn, method)
                 if not keep:
                     self._drop()  # an unread error tail or a server close: the next call opens a fresh one
@@ -196,6 +223,7 @@ class S3HttpClient:
         if not (length.isascii() and length.isdigit()):
             raise ValueError(f"bad Content-Length {length!r}")
         n = int(length)
+        conn.allow_body(min(n, limit))
         if n > limit:
             if status < 300:  # a body we need whole: a length this large is a broken answer, not data
                 raise ValueError(f"Content-Length {n} exceeds {limit} bytes")
@@ -216,6 +244,7 @@ class S3HttpClient:
                 while conn.read_until(b"\r\n", MAX_HEAD_BYTES):  # trailers, then the empty line
                     pass
                 return b"".join(parts), True
+            conn.allow_body(min(n, limit - size))
             if size + n > limit:
                 if whole:
                     raise ValueError(f"chunked body exceeds {limit} bytes")

@@ -142,3 +142,32 @@ def test_a_reset_after_the_answer_began_does_not_send_the_request_again():
     with pytest.raises(S3RequestError, match="ConnectionReset"):
         client.request("PUT", "/b/k2", body=b"abc", headers={"if-none-match": "*"})
     assert [line for line, _ in server.requests] == ["GET /b/k HTTP/1.1", "PUT /b/k2 HTTP/1.1"]
+
+
+def test_a_store_that_trickles_its_answer_is_cut_off_at_the_answer_deadline(monkeypatch):
+    """Each byte comes well inside READ_TIMEOUT_S, so only a deadline for the whole answer ends the wait."""
+    import edge.store.s3_http as s3_http
+
+    monkeypatch.setattr(s3_http, "ANSWER_DEADLINE_S", 0.3, raising=False)
+    monkeypatch.setattr(s3_http, "MIN_BODY_BYTES_PER_S", 10**9, raising=False)  # the 40-byte body adds ~nothing
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            try:
+                for _ in range(40):  # 2 s for the whole body
+                    conn.sendall(b"x")
+                    time.sleep(0.05)
+            except OSError:  # the client gave up and closed
+                pass
+
+    threading.Thread(target=trickle, daemon=True).start()
+    client = S3HttpClient(f"127.0.0.1:{listener.getsockname()[1]}", "key", "secret")
+    started = time.monotonic()
+    with pytest.raises(S3RequestError, match="deadline"):
+        client.request("GET", "/b/k")
+    assert time.monotonic() - started < 1.5
