@@ -4,6 +4,9 @@ A broker outage or a reboot loses nothing: frames are written atomically (temp
 file, fsync, rename) before they are sent. Frame ids come from
 a counter persisted in blocks, and a frame is only written under an id whose
 block is already on disk, so no id that ever reached the edge is issued again.
+A new spool (a first boot, a reflashed card) starts its counter at the clock in
+microseconds, so its ids do not repeat those of an earlier spool of the same
+endpoint, which the store would refuse as conflicts.
 An in-memory index, built by one directory scan at start, picks the next frame
 in O(log n) whatever the depth. Files that are not frames are quarantined.
 """
@@ -16,6 +19,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +49,12 @@ class SpoolEntry:
 
 def frame_id_for(seq: int) -> str:
     return f"f{seq:010d}"
+
+
+def fresh_counter() -> int:
+    """Where a spool with no counter starts: the clock in microseconds. An earlier spool of the endpoint issued
+    fewer ids than microseconds have passed since it started (it samples far below a million frames a second)."""
+    return time.time_ns() // 1000
 
 
 def seq_of(frame_id: str) -> int | None:
@@ -266,11 +276,11 @@ class Spool:
         try:
             return int((self.directory / _COUNTER).read_text().strip() or 0)
         except FileNotFoundError:
-            return 0
+            return fresh_counter()
         except (ValueError, OSError) as exc:
-            log.error("spool counter %s is unreadable (%s); ids restart after the highest spooled frame",
+            log.error("spool counter %s is unreadable (%s); ids restart from the clock, after any spooled frame",
                       self.directory / _COUNTER, exc)
-            return 0
+            return fresh_counter()
 
     def _reserve_through(self, seq: int) -> None:
         """Persist a reservation covering ``seq`` and the block after it; raises OSError."""

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from endpoint.uplink import spool as spool_module
-from endpoint.uplink.spool import QUARANTINE_DIR, CorruptFrame, Spool, SpoolDiskFull, SpoolFull
+from endpoint.uplink.spool import QUARANTINE_DIR, CorruptFrame, Spool, SpoolDiskFull, SpoolFull, seq_of
 from tests.endpoint.spool_frames import fill, frame_bytes
 
 
@@ -32,6 +32,18 @@ def test_reserved_but_unused_ids_are_not_reused(tmp_path):
     assert first != second
 
 
+def test_a_new_spool_for_the_same_endpoint_does_not_reissue_an_earlier_spools_ids(tmp_path):
+    """A reflashed card, or a lab run again, starts an empty spool: ids from 0 again were stored conflicts."""
+    import shutil
+
+    earlier = Spool(tmp_path / "spool")
+    issued = [earlier.next_frame_id()[0] for _ in range(200)]
+    shutil.rmtree(tmp_path / "spool")
+    assert Spool(tmp_path / "spool").next_frame_id()[0] > max(issued)
+    (tmp_path / "spool" / "next_seq").write_text("not a number")  # a counter a power cut garbled
+    assert Spool(tmp_path / "spool").next_frame_id()[0] > max(issued)
+
+
 def test_full_spool_refuses(tmp_path):
     spool = Spool(tmp_path, max_frames=2)
     for _ in range(2):
@@ -54,9 +66,10 @@ def test_next_after_walks_in_order_and_skips_acked_frames(tmp_path):
     ids = fill(spool, 6)
     spool.remove(ids[0])
     spool.remove(ids[3])
+    seqs = [seq_of(i) for i in ids]
     assert spool.next_after(-1).frame_id == ids[1]
-    assert spool.next_after(2).frame_id == ids[4]  # seq 3 was acked
-    assert spool.next_after(5) is None
+    assert spool.next_after(seqs[2]).frame_id == ids[4]  # the fourth was acked
+    assert spool.next_after(seqs[5]) is None
     assert [e.frame_id for e in Spool(tmp_path).pending()] == [ids[1], ids[2], ids[4], ids[5]]
 
 

@@ -11,23 +11,22 @@ from tests.endpoint.uplink_parts import FakeLink, wait_until
 
 def _spool(tmp_path, n):
     spool = Spool(tmp_path)
-    fill(spool, n)
-    return spool
+    return spool, fill(spool, n)
 
 
 def test_sends_oldest_first_within_window_and_acks_drain_the_spool(tmp_path):
-    link, spool = FakeLink(), _spool(tmp_path, 10)
+    link, (spool, ids) = FakeLink(), _spool(tmp_path, 10)
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=4, ack_timeout_s=60)
     up.start()
     try:
         assert wait_until(lambda: len(link.sent) == 4)
         time.sleep(0.1)
-        assert link.sent == [frame_bytes(f"f{i:010d}") for i in range(4)]  # the window holds the rest back
-        link.ack([f"f{i:010d}" for i in range(4)])
+        assert link.sent == [frame_bytes(i) for i in ids[:4]]  # the window holds the rest back
+        link.ack(ids[:4])
         assert wait_until(lambda: len(link.sent) == 8)
-        link.ack([f"f{i:010d}" for i in range(4, 8)])
+        link.ack(ids[4:8])
         assert wait_until(lambda: len(link.sent) == 10)
-        link.ack([f"f{i:010d}" for i in range(8, 10)])
+        link.ack(ids[8:])
         assert wait_until(up.drained)
         assert up.stats.frames_acked == 10 and up.stats.frames_resent == 0
     finally:
@@ -35,20 +34,20 @@ def test_sends_oldest_first_within_window_and_acks_drain_the_spool(tmp_path):
 
 
 def test_unacked_frames_are_resent_after_the_timeout(tmp_path):
-    link, spool = FakeLink(), _spool(tmp_path, 2)
+    link, (spool, ids) = FakeLink(), _spool(tmp_path, 2)
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=0.2)
     up.start()
     try:
         assert wait_until(lambda: len(link.sent) >= 4)  # both sent, then both sent again
         assert up.stats.frames_resent >= 2
-        link.ack(["f0000000000", "f0000000001"])
+        link.ack(ids)
         assert wait_until(up.drained)
     finally:
         up.stop()
 
 
 def test_an_outage_resends_what_was_in_flight(tmp_path):
-    link, spool = FakeLink(), _spool(tmp_path, 3)
+    link, (spool, _) = FakeLink(), _spool(tmp_path, 3)
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
@@ -62,13 +61,13 @@ def test_an_outage_resends_what_was_in_flight(tmp_path):
 
 
 def test_refused_frames_leave_the_spool_without_counting_as_acked(tmp_path):
-    link, spool = FakeLink(), _spool(tmp_path, 2)
+    link, (spool, ids) = FakeLink(), _spool(tmp_path, 2)
     up = Uplink(link, spool, TokenBucket(1e9, 1e9), window=8, ack_timeout_s=60)
     up.start()
     try:
         assert wait_until(lambda: len(link.sent) == 2)
-        link.ack(["f0000000000"], ok=False)
-        link.ack(["f0000000001"])
+        link.ack(ids[:1], ok=False)
+        link.ack(ids[1:])
         assert wait_until(up.drained)
         assert up.stats.frames_refused == 1 and up.stats.frames_acked == 1
     finally:
