@@ -26,7 +26,8 @@ def add_lab_arguments(p: argparse.ArgumentParser) -> None:
                    help="YAML file of learning settings (models, epochs, replay; see edge/learning_config.py)")
     p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
                    help="auto: Mosquitto when installed, else the embedded amqtt (no shared subscriptions)")
-    p.add_argument("--store", default="local", help="'local' (a directory under --out) or an S3 host:port")
+    p.add_argument("--store", default="local", help="'local' (a directory under --out) or an S3 host:port (bucket "
+                   "edgeloop-lab, emptied at the start of each run, as the local directory is)")
     p.add_argument("--s3-access-key", default="minioadmin", help="S3 access key when --store is a host:port")
     p.add_argument("--s3-secret-key", default="minioadmin", help="S3 secret key when --store is a host:port")
     p.add_argument("--out", default="edgeloop-data/lab", help="results and data directory")

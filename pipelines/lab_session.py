@@ -58,6 +58,8 @@ class LabSession:
         broker = self._stack.enter_context(Broker(kind=args.broker, workdir=_dir(out / "broker")))
         store = open_store(self._store_config())
         say(f"broker [bold]{broker.kind}[/] on {broker.url}; store {store.describe()}")
+        if args.store != "local" and (cleared := clear_store(store)):  # the local store's folder went with STALE
+            say(f"cleared {cleared} objects of an earlier lab run from {store.describe()}: a lab run starts afresh")
         # amqtt has no shared subscriptions: there ingest subscribes plainly (one ingest, so nothing is split).
         shared_group = "ingest" if broker.kind == "mosquitto" else None
         ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=shared_group), store).start()
@@ -130,6 +132,15 @@ class LabSession:
             return StoreConfig(kind="local", path=str(self.out / "store"))
         return StoreConfig(kind="s3", endpoint=spec, bucket="edgeloop-lab", access_key=self.args.s3_access_key,
                            secret_key=self.args.s3_secret_key)
+
+
+def clear_store(store) -> int:
+    """Delete every object of the lab's own bucket; how many there were. An earlier run's frames would otherwise
+    join this run's rounds, as frames of the same round numbers."""
+    keys = list(store.list(""))
+    for key in keys:
+        store.delete(key)
+    return len(keys)
 
 
 def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) -> LearningConfig:

@@ -1,4 +1,5 @@
-"""`edgeloop lab --store HOST:PORT` with keys the S3 server refuses: one clear line and exit 2, not a traceback."""
+"""`edgeloop lab --store HOST:PORT`: keys the S3 server refuses are one clear line and exit 2; each run starts from an
+empty bucket."""
 
 from __future__ import annotations
 
@@ -15,3 +16,15 @@ def test_refused_s3_keys_are_a_clear_error(s3_server, tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert rc == 2
     assert f"edgeloop lab: --store {s3_server.endpoint}:" in out and "HTTP 403" in out and "access_key" in out
+
+
+def test_a_lab_run_on_s3_starts_from_an_empty_bucket(s3_store):
+    """The local store's folder is removed before a run; frames a run left in the bucket would join the next
+    run's rounds under the same round numbers."""
+    from pipelines.lab_session import clear_store
+
+    for key in ("frames/cam-1/r00000/f1.jpg", "frames/cam-1/r00000/f1.json", "models/student/v0002/model.onnx"):
+        s3_store.put(key, b"from an earlier run")
+    assert clear_store(s3_store) == 3
+    assert list(s3_store.list("")) == []
+    assert clear_store(s3_store) == 0
