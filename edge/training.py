@@ -8,6 +8,7 @@ use ``train_stage``. ultralytics is imported lazily, so importing this module st
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -38,12 +39,36 @@ log = logging.getLogger(__name__)
 FORMAL_VAL_IMAGES = 8
 
 
+@functools.cache
 def ultralytics_yolo():
-    """The YOLO class, imported lazily and offline (nothing may be downloaded at run time)."""
+    """The YOLO class, imported lazily and offline (nothing may be downloaded at run time), on every core."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    return YOLO
+    from edge.torch_threads import STEP_STARTS, threads_kept, use_every_core
+
+    class EdgeYOLO(YOLO):
+        """ultralytics' YOLO whose training, prediction and validation run on every core (``edge.torch_threads``)
+        and leave the caller's torch threads as they found them."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for event in STEP_STARTS:
+                self.add_callback(event, use_every_core)
+
+        def train(self, *args, **kwargs):
+            with threads_kept():
+                return super().train(*args, **kwargs)
+
+        def predict(self, *args, **kwargs):
+            with threads_kept():
+                return super().predict(*args, **kwargs)
+
+        def val(self, *args, **kwargs):
+            with threads_kept():
+                return super().val(*args, **kwargs)
+
+    return EdgeYOLO
 
 
 def model_source(spec: ModelSpec, cache_dir: Path) -> str:
