@@ -52,6 +52,13 @@ class LearningConfig(StrictConfig):
                                      "label-only student after the drift, a 1x one 0.45x, in 2.7x the 1x "
                                      "fine-tune's CPU time; a 4x wider 1x one 0.57x")
     batch: int = Field(16, ge=1, description="training batch size")
+    train_threads: int | None = Field(
+        None, ge=1, le=256, description="torch threads of each training; None: ultralytics' min(8, cores - 1), one "
+                                        "on a 2-core edge. Measured there (bench distill's teacher fine-tune, quiet "
+                                        "machine): 2 threads took 32-34 s against 52 s, at the same mAP50-95 "
+                                        "(dusk .536 vs .535); the student 17.9 s against 22.0 s. Not the default: "
+                                        "make lab's one run at 2 threads ended 7-10 pts below its pre-drift day "
+                                        "mAP50-95 (at one thread, above it); one run cannot tell chance from cause")
     nominal_batch: int | None = Field(
         16, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
                               "optimizer step; None: ultralytics' 64. 16 (the default batch): a step per batch, as "

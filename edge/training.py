@@ -8,7 +8,6 @@ use ``train_stage``. ultralytics is imported lazily, so importing this module st
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ import numpy as np
 import yaml
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
+from edge.torch_threads import threads_kept, train_on_threads
 from edge.training_progress import watch
 from edge.yolo_dataset import LabelledImage, write_yolo_dataset
 
@@ -39,36 +39,12 @@ log = logging.getLogger(__name__)
 FORMAL_VAL_IMAGES = 8
 
 
-@functools.cache
 def ultralytics_yolo():
-    """The YOLO class, imported lazily and offline (nothing may be downloaded at run time), on every core."""
+    """The YOLO class, imported lazily and offline (nothing may be downloaded at run time)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    from edge.torch_threads import STEP_STARTS, threads_kept, use_every_core
-
-    class EdgeYOLO(YOLO):
-        """ultralytics' YOLO whose training, prediction and validation run on every core (``edge.torch_threads``)
-        and leave the caller's torch threads as they found them."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            for event in STEP_STARTS:
-                self.add_callback(event, use_every_core)
-
-        def train(self, *args, **kwargs):
-            with threads_kept():
-                return super().train(*args, **kwargs)
-
-        def predict(self, *args, **kwargs):
-            with threads_kept():
-                return super().predict(*args, **kwargs)
-
-        def val(self, *args, **kwargs):
-            with threads_kept():
-                return super().val(*args, **kwargs)
-
-    return EdgeYOLO
+    return YOLO
 
 
 def model_source(spec: ModelSpec, cache_dir: Path) -> str:
@@ -124,7 +100,10 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
         from edge.distill_model import attach
 
         attach(model, distill_head)
-    model.train(**{**settings, **extra})
+    if config.train_threads is not None:
+        train_on_threads(model, config.train_threads)
+    with threads_kept():  # ultralytics sets the process's torch threads for its training; give them back
+        model.train(**{**settings, **extra})
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.
     return run_dir / "weights" / "last.pt"
 

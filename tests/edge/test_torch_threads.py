@@ -1,48 +1,55 @@
-"""edge.torch_threads: ultralytics' steps run on every usable core and give the caller's threads back."""
+"""edge.torch_threads: a training runs on LearningConfig.train_threads and gives the caller's threads back."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from edge.torch_threads import usable_cores
-from edge.training import train_from_spec, ultralytics_yolo
+from edge.torch_threads import train_on_threads
+from edge.training import train_from_spec
 from edge.training_progress import report_training_to
 from edge.yolo_dataset import scenario_items
 from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
-# with one core, ultralytics' cores - 1 (at least 1) and every core are the same count
-needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="one usable core: nothing to tell apart")
-
 
 @pytest.fixture
-def one_thread():
+def callers_threads() -> int:
+    """The caller's own thread count, set apart from ultralytics' and from the configured one."""
+    from ultralytics.utils import NUM_THREADS
+
     found = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
+    mine = next(n for n in (5, 6, 7) if n != NUM_THREADS)
+    torch.set_num_threads(mine)
+    yield mine
     torch.set_num_threads(found)
 
 
-@needs_two_cores
-def test_prediction_runs_on_every_core_and_gives_the_threads_back(one_thread):
-    model = ultralytics_yolo()(ModelSpec(yaml="yolo11n.yaml").yaml)
-    during: list[int] = []
-    model.add_callback("on_predict_postprocess_end", lambda _predictor: during.append(torch.get_num_threads()))
-    model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, device="cpu", verbose=False)
-    assert during == [usable_cores()]
-    assert torch.get_num_threads() == 1
-
-
-@needs_two_cores
-@pytest.mark.integration
-def test_training_runs_on_every_core_and_gives_the_threads_back(tmp_path, one_thread):
-    config = LearningConfig(imgsz=64, batch=4, cache_dir=tmp_path / "cache")
+def threads_while_training(tmp_path, train_threads: int | None) -> list[int]:
+    """torch's thread count at each epoch's end of a one-epoch training on 4 tiny frames."""
+    config = LearningConfig(imgsz=64, batch=4, train_threads=train_threads, cache_dir=tmp_path / "cache")
     items = scenario_items(SyntheticScenario(), "day", 0, 4, "train-")
     during: list[int] = []
     with report_training_to(lambda _line: during.append(torch.get_num_threads())):
         train_from_spec(ModelSpec(yaml="yolo11n.yaml", scale=(0.33, 0.0625, 64)), TrainSpec(epochs=1), config,
-                        {"train": items, "val": items[:2]}, CLASS_NAMES, tmp_path / "work")
-    assert during == [usable_cores()]
-    assert torch.get_num_threads() == 1
+                        {"train": items, "val": items[:2]}, CLASS_NAMES, tmp_path / f"work-{train_threads}")
+    return during
+
+
+@pytest.mark.integration
+def test_a_training_runs_on_the_configured_threads_and_gives_the_callers_back(tmp_path, callers_threads):
+    assert threads_while_training(tmp_path, 3) == [3]
+    assert torch.get_num_threads() == callers_threads
+
+
+@pytest.mark.integration
+def test_unset_leaves_ultralytics_its_own_count_and_still_gives_the_callers_back(tmp_path, callers_threads):
+    from ultralytics.utils import NUM_THREADS
+
+    assert threads_while_training(tmp_path, None) == [NUM_THREADS]
+    assert torch.get_num_threads() == callers_threads
+
+
+def test_a_training_needs_a_thread():
+    with pytest.raises(ValueError, match="at least one thread"):
+        train_on_threads(object(), 0)
