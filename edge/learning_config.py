@@ -57,8 +57,9 @@ class LearningConfig(StrictConfig):
                                         "on a 2-core edge. Measured there (bench distill's teacher fine-tune, quiet "
                                         "machine): 2 threads took 32-34 s against 52 s, at the same mAP50-95 "
                                         "(dusk .536 vs .535); the student 17.9 s against 22.0 s. Not the default: "
-                                        "make lab's one run at 2 threads ended 7-10 pts below its pre-drift day "
-                                        "mAP50-95 (at one thread, above it); one run cannot tell chance from cause")
+                                        "another thread count is another numeric draw, and make lab's run at 2 "
+                                        "threads ended 7-10 pts below its pre-drift day mAP50-95 (at one thread: "
+                                        "seed 0 above it, seed 1 3-4 pts below)")
     nominal_batch: int | None = Field(
         16, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
                               "optimizer step; None: ultralytics' 64. 16 (the default batch): a step per batch, as "
