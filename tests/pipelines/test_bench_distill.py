@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from pipelines.bench_distill import LABEL_ONLY, Row, distill_ablation, distilled_name, gains, training_seeds, verdict
+from pipelines.bench_distill import (LABEL_ONLY, LABEL_ONLY_SAME_TIME, Row, distill_ablation, distilled_name, gains,
+                                     same_time_epochs, training_seeds, verdict)
 
 
 def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_path, caplog):
@@ -24,21 +25,29 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
     variants = [(r.variant, r.seed) for r in rows]
     distilled = distilled_name(config, 2.0)
     assert variants == [("student before the drift", None), ("teacher before the drift", None),
-                        ("teacher (fine-tuned)", None), (LABEL_ONLY, 0), (distilled, 0), (LABEL_ONLY, 1),
-                        (distilled, 1)]
+                        ("teacher (fine-tuned)", None), (LABEL_ONLY, 0), (distilled, 0), (LABEL_ONLY_SAME_TIME, 0),
+                        (LABEL_ONLY, 1), (distilled, 1), (LABEL_ONLY_SAME_TIME, 1)]
     assert all(0.0 <= r.new_map <= 1.0 and 0.0 <= r.old_map <= 1.0 for r in rows)
-    assert times["bootstrap_cached"] == 0.0 and len(verdict(rows)) == 2
+    assert times["bootstrap_cached"] == 0.0 and len(verdict(rows)) == 3
     assert [sorted(g.by_seed) for g in gains(rows)] == [[0, 1]]
+    assert [sorted(g.by_seed) for g in gains(rows, LABEL_ONLY_SAME_TIME)] == [[0, 1]]
+    # the same-time student trained for the epochs its own pace fits into the distilled student's time
+    for seed in (0, 1):
+        labels, taught, same = (next(r for r in rows if r.variant == v and r.seed == seed)
+                                for v in (LABEL_ONLY, distilled, LABEL_ONLY_SAME_TIME))
+        assert same.epochs == same_time_epochs(labels, taught.train_s)
     # the teacher trained (bootstrap and fine-tune) at its own size; the students at theirs, distilled or not;
     # each student with its own training seed
     train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]
                   for path in (tmp_path / "work").glob("*/runs/*/weights/last.pt")}
     assert {name: args["imgsz"] for name, args in train_args.items()} == {
-        "teacher": 96, "student-0-seed-0": 64, "student-1-seed-0": 64, "student-0-seed-1": 64, "student-1-seed-1": 64}
+        "teacher": 96, "student-0-seed-0": 64, "student-1-seed-0": 64, "student-0-seed-1": 64, "student-1-seed-1": 64,
+        "student-same-time-seed-0": 64, "student-same-time-seed-1": 64}
+    assert train_args["student-same-time-seed-0"]["epochs"] == rows[5].epochs
     assert [train_args[f"student-{i}-seed-1"]["seed"] for i in (0, 1)] == [1, 1]
     # every student variant and seed trained on the same images (the same replay draw)
     trained = [sorted(p.name for p in (tmp_path / "work" / f"student-{i}-seed-{s}" / "student-data" / "images" /
-                                       "train").iterdir()) for i in (0, 1) for s in (0, 1)]
+                                       "train").iterdir()) for i in (0, 1, "same-time") for s in (0, 1)]
     assert all(t == trained[0] for t in trained)
     # the distilled student's teacher ran on its own 96 px view of the 64 px batches
     assert "distilling at teacher scale 1.5" in caplog.text
@@ -74,3 +83,20 @@ def test_seeds_option_is_a_count_from_the_scenario_seed_or_a_list():
     for bad in ("0", "x", "1,1", "1,a"):
         with pytest.raises(ValueError, match="--seeds"):
             training_seeds(bad, 0)
+
+
+def test_the_same_time_student_trains_the_epochs_its_own_pace_fits_into_the_distilled_time():
+    labels = Row(LABEL_ONLY, 0.2, 0.3, train_s=20.0, seed=0, epochs=7)  # about 2.9 s an epoch
+    assert same_time_epochs(labels, 30.0) == 10
+    assert same_time_epochs(labels, 20.0) == 7
+    assert same_time_epochs(labels, 0.5) == 1  # at least one epoch
+    with pytest.raises(ValueError, match="pace"):
+        same_time_epochs(Row(LABEL_ONLY, 0.2, 0.3, train_s=20.0, seed=0), 30.0)
+
+
+def test_the_verdict_compares_at_the_same_epochs_and_at_the_same_wall_time():
+    rows = _rows({0: 0.20, 1: 0.30}, {0: 0.24, 1: 0.31})
+    rows += [Row(LABEL_ONLY_SAME_TIME, m, 0.3, 1.0, seed=s) for s, m in {0: 0.22, 1: 0.32}.items()]
+    lines = verdict(rows)
+    assert "at the same epochs: +2.5 pts mean" in lines[1]
+    assert "at the same wall time: +0.5 pts mean" in lines[2]
