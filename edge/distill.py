@@ -60,7 +60,8 @@ def teacher_arguments(teacher_weights: str | Path, config: LearningConfig) -> di
     head = HeadDistillation(teacher_scale=config.teacher_size() / config.imgsz,
                             logit_weight=config.distill_logit_weight, box_weight=config.distill_box_weight,
                             temperature=config.distill_temperature, logit_pool=config.distill_logit_pool,
-                            onnx_teacher=True, every_batches=config.distill_every_batches)
+                            onnx_teacher=True, every_batches=config.distill_every_batches,
+                            overlap=config.distill_overlap_teacher)
     return {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight, "distill_head": head}
 
 

@@ -40,6 +40,9 @@ class HeadDistillation:
     # (edge.teacher_scores), exported when training starts, instead of from the torch teacher
     onnx_teacher: bool = False
     every_batches: int = 1  # the teacher runs, and the distillation terms count, on every n-th training batch only
+    # the onnxruntime teacher's pass for the next batch runs on a worker thread while torch trains on this one
+    # (edge.teacher_prefetch): the same logits, on a core torch leaves partly idle
+    overlap: bool = True
 
     def __post_init__(self):
         if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0 or \
@@ -147,6 +150,7 @@ class EdgeDistillationModel(DistillationModel):
 
     head: HeadDistillation = HeadDistillation()
     teacher_onnx: str | None = None  # the teacher's class-logit graph, when the loss runs it instead of the teacher
+    teacher_prefetch = None  # an ``edge.teacher_prefetch.TeacherPrefetch`` computing ``teacher_onnx`` a batch ahead
     batches: int = 0  # training batches seen, for ``HeadDistillation.every_batches``
 
     @classmethod
@@ -173,22 +177,18 @@ class EdgeDistillationModel(DistillationModel):
             regular_loss, loss_items = self.student_model.loss(batch, self.student_model(images))
             loss_items["dis_loss"] = torch.zeros(1, device=images.device)
             return torch.cat([regular_loss, loss_items["dis_loss"]]), loss_items
-        view = teacher_view(images, self.head.teacher_scale)
         onnx_teacher = self.teacher_onnx is not None and not self.dis and not self.head.box_weight
-        if onnx_teacher:  # class logits are all the loss needs of the teacher
-            from edge.teacher_scores import teacher_logits
-
-            teacher = teacher_logits(self.teacher_onnx)
-            teacher_scores, teacher_grids = teacher(view), teacher.grids
-        else:
+        if not onnx_teacher:  # its hooks take the features and head outputs
             with torch.no_grad():
-                self.teacher_model(view)
+                self.teacher_model(teacher_view(images, self.head.teacher_scale))
         preds = self.student_model(images)
         regular_loss, loss_items = self.student_model.loss(batch, preds)
         n = len(self.feats_idx) - 1  # neck levels; level n is the Detect head
         student_grids = [tuple(self._student_feats[i].shape[-2:]) for i in range(n)]
         student_head = self.decouple_outputs(self._student_feats[n], branch="one2many")
-        if not onnx_teacher:
+        if onnx_teacher:  # class logits are all the loss needs of the teacher; asked for last, as a prefetch may run
+            teacher_scores, teacher_grids = self.onnx_teacher_logits(batch)
+        else:
             teacher_grids = [tuple(self._teacher_feats[i].shape[-2:]) for i in range(n)]
             teacher_head = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
             teacher_scores = teacher_head["scores"]
@@ -217,6 +217,16 @@ class EdgeDistillationModel(DistillationModel):
         loss_items["dis_loss"] = loss_distill.detach()
         return torch.cat([regular_loss, loss_distill * images.shape[0]]), loss_items
 
+    def onnx_teacher_logits(self, batch) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The onnxruntime teacher's class logits of ``batch`` (prefetched when they were) and its grids."""
+        from edge.teacher_scores import teacher_logits
+
+        teacher = teacher_logits(self.teacher_onnx)
+        ready = self.teacher_prefetch.take(batch) if self.teacher_prefetch is not None else None
+        if ready is None:
+            ready = teacher(teacher_view(batch["img"], self.head.teacher_scale))
+        return ready, teacher.grids
+
 
 def attach(yolo, head: HeadDistillation) -> None:
     """Have ``yolo``'s next training adopt its distillation wrapper as ``EdgeDistillationModel`` with ``head``."""
@@ -230,6 +240,8 @@ def attach(yolo, head: HeadDistillation) -> None:
             # exported in the run's folder, so its CPU counts in the training that needs it
             size = view_side(int(trainer.args.imgsz), head.teacher_scale)
             model.teacher_onnx = str(teacher_logits_onnx(trainer.args.distill_model, size, trainer.save_dir))
+            if head.overlap:
+                prefetch_teacher(trainer, model)
         log.info("distilling at teacher scale %.2g: logit weight %g (%s-pooled), box weight %g, T %g, feature "
                  "weight %g", head.teacher_scale, head.logit_weight, head.logit_pool, head.box_weight,
                  head.temperature, model.dis)
@@ -237,5 +249,24 @@ def attach(yolo, head: HeadDistillation) -> None:
     yolo.add_callback("on_pretrain_routine_end", adopt)
 
 
-__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "teacher_view",
-           "view_side"]
+def prefetch_teacher(trainer, model: EdgeDistillationModel) -> None:
+    """Wrap ``trainer``'s loader so each batch's teacher logits are computed during the previous batch's training.
+
+    Only where the prefetched view is the loss's own: on the CPU, without multi-scale (it resizes each batch at
+    random when it is preprocessed). The trainer closes the loader, and with it the worker thread, when training ends.
+    """
+    from edge.teacher_prefetch import TeacherPrefetch
+    from edge.teacher_scores import teacher_logits
+
+    if trainer.device.type != "cpu" or trainer.args.multi_scale or trainer.args.compile:
+        log.info("teacher prefetch off: it needs CPU training without multi-scale or compile")
+        return
+    head = model.head
+    model.teacher_prefetch = trainer.train_loader = TeacherPrefetch(
+        trainer.train_loader, teacher_logits(model.teacher_onnx),
+        lambda images: teacher_view(images, head.teacher_scale), wanted=lambda n: n % head.every_batches == 0,
+        start=model.batches)
+
+
+__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "prefetch_teacher",
+           "teacher_view", "view_side"]

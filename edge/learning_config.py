@@ -117,6 +117,12 @@ class LearningConfig(StrictConfig):
                                      "epochs 0.191 mAP50-95 in 31 CPU s, every 2nd for 9 epochs 0.197 in 32 s; "
                                      "labels alone for 11-13 epochs 0.191 / 0.170 / 0.199 in 29-36 s: no gain at "
                                      "the same CPU")
+    distill_overlap_teacher: bool = Field(
+        True, description="class-score distillation on onnxruntime computes the teacher's logits for the next "
+                          "batch on a worker thread while torch trains on this one (edge/teacher_prefetch.py): the "
+                          "same logits, loss and weights; False runs the teacher in the loss. Measured (bench "
+                          "distill's frames, 7 epochs, training seeds 0-5, torch on both cores): 0.70-0.76x the "
+                          "sequential wall time (31.9 s to 23.4 s), 0.99-1.08x its CPU")
     bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
     bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
     replay_fraction: float = Field(

@@ -84,8 +84,9 @@ def test_logit_distillation_from_the_onnx_teacher_matches_the_torch_teacher(tmp_
     (adopt,) = callbacks
     torch_loss = model.loss(batch)[1]["dis_loss"]
     assert model._teacher_feats  # the torch teacher ran
-    adopt(SimpleNamespace(model=model, args=SimpleNamespace(imgsz=64, distill_model=str(tiny_yolo_pt)),
-                          save_dir=tmp_path / "run"))
+    adopt(SimpleNamespace(model=model, args=SimpleNamespace(imgsz=64, distill_model=str(tiny_yolo_pt), multi_scale=0.0,
+                                                            compile=False),
+                          save_dir=tmp_path / "run", device=torch.device("cpu"), train_loader=[]))
     assert model.teacher_onnx is not None and onnx.load(model.teacher_onnx).graph.output[0].name
     onnx_loss = model.loss(batch)[1]["dis_loss"]
     assert not model._teacher_feats  # the torch teacher did not run
