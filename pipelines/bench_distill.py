@@ -276,5 +276,5 @@ def _gain_table(variant_gains: list[Gain], when: str):
     return table
 
 
-__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_SAME_TIME", "Gain", "Row", "distill_ablation", "distilled_name", "gains", "label_only",
-           "run_bench_distill", "same_time_epochs", "training_seeds", "verdict"]
+__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_SAME_TIME", "Gain", "Row", "distill_ablation", "distilled_name", "gains",
+           "label_only", "run_bench_distill", "same_time_epochs", "training_seeds", "verdict"]
