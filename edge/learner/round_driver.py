@@ -199,7 +199,6 @@ class RoundDriver:
         from edge.export import export_onnx, student_for_endpoint
 
         p, cfg = self.state.progress, self.learning
-        items = self.replay.items(p.domain)
         if not p.labelled_frames:
             return
         latest = self.registry.latest(STUDENT_NAME)
@@ -211,9 +210,9 @@ class RoundDriver:
         self.on_stage(f"round {p.round}: exporting and quantizing the student to INT8")
         run_dir = self._run_dir()
         fp32 = export_onnx(self.state.student_pt, run_dir / "student.onnx", cfg.imgsz)
+        calibration = self.replay.calibration(p.domain, cfg.calibration_frames, cfg.replay_fraction)
         shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
-                                                     [i.image for i in items[-cfg.calibration_frames:]], cfg.imgsz,
-                                                     cfg.student_precision)
+                                                     [i.image for i in calibration], cfg.imgsz, cfg.student_precision)
         shipped, fraction = self._sparse_int8(latest, fp32, shipped, run_dir)
         manifest = self.registry.publish(STUDENT_NAME, shipped, format=model_format, input_size=(cfg.imgsz, cfg.imgsz),
                                          class_names=self.state.class_names,

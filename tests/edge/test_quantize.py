@@ -116,3 +116,29 @@ def test_student_precision_chooses_what_endpoints_get(tiny_yolo_onnx, tmp_path):
     assert LearningConfig(student_precision="fp32").student_precision == "fp32"
     with pytest.raises(ValidationError):
         LearningConfig(student_precision="fp16")
+
+
+@pytest.mark.integration
+def test_calibrating_on_the_replay_mix_keeps_the_old_domain(tiny_yolo_onnx, tmp_path):
+    """INT8 calibrated on a new domain alone loses the old one (the lab's dusk round cost day 9-10 pts);
+    the replay buffer's calibration draw keeps it near FP32."""
+    from edge.evaluate import evaluate_onnx
+    from edge.quantize import quantize_int8
+    from edge.replay import ReplayBuffer
+    from edge.yolo_dataset import scenario_items
+
+    sc = SyntheticScenario()  # the tiny model learnt day frames of this scenario
+    replay = ReplayBuffer(capacity_per_domain=16)
+    replay.add(scenario_items(sc, "day", 300_000, 16, "old-"), "day")
+    replay.add(scenario_items(sc, "dusk", 300_000, 16, "new-"), "dusk")
+    day_val = scenario_items(sc, "day", 200_000, 40, "val-")
+
+    def day_map(calibration) -> float:
+        int8 = quantize_int8(tiny_yolo_onnx, tmp_path / f"{len(calibration)}-{calibration[0].name}.onnx",
+                             [i.image for i in calibration], 128)
+        return evaluate_onnx(int8, day_val).map50_95
+
+    fp32 = evaluate_onnx(tiny_yolo_onnx, day_val).map50_95
+    new_only, mixed = day_map(replay.items("dusk")), day_map(replay.calibration("dusk", 16, 0.5))
+    assert fp32 - mixed < 0.03, (fp32, mixed)
+    assert mixed - new_only > 0.03, (new_only, mixed)

@@ -81,3 +81,24 @@ def test_save_and_load_round_trip(tmp_path):
         np.testing.assert_array_equal(item.classes, ref.classes)
         np.testing.assert_array_equal(item.image, ref.image)
     assert len(ReplayBuffer.load(tmp_path / "absent", 5)) == 0
+
+
+def test_calibration_mixes_domains_like_the_training_set_and_draws_no_random_numbers():
+    buffer = ReplayBuffer(capacity_per_domain=50, seed=3)
+    buffer.add(items("day", 50), "day")
+    buffer.add(items("night", 3), "night")
+    buffer.add(items("dusk", 40), "dusk")
+    state = buffer._rng.bit_generator.state
+    picked = [i.name for i in buffer.calibration("dusk", 16, replay_fraction=0.5)]
+    assert buffer._rng.bit_generator.state == state  # the next fine-tune's replay draw is unchanged
+    # half from the other domains, evenly; night has 3 of its 4, and the newest of the domain fill the rest
+    assert picked[:9] == [f"dusk-{i:04d}" for i in range(31, 40)]
+    others = picked[9:]
+    assert len(others) == len(set(others)) == 7
+    assert sum(n.startswith("day") for n in others) == 4 and sum(n.startswith("night") for n in others) == 3
+    assert [i.name for i in buffer.calibration("dusk", 16, 0.0)] == [f"dusk-{i:04d}" for i in range(24, 40)]
+    # one domain only, or fewer images than asked: what there is
+    assert len(ReplayBuffer(50).calibration("dusk", 8, 0.5)) == 0
+    alone = ReplayBuffer(50)
+    alone.add(items("dusk", 5), "dusk")
+    assert [i.name for i in alone.calibration("dusk", 8, 0.5)] == [f"dusk-{i:04d}" for i in range(5)]
