@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edge.learning_config import LearningConfig
+from edge.torch_threads import train_threads
 from edge.training import cache_key, cached_build, hash_items, train_from_spec
 from edge.yolo_dataset import LabelledImage, scenario_items
 
@@ -37,6 +38,8 @@ def bootstrap_key(config: LearningConfig, data_digest: str) -> str:
         parts["teacher_imgsz"] = config.teacher_size()
     if config.nominal_batch is not None:  # only when set, so keys of earlier caches stay valid
         parts["nominal_batch"] = config.nominal_batch
+    if (threads := train_threads(config.train_threads)) != 1:  # another thread count is another numeric draw;
+        parts["train_threads"] = threads  # one thread was the only count before it was a setting
     return cache_key(parts, data_digest)
 
 

@@ -53,13 +53,12 @@ class LearningConfig(StrictConfig):
                                      "fine-tune's CPU time; a 4x wider 1x one 0.57x")
     batch: int = Field(16, ge=1, description="training batch size")
     train_threads: int | None = Field(
-        None, ge=1, le=256, description="torch threads of each training; None: ultralytics' min(8, cores - 1), one "
-                                        "on a 2-core edge. Measured there (bench distill's teacher fine-tune, quiet "
-                                        "machine): 2 threads took 32-34 s against 52 s, at the same mAP50-95 "
-                                        "(dusk .536 vs .535); the student 17.9 s against 22.0 s. Not the default: "
-                                        "another thread count is another numeric draw, and make lab's run at 2 "
-                                        "threads ended 7-10 pts below its pre-drift day mAP50-95 (at one thread: "
-                                        "seed 0 above it, seed 1 3-4 pts below)")
+        None, ge=1, le=256, description="torch threads of each training; None: every core, up to 8 "
+                                        "(ultralytics' own min(8, cores - 1) is one thread on a 2-core edge). "
+                                        "Measured there (bench distill's teacher fine-tune, quiet machine): 2 "
+                                        "threads took 32-34 s against 52 s, at the same mAP50-95 (dusk .536 vs "
+                                        ".535); the student 17.9 s against 22.0 s; make lab with its bootstrap "
+                                        "trained 5 min 28 s against about 7 min 40 s")
     nominal_batch: int | None = Field(
         16, ge=1, description="ultralytics 'nbs': gradients accumulate over batches up to this many images per "
                               "optimizer step; None: ultralytics' 64. 16 (the default batch): a step per batch, as "
@@ -127,13 +126,17 @@ class LearningConfig(StrictConfig):
     bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
     bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
     replay_fraction: float = Field(
-        0.5, ge=0, lt=1, description="share of each fine-tune set drawn from replay. Measured (make lab, last round, "
-                                     "cam-1 / cam-2): 0.5 kept `day` at +9.8 / +5.6 pts over its pre-drift mAP50-95 "
-                                     "and reached dusk +30 / +34 pts over static; 0.3: +2.0 / -3.9 and +25 / +34")
+        0.5, ge=0, lt=1, description="share of each fine-tune set, and of the INT8 calibration frames, drawn from "
+                                     "replay. Measured (make lab, last round, cam-1 / cam-2, one training thread, "
+                                     "calibration on new frames only): 0.5 kept `day` at +9.8 / +5.6 pts over its "
+                                     "pre-drift mAP50-95 and reached dusk +30 / +34 pts over static; 0.3: +2.0 / "
+                                     "-3.9 and +25 / +34")
     replay_capacity_per_domain: int = Field(200, ge=0, description="labelled images kept per domain for replay")
     teacher_label_conf: float = Field(0.4, gt=0, lt=1, description="teacher pseudo-labels below this are dropped")
     eval_conf: float = Field(0.001, gt=0, lt=1, description="detector threshold when measuring mAP")
-    calibration_frames: int = Field(32, ge=1, description="uploaded frames used to calibrate INT8 quantization")
+    calibration_frames: int = Field(32, ge=1, description="labelled frames that calibrate INT8 quantization: the "
+                                                          "domain's newest, and replay_fraction of them from other "
+                                                          "domains (ReplayBuffer.calibration)")
     student_precision: Literal["int8", "fp32"] = Field(
         "int8", description="what endpoints get: 'int8' (QDQ; yolo11n at 320 px runs in about half the FP32 time "
                             "on an x86 VNNI CPU) or 'fp32' (the export as is). Measured: INT8 does not pay in "

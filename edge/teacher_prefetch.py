@@ -2,8 +2,8 @@
 
 Logit-only distillation runs the teacher (``edge.teacher_scores``, one onnxruntime thread) on every batch; run in
 the loss, it waits for the student's forward and backward and they wait for it. torch leaves much of a
-2-core machine idle on the lab's small models (the second core at ultralytics' one thread; much of it at two,
-``train_threads: 2``), and onnxruntime releases the GIL, so ``TeacherPrefetch`` wraps
+2-core machine idle on the lab's small models (the second core at one torch thread, ultralytics' own count; much
+of it at two, ``train_threads``' default there), and onnxruntime releases the GIL, so ``TeacherPrefetch`` wraps
 the trainer's loader: handing out batch k, it submits batch k+1's teacher view to one worker thread, and the loss
 takes the result for its own batch (``take``). The logits are the sequential path's: the view is made from the
 same images as ultralytics' ``preprocess_batch`` makes them (uint8 / 255, on the CPU), and ``take`` hands them out

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from edge.torch_threads import threads_kept, train_on_threads
+from edge.torch_threads import threads_kept, train_on_threads, train_threads
 from edge.training_progress import watch
 from edge.yolo_dataset import LabelledImage, write_yolo_dataset
 
@@ -100,8 +100,7 @@ def train_yolo(source: str, data_yaml: Path, stage: TrainSpec, config: LearningC
         from edge.distill_model import attach
 
         attach(model, distill_head)
-    if config.train_threads is not None:
-        train_on_threads(model, config.train_threads)
+    train_on_threads(model, train_threads(config.train_threads))
     with threads_kept():  # ultralytics sets the process's torch threads for its training; give them back
         model.train(**{**settings, **extra})
     # val=False validates only at the end, so best.pt is just last.pt judged on a tiny split.

@@ -70,9 +70,6 @@ def run_bench_distill(args) -> int:
         return 2
     frames = getattr(args, "frames", 0) or DRIFT_FRAMES
     config = _learning(args)
-    # every training on every core unless the file says otherwise: the label-only student at its fastest, so
-    # "same wall time" is fair to it (ultralytics alone would leave one of 2 cores to the distilled teacher's pass)
-    config = config.model_copy(update={"train_threads": config.train_threads or os.cpu_count() or 1})
     try:
         seeds = training_seeds(getattr(args, "seeds", None), config.seed)
     except ValueError as error:

@@ -1,4 +1,5 @@
-"""edge.torch_threads: a training runs on LearningConfig.train_threads and gives the caller's threads back."""
+"""edge.torch_threads: a training runs on LearningConfig.train_threads (unset: every core, up to 8) and gives the
+caller's threads back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from edge.torch_threads import train_on_threads
+from edge.torch_threads import MAX_TRAIN_THREADS, train_on_threads, train_threads
 from edge.training import train_from_spec
 from edge.training_progress import report_training_to
 from edge.yolo_dataset import scenario_items
@@ -19,7 +20,7 @@ def callers_threads() -> int:
     from ultralytics.utils import NUM_THREADS
 
     found = torch.get_num_threads()
-    mine = next(n for n in (5, 6, 7) if n != NUM_THREADS)
+    mine = next(n for n in (5, 6, 7) if n not in (NUM_THREADS, train_threads(None)))
     torch.set_num_threads(mine)
     yield mine
     torch.set_num_threads(found)
@@ -43,11 +44,23 @@ def test_a_training_runs_on_the_configured_threads_and_gives_the_callers_back(tm
 
 
 @pytest.mark.integration
-def test_unset_leaves_ultralytics_its_own_count_and_still_gives_the_callers_back(tmp_path, callers_threads):
-    from ultralytics.utils import NUM_THREADS
-
-    assert threads_while_training(tmp_path, None) == [NUM_THREADS]
+def test_unset_trains_on_every_core_and_still_gives_the_callers_back(tmp_path, callers_threads):
+    assert threads_while_training(tmp_path, None) == [train_threads(None)]
     assert torch.get_num_threads() == callers_threads
+
+
+def test_unset_means_every_core_up_to_ultralytics_cap(monkeypatch):
+    for cores, threads in ((1, 1), (2, 2), (6, 6), (32, MAX_TRAIN_THREADS), (None, 1)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert train_threads(None) == threads
+    assert train_threads(3) == 3
+
+
+def test_the_bootstrap_cache_key_tells_thread_counts_apart():
+    from edge.bootstrap import bootstrap_key
+
+    key = {n: bootstrap_key(LearningConfig(train_threads=n), "data") for n in (1, 2, 3)}
+    assert len(set(key.values())) == 3  # another count is another numeric draw: not the cached weights
 
 
 def test_a_training_needs_a_thread():
