@@ -135,8 +135,8 @@ class LearningConfig(StrictConfig):
     teacher_label_conf: float = Field(0.4, gt=0, lt=1, description="teacher pseudo-labels below this are dropped")
     eval_conf: float = Field(0.001, gt=0, lt=1, description="detector threshold when measuring mAP")
     calibration_frames: int = Field(32, ge=1, description="labelled frames that calibrate INT8 quantization: the "
-                                                          "domain's newest, and replay_fraction of them from other "
-                                                          "domains (ReplayBuffer.calibration)")
+                                                          "domain's last kept, and replay_fraction of them from "
+                                                          "other domains (ReplayBuffer.calibration)")
     student_precision: Literal["int8", "fp32"] = Field(
         "int8", description="what endpoints get: 'int8' (QDQ; yolo11n at 320 px runs in about half the FP32 time "
                             "on an x86 VNNI CPU) or 'fp32' (the export as is). Measured: INT8 does not pay in "

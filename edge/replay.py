@@ -75,7 +75,8 @@ class ReplayBuffer:
         return out
 
     def calibration(self, domain: str, count: int, replay_fraction: float) -> list[LabelledImage]:
-        """``count`` INT8 calibration images in the training set's proportions: ``domain``'s newest, and
+        """``count`` INT8 calibration images in the training set's proportions: ``domain``'s last kept images
+        (its newest until the reservoir fills; after that, a slot's image is any replaced one), and
         ``replay_fraction`` of them spread evenly over the other domains' kept images.
 
         Calibrating on the new domain alone fits the activation ranges to it: on the lab's dusk frames, the
