@@ -85,6 +85,8 @@ class RoundProgress(_Strict):
     versions_before: dict[str, str] = Field(default_factory=dict, description="what each endpoint ran at the plan")
     spent_upload_bytes: dict[str, int] = Field(default_factory=dict, description="endpoint -> frame bytes sent")
     labelled_frames: int = Field(0, description="frames of this round that got labels")
+    pseudo_labelled: bool = Field(False, description="some frames of this round had no ground truth: the "
+                                                 "teacher labelled them, or left them unlabelled")
     candidate_version: str = Field("", description="the student registered this round ('' if none)")
     pushes: dict[str, PushDone] = Field(default_factory=dict, description="endpoint -> push sent this round")
     stage_seconds: dict[str, float] = Field(default_factory=dict, description="wall time of each stage done")

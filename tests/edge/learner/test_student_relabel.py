@@ -1,0 +1,73 @@
+"""The student learns the fine-tuned teacher's labels: ``RoundDriver._relabelled`` labels the domain's newest
+stored frames afresh (ground truth first), keeps what has no stored frame, and adds what the old teacher missed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from edge.labels import frame_name, stored_frames
+from edge.learner.round_driver import RoundDriver
+from edge.learner.state import HISTORY_FILE, append_line
+from edge.learning_config import LearningConfig
+from edge.scheduler.policy import SKIP, RoundRecord
+from edge.store.local import LocalStore
+from edge.yolo_dataset import LabelledImage
+from endpoint.sources.scenario import SyntheticScenario
+from tests.edge.test_labels import put_frame
+
+BOGUS_BOX = np.array([[0.0, 0.0, 0.05, 0.05]], np.float32)
+
+
+def history_row(round_index: int, domain: str) -> dict:
+    return RoundRecord(round=round_index, endpoint_id="cam-1", policy="test", budget_bytes=0, planned_upload_bytes=0,
+                       spent_upload_bytes=0, planned_push_bytes=0, spent_push_bytes=0, frames_uploaded=0,
+                       push=SKIP.name, push_kind=SKIP.kind, push_student=SKIP.student, uploaded_bytes_before=0,
+                       map_base=0.0, anchor_uploaded_bytes=0, anchor_map=0.0, map_before=0.0, map_after=0.0,
+                       domain=domain).to_dict()
+
+
+def store_records(store, round_index: int):
+    return stored_frames(store, rounds=[round_index], endpoints=["cam-1"])
+
+
+def driver(tmp_path, store, teacher_pt, relabel_frames: int) -> SimpleNamespace:
+    """The parts of a RoundDriver ``_relabelled`` reads: round 3 of "day", after round 1 ("dusk") and 2 ("day")."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for round_index, domain in ((1, "dusk"), (2, "day")):
+        append_line(tmp_path / HISTORY_FILE, history_row(round_index, domain))
+    learning = LearningConfig(imgsz=128, teacher_input_scale=1, teacher_label_conf=0.3,
+                              teacher_relabel_frames=relabel_frames)
+    state = SimpleNamespace(progress=SimpleNamespace(round=3, domain="day"), teacher_pt=teacher_pt)
+    return SimpleNamespace(state=state, learning=learning, state_dir=tmp_path, store=store, endpoints={"cam-1": None})
+
+
+def test_the_student_set_takes_the_new_teachers_labels_on_the_domains_stored_frames(tmp_path, tiny_yolo):
+    store, scenario = LocalStore(tmp_path / "store"), SyntheticScenario(seed=3)
+    dusk = [put_frame(store, scenario, i, with_labels=False, round_index=1, domain="dusk") for i in range(4)]
+    earlier = [put_frame(store, scenario, 10 + i, with_labels=False, round_index=2) for i in range(6)]
+    truth, _ = put_frame(store, scenario, 20, with_labels=True, round_index=3)
+    this_round = [put_frame(store, scenario, 30 + i, with_labels=False, round_index=3) for i in range(5)]
+    assert len(dusk) == 4 and len(earlier) == 6 and len(this_round) == 5
+    names = {r: [frame_name(rec) for rec in store_records(store, r)] for r in (1, 2, 3)}
+    old_label = LabelledImage(names[2][0], b"old jpeg", BOGUS_BOX, np.array([0]))  # the old teacher's guess
+    bootstrap = LabelledImage("bootstrap-0001.jpg", b"jpeg", BOGUS_BOX, np.array([1]))  # no stored frame
+    items = [bootstrap, old_label]
+    settings = SimpleNamespace(labels=("oracle", "teacher"))
+
+    relabelled = RoundDriver._relabelled(driver(tmp_path, store, tiny_yolo.pt, 400), items, settings)
+    by_name = {item.name: item for item in relabelled}
+    assert by_name["bootstrap-0001.jpg"] is bootstrap  # nothing stored to relabel: kept as it was
+    assert not set(names[1]) & set(by_name)  # another domain's round is not this domain's
+    fresh = by_name[names[2][0]]
+    assert fresh.image != b"old jpeg" and not np.array_equal(fresh.boxes, BOGUS_BOX)  # the new teacher's labels
+    added = set(by_name) - {bootstrap.name, old_label.name}
+    assert len(added) >= 8  # the detector trained on "day" finds boxes on most of the other day frames
+    ground_truth = next(by_name[n] for n in names[3] if n.endswith("f.0020.jpg"))
+    np.testing.assert_allclose(ground_truth.boxes, np.asarray(truth.boxes, np.float32).reshape(-1, 4), atol=1e-6)
+
+    newest_three = RoundDriver._relabelled(driver(tmp_path / "b", store, tiny_yolo.pt, 3), items, settings)
+    assert {i.name for i in newest_three} - {bootstrap.name, old_label.name} <= set(names[3][-3:])
+    assert RoundDriver._relabelled(driver(tmp_path / "c", store, tiny_yolo.pt, 0), items, settings) == items
+
