@@ -139,7 +139,7 @@ class LearningConfig(StrictConfig):
                                "a frame has it), and the student learns those labels; the teacher keeps its own. "
                                "0: off. Measured (make lab --labels teacher, last round over never-updated, "
                                "cam-1 / cam-2): seed 0 +14.8 / +16.1 pts mAP50-95 against +7.3 / +4.6 with 0, "
-                               "seed 4 +4.6 / +7.4 against +7.5 / +12.2; mean over seeds 0-4 +14.0 against +12.4")
+                               "over seeds 0-4 a mean +15.5 against +12.4 (per seed, -0.5 to +9.5)")
     eval_conf: float = Field(0.001, gt=0, lt=1, description="detector threshold when measuring mAP")
     calibration_frames: int = Field(32, ge=1, description="labelled frames that calibrate INT8 quantization: the "
                                                           "domain's last kept, and replay_fraction of them from "
