@@ -183,7 +183,8 @@ class RoundDriver:
     def _relabelled(self, items: list[LabelledImage], settings: RoundSettings) -> list[LabelledImage]:
         """``items`` (the domain's kept images) relabelled on the domain's newest stored frames: ground truth where
         a frame has it, the fine-tuned teacher's boxes elsewhere; frames the old teacher left unlabelled join
-        where the new one finds boxes, and kept images with no stored frame (the bootstrap's) stay as they are.
+        where the new one finds boxes. A kept image the new teacher finds nothing in keeps its old labels, and
+        kept images with no stored frame (the bootstrap's) stay as they are.
 
         The round's labels came from the teacher before its fine-tune, earlier rounds' from older teachers; the
         student learns the newest teacher's (measured in ``LearningConfig.teacher_relabel_frames``). The replay

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 
+from edge.frame_index import FrameRecord
 from edge.labels import frame_name, stored_frames
 from edge.learner.round_driver import RoundDriver
 from edge.learner.state import HISTORY_FILE, append_line
@@ -15,6 +17,7 @@ from edge.scheduler.policy import SKIP, RoundRecord
 from edge.store.local import LocalStore
 from edge.yolo_dataset import LabelledImage
 from endpoint.sources.scenario import SyntheticScenario
+from endpoint.wire.protocol import make_frame_header
 from tests.edge.test_labels import put_frame
 
 BOGUS_BOX = np.array([[0.0, 0.0, 0.05, 0.05]], np.float32)
@@ -30,6 +33,17 @@ def history_row(round_index: int, domain: str) -> dict:
 
 def store_records(store, round_index: int):
     return stored_frames(store, rounds=[round_index], endpoints=["cam-1"])
+
+
+def put_grey_frame(store, frame_id: str, round_index: int) -> str:
+    """A stored frame with nothing in it (the letterbox grey): no teacher finds a box there."""
+    jpeg = cv2.imencode(".jpg", np.full((240, 320, 3), 114, np.uint8))[1].tobytes()
+    header = make_frame_header(jpeg, endpoint_id="cam-1", frame_id=frame_id, capture_time=0.0, round=round_index,
+                               model_version="v0", width=320, height=240, domain="day")
+    record = FrameRecord.from_header(header, received_time=1.0)
+    store.put(record.jpeg_key, jpeg)
+    store.put(record.meta_key, record.to_json_bytes())
+    return frame_name(record)
 
 
 def driver(tmp_path, store, teacher_pt, relabel_frames: int) -> SimpleNamespace:
@@ -50,24 +64,28 @@ def test_the_student_set_takes_the_new_teachers_labels_on_the_domains_stored_fra
     truth, _ = put_frame(store, scenario, 20, with_labels=True, round_index=3)
     this_round = [put_frame(store, scenario, 30 + i, with_labels=False, round_index=3) for i in range(5)]
     assert len(dusk) == 4 and len(earlier) == 6 and len(this_round) == 5
+    grey = put_grey_frame(store, "grey", round_index=2)
     names = {r: [frame_name(rec) for rec in store_records(store, r)] for r in (1, 2, 3)}
-    old_label = LabelledImage(names[2][0], b"old jpeg", BOGUS_BOX, np.array([0]))  # the old teacher's guess
+    first = next(n for n in names[2] if n != grey)
+    old_label = LabelledImage(first, b"old jpeg", BOGUS_BOX, np.array([0]))  # the old teacher's guess
     bootstrap = LabelledImage("bootstrap-0001.jpg", b"jpeg", BOGUS_BOX, np.array([1]))  # no stored frame
-    items = [bootstrap, old_label]
+    kept_grey = LabelledImage(grey, b"grey jpeg", BOGUS_BOX, np.array([2]))  # the new teacher finds nothing here
+    items = [bootstrap, old_label, kept_grey]
     settings = SimpleNamespace(labels=("oracle", "teacher"))
 
     relabelled = RoundDriver._relabelled(driver(tmp_path, store, tiny_yolo.pt, 400), items, settings)
     by_name = {item.name: item for item in relabelled}
     assert by_name["bootstrap-0001.jpg"] is bootstrap  # nothing stored to relabel: kept as it was
     assert not set(names[1]) & set(by_name)  # another domain's round is not this domain's
-    fresh = by_name[names[2][0]]
+    fresh = by_name[first]
     assert fresh.image != b"old jpeg" and not np.array_equal(fresh.boxes, BOGUS_BOX)  # the new teacher's labels
-    added = set(by_name) - {bootstrap.name, old_label.name}
+    assert by_name[grey] is kept_grey  # no box from the new teacher: its old labels stay
+    added = set(by_name) - {bootstrap.name, old_label.name, grey}
     assert len(added) >= 8  # the detector trained on "day" finds boxes on most of the other day frames
     ground_truth = next(by_name[n] for n in names[3] if n.endswith("f.0020.jpg"))
     np.testing.assert_allclose(ground_truth.boxes, np.asarray(truth.boxes, np.float32).reshape(-1, 4), atol=1e-6)
 
     newest_three = RoundDriver._relabelled(driver(tmp_path / "b", store, tiny_yolo.pt, 3), items, settings)
-    assert {i.name for i in newest_three} - {bootstrap.name, old_label.name} <= set(names[3][-3:])
+    assert {i.name for i in newest_three} - {i.name for i in items} <= set(names[3][-3:])
     assert RoundDriver._relabelled(driver(tmp_path / "c", store, tiny_yolo.pt, 0), items, settings) == items
 
