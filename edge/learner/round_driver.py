@@ -153,13 +153,11 @@ class RoundDriver:
         return False
 
     def _teacher(self, records: list[FrameRecord], settings: RoundSettings) -> None:
-        from edge.labels import LabelContext, label_frames
+        from edge.labels import label_frames
         from edge.teacher import finetune_teacher
 
         p, cfg = self.state.progress, self.learning
-        ctx = LabelContext(teacher_weights=self.state.teacher_pt, teacher_conf=cfg.teacher_label_conf,
-                           imgsz=cfg.teacher_size())
-        frames = label_frames(self.store, records, list(settings.labels), ctx)
+        frames = label_frames(self.store, records, list(settings.labels), self._label_context())
         items = [f.item for f in frames]
         p.labelled_frames = len(items)
         p.pseudo_labelled = len(items) < len(records) or any(f.source == "teacher" for f in frames)
@@ -180,40 +178,17 @@ class RoundDriver:
         self.replay.save(replay_dir)
         self.state.replay_dir = replay_dir
 
-    def _relabelled(self, items: list[LabelledImage], settings: RoundSettings) -> list[LabelledImage]:
-        """``items`` (the domain's kept images) relabelled on the domain's newest stored frames: ground truth where
-        a frame has it, the fine-tuned teacher's boxes elsewhere; frames the old teacher left unlabelled join
-        where the new one finds boxes. A kept image the new teacher finds nothing in keeps its old labels, and
-        kept images with no stored frame (the bootstrap's) stay as they are.
+    def _label_context(self):
+        """The label sources' context: the learner's current teacher and its threshold and input size."""
+        from edge.labels import LabelContext
 
-        The round's labels came from the teacher before its fine-tune, earlier rounds' from older teachers; the
-        student learns the newest teacher's (measured in ``LearningConfig.teacher_relabel_frames``). The replay
-        buffer, the teacher's own set, keeps the labels it had: a teacher fine-tuned on its own fresh labels
-        fell to 0.10 / 0.11 mAP50-95 on dusk by the lab's round 3, against 0.26 / 0.28.
-        """
-        from edge.labels import LabelContext, label_frames
-
-        p, cfg = self.state.progress, self.learning
-        if cfg.teacher_relabel_frames <= 0:
-            return items
-        rounds = sorted({r.round for r in read_history(self.state_dir) if r.domain == p.domain} | {p.round})
-        index, records = FrameIndex(self.store), []
-        for round_index in reversed(rounds):  # newest first: a long domain lists only the rounds it needs
-            if len(records) >= cfg.teacher_relabel_frames:
-                break
-            records = [rec for ep in self.endpoints for rec in index.frames(ep, round_index)] + records
-        records = records[-cfg.teacher_relabel_frames:]
-        ctx = LabelContext(teacher_weights=self.state.teacher_pt, teacher_conf=cfg.teacher_label_conf,
-                           imgsz=cfg.teacher_size())
-        frames = label_frames(self.store, records, list(settings.labels), ctx)
-        by_name = {item.name: item for item in items}
-        by_name.update((f.item.name, f.item) for f in frames)
-        log.info("round %d: the fine-tuned teacher labelled %d of the %d newest %s frames for the student",
-                 p.round, sum(f.source == "teacher" for f in frames), len(records), p.domain)
-        return list(by_name.values())
+        cfg = self.learning
+        return LabelContext(teacher_weights=self.state.teacher_pt, teacher_conf=cfg.teacher_label_conf,
+                            imgsz=cfg.teacher_size())
 
     def _student(self, settings: RoundSettings) -> None:
         from edge.distill import distill_student
+        from edge.learner.relabel import relabel_for_student
         from edge.sparse_update import sparse_update_for
 
         p = self.state.progress
@@ -226,7 +201,9 @@ class RoundDriver:
             shutil.copyfile(self.state.student_pt, self._run_dir() / SPARSE_BASE)
         items = self.replay.items(p.domain)
         if p.pseudo_labelled and "teacher" in settings.labels:
-            items = self._relabelled(items, settings)
+            items = relabel_for_student(items, self.store, self.endpoints, read_history(self.state_dir), p.domain,
+                                        p.round, settings.labels, self._label_context(),
+                                        self.learning.teacher_relabel_frames)
         student = distill_student(self.state.student_pt, self.state.teacher_pt, items,
                                   self.learning, self._run_dir(), self.state.class_names, replay=self.replay,
                                   exclude_domain=p.domain, sparse=sparse)

@@ -1,18 +1,14 @@
-"""The student learns the fine-tuned teacher's labels: ``RoundDriver._relabelled`` labels the domain's newest
+"""The student learns the fine-tuned teacher's labels: ``relabel_for_student`` labels the domain's newest
 stored frames afresh (ground truth first), keeps what has no stored frame, and adds what the old teacher missed."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 
 from edge.frame_index import FrameRecord
-from edge.labels import frame_name, stored_frames
-from edge.learner.round_driver import RoundDriver
-from edge.learner.state import HISTORY_FILE, append_line
-from edge.learning_config import LearningConfig
+from edge.labels import LabelContext, frame_name, stored_frames
+from edge.learner.relabel import relabel_for_student
 from edge.scheduler.policy import SKIP, RoundRecord
 from edge.store.local import LocalStore
 from edge.yolo_dataset import LabelledImage
@@ -23,12 +19,12 @@ from tests.edge.test_labels import put_frame
 BOGUS_BOX = np.array([[0.0, 0.0, 0.05, 0.05]], np.float32)
 
 
-def history_row(round_index: int, domain: str) -> dict:
+def history_row(round_index: int, domain: str) -> RoundRecord:
     return RoundRecord(round=round_index, endpoint_id="cam-1", policy="test", budget_bytes=0, planned_upload_bytes=0,
                        spent_upload_bytes=0, planned_push_bytes=0, spent_push_bytes=0, frames_uploaded=0,
                        push=SKIP.name, push_kind=SKIP.kind, push_student=SKIP.student, uploaded_bytes_before=0,
                        map_base=0.0, anchor_uploaded_bytes=0, anchor_map=0.0, map_before=0.0, map_after=0.0,
-                       domain=domain).to_dict()
+                       domain=domain)
 
 
 def store_records(store, round_index: int):
@@ -46,15 +42,11 @@ def put_grey_frame(store, frame_id: str, round_index: int) -> str:
     return frame_name(record)
 
 
-def driver(tmp_path, store, teacher_pt, relabel_frames: int) -> SimpleNamespace:
-    """The parts of a RoundDriver ``_relabelled`` reads: round 3 of "day", after round 1 ("dusk") and 2 ("day")."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for round_index, domain in ((1, "dusk"), (2, "day")):
-        append_line(tmp_path / HISTORY_FILE, history_row(round_index, domain))
-    learning = LearningConfig(imgsz=128, teacher_input_scale=1, teacher_label_conf=0.3,
-                              teacher_relabel_frames=relabel_frames)
-    state = SimpleNamespace(progress=SimpleNamespace(round=3, domain="day"), teacher_pt=teacher_pt)
-    return SimpleNamespace(state=state, learning=learning, state_dir=tmp_path, store=store, endpoints={"cam-1": None})
+def relabel(items, store, teacher_pt, limit: int):
+    """Round 3 of "day", after round 1 ("dusk") and round 2 ("day"), with the given teacher as the fine-tuned one."""
+    history = [history_row(1, "dusk"), history_row(2, "day")]
+    ctx = LabelContext(teacher_weights=teacher_pt, teacher_conf=0.3, imgsz=128)
+    return relabel_for_student(items, store, ["cam-1"], history, "day", 3, ("oracle", "teacher"), ctx, limit)
 
 
 def test_the_student_set_takes_the_new_teachers_labels_on_the_domains_stored_frames(tmp_path, tiny_yolo):
@@ -71,9 +63,8 @@ def test_the_student_set_takes_the_new_teachers_labels_on_the_domains_stored_fra
     bootstrap = LabelledImage("bootstrap-0001.jpg", b"jpeg", BOGUS_BOX, np.array([1]))  # no stored frame
     kept_grey = LabelledImage(grey, b"grey jpeg", BOGUS_BOX, np.array([2]))  # the new teacher finds nothing here
     items = [bootstrap, old_label, kept_grey]
-    settings = SimpleNamespace(labels=("oracle", "teacher"))
 
-    relabelled = RoundDriver._relabelled(driver(tmp_path, store, tiny_yolo.pt, 400), items, settings)
+    relabelled = relabel(items, store, tiny_yolo.pt, 400)
     by_name = {item.name: item for item in relabelled}
     assert by_name["bootstrap-0001.jpg"] is bootstrap  # nothing stored to relabel: kept as it was
     assert not set(names[1]) & set(by_name)  # another domain's round is not this domain's
@@ -85,7 +76,7 @@ def test_the_student_set_takes_the_new_teachers_labels_on_the_domains_stored_fra
     ground_truth = next(by_name[n] for n in names[3] if n.endswith("f.0020.jpg"))
     np.testing.assert_allclose(ground_truth.boxes, np.asarray(truth.boxes, np.float32).reshape(-1, 4), atol=1e-6)
 
-    newest_three = RoundDriver._relabelled(driver(tmp_path / "b", store, tiny_yolo.pt, 3), items, settings)
+    newest_three = relabel(items, store, tiny_yolo.pt, 3)
     assert {i.name for i in newest_three} - {i.name for i in items} <= set(names[3][-3:])
-    assert RoundDriver._relabelled(driver(tmp_path / "c", store, tiny_yolo.pt, 0), items, settings) == items
+    assert relabel(items, store, tiny_yolo.pt, 0) == items
 
