@@ -117,7 +117,8 @@ class ModelInputBuffer:
         if image_bgr.shape[:2] != self._source_hw:
             self._set_geometry(letterbox_geometry(image_bgr.shape[:2], self.input_hw))
         geo = self._geometry
-        image = np.ascontiguousarray(image_bgr)  # OpenCV rejects strided views such as a transposed frame
+        # OpenCV rejects strided views such as a transposed frame; a camera's frame is contiguous already
+        image = image_bgr if image_bgr.flags.c_contiguous else np.ascontiguousarray(image_bgr)
         if (image.shape[1], image.shape[0]) != geo.resized_wh:
             image = cv2.resize(image, geo.resized_wh, dst=self._resized, interpolation=cv2.INTER_LINEAR)
         cv2.split(image, self._planes)

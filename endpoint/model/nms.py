@@ -102,6 +102,9 @@ def non_max_suppression(prediction: np.ndarray, conf_threshold: float = 0.25, io
         raise ValueError(f"expected a (4 + nc, N) prediction, got shape {pred.shape}")
     nc = nc or pred.shape[0] - 4
     scores_all = pred[4 : 4 + nc]  # nc x N: reduce along rows, in memory order
+    # most frames have no score above the threshold: one reduction settles it (a NaN max takes the long way)
+    if scores_all.max() <= conf_threshold:
+        return _empty()
     # strict '>' as in ultralytics, so a threshold equal to a score drops it
     keep = np.flatnonzero(scores_all.max(axis=0) > conf_threshold)
     if not keep.size:

@@ -84,6 +84,14 @@ def test_model_input_buffer_matches_a_fresh_letterbox_as_shapes_change():
     assert buffer.write(image)[0] is tensor  # no allocation per frame
 
 
+def test_model_input_buffer_takes_strided_views():
+    """A transposed or flipped view of a frame (OpenCV rejects such strides) is letterboxed as its copy would be."""
+    image = np.random.default_rng(4).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+    for view in (image.transpose(1, 0, 2), image[:, ::-1]):
+        expected = ModelInputBuffer(128).write(np.ascontiguousarray(view))[0].copy()
+        np.testing.assert_array_equal(ModelInputBuffer(128).write(view)[0], expected)
+
+
 def test_model_input_buffer_bounds_its_size():
     with pytest.raises(ValueError, match="model input must be"):
         ModelInputBuffer((128, 100_000))
@@ -115,6 +123,8 @@ NMS_TABLE = [
     ([(50, 50, 20, 20, 0, 0.25), (90, 90, 20, 20, 0, 0.3)], 0.25, 0.7, False, 300, [0.3]),  # conf is strict '>'
     ([(10 + 30 * i, 50, 20, 20, 0, 0.5 + i / 100) for i in range(5)], 0.25, 0.7, False, 2, [0.54, 0.53]),  # max_det
     ([(50, 50, 20, 20, 0, 0.1)], 0.25, 0.7, False, 300, []),  # nothing passes
+    ([(50, 50, 20, 20, 0, 0.25)], 0.25, 0.7, False, 300, []),  # the best score equals the threshold: nothing passes
+    ([(50, 50, 20, 20, 0, np.nan), (90, 90, 20, 20, 1, 0.6)], 0.25, 0.7, False, 300, [0.6]),  # NaN hides no box
 ]
 
 
