@@ -74,9 +74,18 @@ def peek_frame_id(payload: bytes) -> str | None:
         return None
     try:
         raw = json.loads(payload[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, an int over 4300 digits; deep nesting
         return None
     frame_id = raw.get("frame_id") if isinstance(raw, dict) else None
-    if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ECHOED_ID_CHARS:
+    if isinstance(frame_id, str) and 0 < len(frame_id) <= MAX_ECHOED_ID_CHARS and _utf8(frame_id):
         return frame_id
     return None
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be sent back: a lone surrogate (JSON's \\ud800) cannot be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

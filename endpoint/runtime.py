@@ -122,7 +122,11 @@ class EndpointRuntime:
                 "loop": True})
             next_index[domain] = next_index.get(domain, 0) + plan.frames
             self.round_done = False
-            self._stream(source)
+            try:
+                self._stream(source)
+            except Exception:  # a plan this source cannot play (an unknown domain, a missing file): serve on
+                log.exception("round %d: streaming domain %r failed; the round ends with the frames sampled so far",
+                              plan.round, domain)
             while not self.stop_event.is_set() and not self.uplink.wait_drained(0.5):
                 self._publish_telemetry()
             # a plan for the next round may have arrived while this one drained: that round is not done

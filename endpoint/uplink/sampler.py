@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
+MAX_STRIDE_FRAMES = float(2**62)  # every_nth's stride at most: more frames than a camera will ever see
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -47,7 +49,8 @@ def every_nth(c: Candidate, p: SamplerParams, rng: random.Random) -> bool:
     """A fixed stride of 1 / ``sample_rate`` frames, deterministic."""
     if p.sample_rate <= 0:
         return False
-    stride = max(1, round(1 / p.sample_rate))
+    # a tiny rate's stride overflows a float (1 / 5e-324 is inf): past any frame index, only frame 0 is taken
+    stride = max(1, round(min(1 / p.sample_rate, MAX_STRIDE_FRAMES)))
     return c.index % stride == 0
 
 

@@ -13,7 +13,7 @@ import json
 import struct
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"edgeloop/v{PROTOCOL_VERSION}"
@@ -25,6 +25,7 @@ ENDPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 FRAME_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_CLASS_ID = 65535  # far above any detector's class count; bounds what a header can claim
 MAX_BOXES_PER_FRAME = 10_000
+MAX_ROUND_INDEX = 999_999_999  # a round index goes into object keys (r00042): bounded, so a key stays short
 
 FEATURE_FRAME = "frame"
 FEATURE_STATUS = "status"
@@ -68,6 +69,16 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     v: Literal[1] = Field(PROTOCOL_VERSION, description="protocol version")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utf8_text(cls, value):
+        """JSON may escape a lone surrogate (\\ud800) that no UTF-8 text holds: refused here, not when the message
+        is written on (a stored frame's marker, an echo) after part of it already was."""
+        for text in value if isinstance(value, list) else (value,):
+            if type(text) is str:
+                text.encode("utf-8")  # UnicodeEncodeError is a ValueError: a validation error naming the field
+        return value
+
 
 _Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
@@ -89,7 +100,7 @@ class FrameHeader(Message):
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     frame_id: str = Field(pattern=FRAME_ID_PATTERN, description="unique per endpoint, stable across restarts")
     capture_time: float = Field(allow_inf_nan=False, description="unix seconds when the frame was captured")
-    round: int = Field(ge=0, description="learning round the frame was sampled in")
+    round: int = Field(ge=0, le=MAX_ROUND_INDEX, description="learning round the frame was sampled in")
     model_version: str = Field(description="student version that ran on the frame")
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -126,7 +137,7 @@ class Telemetry(Message):
     kind: Literal["telemetry"] = "telemetry"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     time: float
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_ROUND_INDEX)
     model_version: str
     frames_seen: int = Field(ge=0)
     frames_sampled: int = Field(ge=0)
@@ -144,7 +155,7 @@ class Plan(Message):
 
     kind: Literal["plan"] = "plan"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_ROUND_INDEX)
     upload_budget_bytes: int = Field(ge=0, description="bytes of frames the endpoint may upload this round")
     upload_rate_bytes_per_s: float = Field(gt=0, description="token-bucket rate of the uplink")
     sampler: str = Field("uniform", description="sampling strategy name")
@@ -219,7 +230,7 @@ def read_json_object(payload: bytes) -> dict:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_JSON_PAYLOAD_BYTES}")
     try:
         raw = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, an int over 4300 digits; deep nesting
         raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from None
     check_version(raw)
     return raw
@@ -252,7 +263,7 @@ def unpack_binary(message: bytes, magic: bytes, limit: int, what: str) -> tuple[
         raise ProtocolError(f"header length {head_len} does not fit the {len(message)}-byte {what}")
     try:
         raw = json.loads(message[8 : 8 + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, an int over 4300 digits; deep nesting
         raise ProtocolError(f"{what} header is not UTF-8 JSON: {exc}") from None
     check_version(raw)
     return raw, message[8 + head_len :]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from edge.frame_index import FrameIndex
+from edge.frame_checks import peek_frame_id
 from edge.ingest import FrameRejected, check_frame_message
 from endpoint.wire import protocol
 from tests.edge.ingest_parts import frame_payload, header_dict, ingest_config, make_jpeg, raw_payload
@@ -46,6 +48,15 @@ def bad_payloads() -> dict[str, tuple[str, bytes]]:
         "huge class id": ("malformed", raw_payload(header_dict(jpeg, frame_id="cls", labels=[
             {"cls": 10**9, "conf": 1.0, "box": [0.1, 0.1, 0.2, 0.5]}]), jpeg)),
         "size not the JPEG's": ("size_mismatch", raw_payload(header_dict(jpeg, frame_id="size", width=640), jpeg)),
+        # a 300-digit round would name a key too long to store: retried forever, it held every store worker
+        "huge round": ("malformed", raw_payload(header_dict(jpeg, frame_id="rnd", round=10**300), jpeg)),
+        # past Python's 4300 digits, json.loads raises a plain ValueError, not a JSONDecodeError
+        "5000-digit integer": ("malformed", raw_payload(
+            json.dumps(header_dict(jpeg, frame_id="big")).replace('"width": 48', '"width": ' + "9" * 5000).encode(),
+            jpeg)),
+        # JSON escapes a lone surrogate that UTF-8 cannot hold: the marker failed after its JPEG was stored
+        "lone surrogate": ("malformed", raw_payload(header_dict(jpeg, frame_id="sur", domain="\ud800"), jpeg)),
+        "lone surrogate in the id": ("bad_id", raw_payload(header_dict(jpeg, frame_id="x\ud800"), jpeg)),
     }
 
 
@@ -55,6 +66,14 @@ def test_check_frame_message_names_the_reason(name):
     with pytest.raises(FrameRejected) as info:
         check_frame_message(TOPIC_A, payload)
     assert info.value.reason == reason
+
+
+def test_a_refusal_names_only_ids_it_can_send_back():
+    """peek_frame_id reads the id of a refused frame; it must neither raise nor return text UTF-8 cannot hold."""
+    bad = bad_payloads()
+    assert peek_frame_id(bad["lone surrogate in the id"][1]) is None
+    assert peek_frame_id(bad["5000-digit integer"][1]) is None
+    assert peek_frame_id(bad["lone surrogate"][1]) == "sur"
 
 
 def test_labels_need_no_conf_and_older_payloads_with_conf_stay_valid():
@@ -110,5 +129,6 @@ def test_bad_uploads_among_valid_ones_are_rejected_logged_and_counted(broker, s3
     assert peer.refused() == {"bad": "oversized", "v2": "wrong_version", "short": "truncated",
                               "flip": "checksum_mismatch", "cut": "corrupt_jpeg", "hdr": "corrupt_jpeg",
                               "other": "identity", TIMESTAMP_ID: "bad_id", "nan": "malformed", "inf": "malformed",
-                              "far": "malformed", "cls": "malformed", "size": "size_mismatch"}
+                              "far": "malformed", "cls": "malformed", "size": "size_mismatch", "rnd": "malformed",
+                              "sur": "malformed"}
     assert ingest.stats().connected and ingest.stats().stored == len(valid_ids)

@@ -68,10 +68,24 @@ def test_decode_frame_rejects_with_reason(payload, reason):
     (b'{"v": 9, "kind": "ack", "endpoint_id": "a"}', "version 9"),
     (b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": -1, "upload_budget_bytes": 1,'
      b' "upload_rate_bytes_per_s": 1}', "round"),
+    (b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": 1000000000, "upload_budget_bytes": 1,'
+     b' "upload_rate_bytes_per_s": 1}', "round"),  # round indices go into object keys: bounded
+    (b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": ' + b"9" * 5000 + b', "upload_budget_bytes": 1,'
+     b' "upload_rate_bytes_per_s": 1}', "not UTF-8 JSON"),  # json.loads raises a plain ValueError past 4300 digits
+    (b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": 1, "upload_budget_bytes": 1,'
+     b' "upload_rate_bytes_per_s": 1, "domain": "\\ud800"}', "domain"),  # a lone surrogate: no UTF-8 holds it
+    (b'{"v": 1, "kind": "ack", "endpoint_id": "a", "frame_ids": ["f1", "\\udfff"]}', "frame_ids"),
 ])
 def test_decode_json_rejects_with_reason(payload, reason):
     with pytest.raises(ProtocolError, match=reason):
         protocol.decode(payload)
+
+
+def test_escaped_text_that_utf8_holds_is_kept():
+    plan = protocol.decode(b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": 1, "upload_budget_bytes": 1,'
+                           b' "upload_rate_bytes_per_s": 1, "domain": "d\\u00e9\\ud83d\\ude00"}')
+    assert plan.domain == "d\u00e9\U0001f600"  # a surrogate pair is one character
+    assert protocol.decode(protocol.encode(plan)) == plan
 
 
 def test_encode_frame_refuses_a_header_for_other_bytes():

@@ -1,4 +1,5 @@
-"""A real endpoint process follows the edge's plans: domain and frames per round, and the round's byte cap."""
+"""A real endpoint process follows the edge's plans: domain and frames per round, the round's byte cap, and a plan its
+source cannot play (it ends that round, not the process)."""
 
 import os
 import queue
@@ -61,8 +62,11 @@ def test_endpoint_streams_each_plans_domain_and_keeps_its_byte_cap(tmp_path, bro
     try:
         day = run_round(Plan(endpoint_id="cam-3", round=0, upload_budget_bytes=10**9, upload_rate_bytes_per_s=1e7,
                              domain="day", frames=12))
+        # a domain this endpoint's source does not have: the round ends with nothing, the endpoint serves on
+        unknown = run_round(Plan(endpoint_id="cam-3", round=1, upload_budget_bytes=10**9,
+                                 upload_rate_bytes_per_s=1e7, domain="no-such-domain", frames=12))
         budget = 40_000
-        dusk = run_round(Plan(endpoint_id="cam-3", round=1, upload_budget_bytes=budget,
+        dusk = run_round(Plan(endpoint_id="cam-3", round=2, upload_budget_bytes=budget,
                               upload_rate_bytes_per_s=1e7, domain="dusk", frames=20))
     finally:
         proc.terminate()
@@ -73,7 +77,9 @@ def test_endpoint_streams_each_plans_domain_and_keeps_its_byte_cap(tmp_path, bro
     index = FrameIndex(store)
     assert day.round_frames_sampled == 12 and index.count("cam-3", 0) == 12
     assert {r.domain for r in index.frames("cam-3", 0)} == {"day"}
-    dusk_frames = index.frames("cam-3", 1)
+    assert unknown.round_frames_sampled == 0 and index.count("cam-3", 1) == 0
+    assert "round 1: streaming domain 'no-such-domain' failed" in (tmp_path / "ep.log").read_text()
+    dusk_frames = index.frames("cam-3", 2)
     assert len(dusk_frames) == dusk.round_frames_sampled
     assert 0 < len(dusk_frames) < 20  # the byte cap stopped sampling early
     assert {r.domain for r in dusk_frames} == {"dusk"}

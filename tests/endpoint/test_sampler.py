@@ -27,6 +27,13 @@ def test_every_nth_is_deterministic():
     assert [i for i in range(12) if s.wants(Candidate(i, []))] == [0, 4, 8]
 
 
+@pytest.mark.parametrize("rate", [5e-324, 1e-300])
+def test_every_nth_takes_frame_zero_alone_at_a_rate_whose_stride_overflows(rate):
+    """1 / 5e-324 is inf, and round(inf) raised on the detection thread: a retained plan killed every restart."""
+    s = Sampler("every_nth", SamplerParams(sample_rate=rate))
+    assert [i for i in (0, 1, 2, 10**6, 2**61 + 1) if s.wants(Candidate(i, []))] == [0]
+
+
 def test_round_cap_in_bytes():
     s = Sampler("uniform", SamplerParams(sample_rate=1.0), round_budget_bytes=1000)
     admitted = [s.admit(300) for _ in range(5) if s.wants(Candidate(0, []))]
