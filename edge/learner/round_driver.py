@@ -64,7 +64,8 @@ class RoundDriver:
         self.scorer = Scorer(registry, STUDENT_NAME, self.state_dir / "work", learning.teacher_size(),
                              learning.teacher_label_conf)
         for endpoint_id in self.endpoints:
-            state.tracks.setdefault(endpoint_id, TrackState(endpoint_id=endpoint_id))
+            state.add_track(endpoint_id)
+        self._registered: set[str] = set()  # student versions the registry holds, as last listed
 
     # --- the round -------------------------------------------------------------------------------
 
@@ -323,9 +324,15 @@ class RoundDriver:
         return self._val_sets(track.endpoint_id).get(track.domain, [])
 
     def _deployed(self, track: TrackState) -> str:
-        """What the endpoint runs, by its own word: this session's report, else the last one saved."""
+        """What the endpoint runs, by its own word (this session's report, else the last one saved); '' for a model
+        the registry never held (its own file, or the config's default name): there is nothing to score or size."""
         running = self.fleet.running(track.endpoint_id)
-        return running if running is not None else track.running_version
+        version = running if running is not None else track.running_version
+        if version and version not in self._registered:
+            self._registered = set(self.registry.versions(STUDENT_NAME))  # new since the last look, perhaps
+            if version not in self._registered:
+                return ""
+        return version
 
     def _by_domain(self, endpoint_id: str, version: str) -> dict[str, float]:
         """The deployed student on each domain learnt so far (the replay holds every one) and this round's."""

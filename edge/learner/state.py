@@ -110,6 +110,14 @@ class LearnerState(_Strict):
     push_bytes_by_option: dict[str, int] = Field(
         default_factory=dict, description="push option name -> bytes its last push sent; what the next plan expects")
 
+    def add_track(self, endpoint_id: str) -> None:
+        """A track for an endpoint the config names, if it has none: one added after the first start is due the
+        newest version the fleet is due, so the reconciler pushes it a model as soon as it connects."""
+        if endpoint_id not in self.tracks:
+            due = max((t.target_version for t in self.tracks.values() if t.target_version), default="",
+                      key=lambda v: (len(v), v))  # v10000 after v9999
+            self.tracks[endpoint_id] = TrackState(endpoint_id=endpoint_id, target_version=due)
+
     def stage_done(self, stage: Stage) -> bool:
         """Did the round in flight already complete ``stage``?"""
         p = self.progress

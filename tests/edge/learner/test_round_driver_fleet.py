@@ -1,0 +1,94 @@
+"""What the round driver makes of its fleet: an endpoint running a model the registry never held (its own file, or
+the endpoint config's default name), and an endpoint added to the config after the first start."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+from edge.learner.reconcile import Reconciler
+from edge.learner.round_driver import RoundDriver
+from edge.learner.round_settings import EndpointSpec, RoundSettings
+from edge.learner.setup import STUDENT_NAME, open_registry, signing_key
+from edge.learner.state import LearnerState, TrackState, load_state, save_state
+from edge.learning_config import LearningConfig
+from edge.scheduler.policies import make_policy
+from edge.store.local import LocalStore
+
+
+class Fleet:
+    """Every endpoint connected and reporting ``running``."""
+
+    def __init__(self, running: str):
+        self._running = running
+
+    def running(self, endpoint_id: str) -> str:
+        return self._running
+
+    def online(self, endpoint_id: str) -> bool:
+        return True
+
+    def telemetry(self, endpoint_id: str):
+        return None
+
+
+class Pusher:
+    def __init__(self):
+        self.lock, self.pushed = threading.RLock(), []
+
+    def push(self, endpoint_id: str, version: str, timeout_s: float):
+        self.pushed.append((endpoint_id, version))
+        return SimpleNamespace(kind="full", bytes=1, acked=True, reason="")
+
+
+def _learner(tmp_path: Path, endpoint_ids: list[str], running: str):
+    """A learner initialized for cam-1 (due v0001, which the registry holds), seen by a driver for ``endpoint_ids``."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    save_state(state_dir, LearnerState(
+        class_names=["a", "b", "c"], first_domain="day", teacher_pt=state_dir / "teacher.pt",
+        student_pt=state_dir / "student.pt", static_onnx=state_dir / "static.onnx", replay_dir=state_dir / "replay",
+        tracks={"cam-1": TrackState(endpoint_id="cam-1", target_version="v0001")}))
+    signing_key(state_dir)
+    store = LocalStore(tmp_path / "store")
+    registry = open_registry(store, state_dir)
+    (tmp_path / "m.onnx").write_bytes(b"x" * 1000)
+    registry.publish(STUDENT_NAME, tmp_path / "m.onnx", format="onnx-int8", input_size=(128, 128),
+                     class_names=["a", "b", "c"])
+    state, fleet = load_state(state_dir), Fleet(running)
+    driver = RoundDriver(store, SimpleNamespace(publish=lambda *a, **k: True), registry, make_policy("adaptive"),
+                         LearningConfig(), state, state_dir, [EndpointSpec(e) for e in endpoint_ids], fleet,
+                         pusher=Pusher())
+    return driver, state, fleet
+
+
+def test_a_model_the_registry_never_held_is_planned_as_no_model(tmp_path):
+    """It was looked up in the registry: every round's plan stage failed, and the learner restarted forever."""
+    driver, state, _ = _learner(tmp_path, ["cam-1"], running="v0000")
+    driver._plan("day", RoundSettings(budget_bytes=100_000))
+    assert state.progress is not None and state.progress.stage == "planned"
+    assert driver._deployed(state.tracks["cam-1"]) == ""
+    assert driver._endpoint_state(state.tracks["cam-1"], RoundSettings(budget_bytes=1)).deployed_model_bytes == 0
+
+
+def test_an_endpoint_added_after_the_first_start_is_pushed_the_fleets_model(tmp_path):
+    """Its track was due '' and the reconciler, which skips an empty target, never pushed it a model."""
+    _, state, fleet = _learner(tmp_path, ["cam-1", "cam-2"], running="")
+    assert state.tracks["cam-2"].target_version == "v0001"
+    pusher = Pusher()
+    reconciler = Reconciler(fleet, pusher, lambda ep: state.tracks[ep].target_version, ["cam-1", "cam-2"], 5)
+    for endpoint_id in ("cam-1", "cam-2"):
+        reconciler.reconcile(endpoint_id)
+    assert sorted(pusher.pushed) == [("cam-1", "v0001"), ("cam-2", "v0001")]
+
+
+def test_a_new_track_is_due_the_newest_version_by_number():
+    state = LearnerState(class_names=["a"], first_domain="day", teacher_pt=Path("t"), student_pt=Path("s"),
+                         static_onnx=Path("o"), replay_dir=Path("r"),
+                         tracks={"a": TrackState(endpoint_id="a", target_version="v9999"),
+                                 "b": TrackState(endpoint_id="b", target_version="v10000"),
+                                 "c": TrackState(endpoint_id="c")})
+    state.add_track("d")
+    state.add_track("a")  # a known endpoint keeps its track
+    assert state.tracks["d"].target_version == "v10000" and state.tracks["a"].target_version == "v9999"
