@@ -11,6 +11,7 @@ from edge.learner.fleet import FleetView
 from edge.publisher import ModelPublisher
 from edge.registry import VERSION_RE, ModelRegistry
 from edge.store import StoreError
+from endpoint.wire.protocol import PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,14 @@ class Pusher:
             record = self.registry.get(self.student_name, version)
             parent = self._parent_bytes(running)
             since = time.time()
-            result = self.publisher.push(endpoint_id, record.manifest, record.signature, record.model_bytes,
-                                         encoding="auto", parent_bytes=parent,
-                                         parent_version=running if parent is not None else "")
+            try:
+                result = self.publisher.push(endpoint_id, record.manifest, record.signature, record.model_bytes,
+                                             encoding="auto", parent_bytes=parent,
+                                             parent_version=running if parent is not None else "")
+            except PayloadTooLarge as exc:  # raised before anything is sent; raising on, the round looped forever
+                log.error("cannot push %s to %s: %s (the broker's packet limit); an INT8 student, or a smaller "
+                          "one, fits", version, endpoint_id, exc)
+                return PushOutcome("full", 0, False, f"too large: {exc}")
             ack = self.fleet.wait_ack(endpoint_id, version, since, timeout_s)
             if ack is None:
                 log.warning("%s did not ack %s in %.0f s", endpoint_id, version, timeout_s)

@@ -244,11 +244,15 @@ def validate_message(cls: type[Message], raw: dict) -> Message:
         raise ProtocolError(f"invalid {cls.__name__}: {first_error(exc)}") from None
 
 
+class PayloadTooLarge(ValueError):
+    """A message this side would send is over the protocol's size limit for its kind."""
+
+
 def pack_binary(magic: bytes, head: bytes, body: bytes, limit: int, what: str) -> bytes:
     """A binary message: 4-byte magic, uint32 big-endian header length, the JSON header, the body."""
     message = magic + struct.pack(">I", len(head)) + head + body
     if len(message) > limit:
-        raise ValueError(f"{what} of {len(message)} bytes exceeds {limit}")
+        raise PayloadTooLarge(f"{what} of {len(message):,} bytes exceeds {limit:,}")
     return message
 
 

@@ -1,5 +1,6 @@
 """What the round driver makes of its fleet: an endpoint running a model the registry never held (its own file, or
-the endpoint config's default name), and an endpoint added to the config after the first start."""
+the endpoint config's default name), an endpoint added to the config after the first start, and a student too
+large to push."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+from edge.learner.pusher import Pusher as RegistryPusher
 from edge.learner.reconcile import Reconciler
 from edge.learner.round_driver import RoundDriver
 from edge.learner.round_settings import EndpointSpec, RoundSettings
@@ -92,3 +94,17 @@ def test_a_new_track_is_due_the_newest_version_by_number():
     state.add_track("d")
     state.add_track("a")  # a known endpoint keeps its track
     assert state.tracks["d"].target_version == "v10000" and state.tracks["a"].target_version == "v9999"
+
+
+def test_a_student_over_the_push_limit_fails_its_push_and_the_learner_goes_on(tmp_path, caplog):
+    """An FP32 yolo11n (10 MB) was registered, then its push raised: the round resumed at the push and raised again."""
+    driver, state, fleet = _learner(tmp_path, ["cam-1"], running="")
+    big = tmp_path / "big.onnx"
+    big.write_bytes(bytes(9 * 1024 * 1024))
+    version = driver.registry.publish(STUDENT_NAME, big, format="onnx-fp32", input_size=(640, 640),
+                                      class_names=["a", "b", "c"]).version
+    sent = []
+    pusher = RegistryPusher(lambda topic, payload: sent.append(topic), driver.registry, fleet, STUDENT_NAME)
+    outcome = pusher.push("cam-1", version, timeout_s=1)
+    assert not outcome.acked and outcome.reason.startswith("too large: model payload of 9,") and sent == []
+    assert f"cannot push {version} to cam-1" in caplog.text
