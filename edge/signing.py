@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from endpoint.wire.durable_file import TMP_PREFIX, fsync_dir, write_durably
 from endpoint.wire.manifest import Manifest, canonical_bytes
 
 PRIVATE_KEY_FILE = "model_signing.key"
@@ -15,21 +17,37 @@ PUBLIC_KEY_FILE = "model_signing.pub"
 
 
 def generate_keypair(directory: str | Path) -> tuple[Path, Path]:
-    """Write a new PEM key pair into ``directory`` (private file mode 0600); refuse to overwrite."""
+    """Write a new PEM key pair into ``directory`` (private file mode 0600); refuse to overwrite.
+
+    A kill at any point leaves no private key (the next start makes a pair), or a whole pair: the public half is
+    written first, and the private file appears by a link of a complete, fsynced temp file.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     private_path, public_path = directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE
+    for stale in directory.glob(TMP_PREFIX + "*"):  # a private key a killed start never linked into place
+        stale.unlink(missing_ok=True)
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    # O_EXCL: silently replacing a key would orphan every endpoint that trusts the old one.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem)
-    public_path.write_bytes(public_pem)
+    write_durably(public_path, public_pem_of(key))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # a link fails on an existing name: silently replacing a key would orphan every endpoint that trusts it
+        os.link(tmp, private_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    fsync_dir(directory)
     return private_path, public_path
+
+
+def public_pem_of(key: Ed25519PrivateKey) -> bytes:
+    """The PEM public half of ``key``: what endpoints are given to verify pushes."""
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:

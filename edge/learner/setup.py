@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 from edge.learner.state import LearnerState, TrackState, load_state, save_state
 from edge.learning_config import LearningConfig
 from edge.registry import ModelRegistry
-from edge.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_keypair, load_private_key
+from edge.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_keypair, load_private_key, public_pem_of
 from edge.store import ObjectStore
 from edge.training_progress import report_training_to
 from edge.yolo_dataset import LabelledImage
+from endpoint.wire.durable_file import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,14 @@ def signing_key(state_dir: Path, public_key_dir: Path | None = None) -> tuple[Pa
     """The key pair under ``state_dir/keys``, made on first use and never replaced (endpoints trust it)."""
     keys = Path(state_dir) / "keys"
     private_path, public_path = keys / PRIVATE_KEY_FILE, keys / PUBLIC_KEY_FILE
+    if private_path.exists() and not private_path.stat().st_size:
+        # Left by a first start killed mid-write before keys were written atomically: it never signed anything.
+        log.warning("replacing the empty signing key %s", private_path)
+        private_path.unlink()
     if not private_path.exists():
         generate_keypair(keys)
+    elif not public_path.exists():  # the same kill, between the two files: the public half follows from the key
+        write_durably(public_path, public_pem_of(load_private_key(private_path)))
     if public_key_dir is not None:
         Path(public_key_dir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(public_path, Path(public_key_dir) / PUBLIC_KEY_FILE)
