@@ -8,6 +8,7 @@ import threading
 
 from pydantic import ValidationError
 
+from edge.learner.metrics import LearnerMetrics
 from edge.service_config import EdgeServiceConfig
 from endpoint.wire.config_base import load_config
 
@@ -15,11 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def run_edge(config_path: str) -> int:
+    metrics = None
     try:
         config = load_config(EdgeServiceConfig, config_path)
         if "learner" in config.roles:
             config.learner.check_folders()
-    except (OSError, ValueError, ValidationError) as exc:
+            config.learner.check_first_start()
+            metrics = LearnerMetrics(config.learner.metrics_port)  # one server on the port, across restarts
+    except (OSError, ValueError, ValidationError) as exc:  # OSError: also a metrics_port already taken
         log.error("edgeloop edge: bad config %s: %s", config_path, exc)
         return 2
     stop = threading.Event()
@@ -32,7 +36,7 @@ def run_edge(config_path: str) -> int:
     signal.signal(signal.SIGINT, _stop)
     threads = []
     if "learner" in config.roles:
-        threads.append(threading.Thread(target=_run_learner, args=(config.learner, stop), name="learner",
+        threads.append(threading.Thread(target=_run_learner, args=(config.learner, stop, metrics), name="learner",
                                         daemon=True))
     for thread in threads:
         thread.start()
@@ -48,12 +52,10 @@ def run_edge(config_path: str) -> int:
     return 0
 
 
-def _run_learner(config, stop: threading.Event) -> None:
+def _run_learner(config, stop: threading.Event, metrics) -> None:
     """Run the learner until ``stop``; after a failure, a new one resumes from the saved state."""
-    from edge.learner.metrics import LearnerMetrics
     from edge.learner.service import Learner
 
-    metrics = LearnerMetrics(config.metrics_port)  # one server on the port, across restarts
     current: list = []
     threading.Thread(target=lambda: (stop.wait(), [learner.stop() for learner in current]), daemon=True).start()
     while not stop.is_set():

@@ -29,6 +29,9 @@ def run_lab(args) -> int:
         console.print(f"[red]edgeloop lab: bad --scenario:[/] {exc}")
         return 2
     out = Path(args.out)
+    if problem := bad_lab_args(args, out):  # before anything of an earlier run in --out is deleted
+        console.print(f"[red]edgeloop lab: {problem}")
+        return 2
     if out.exists():
         for stale in STALE:
             target = out / stale
@@ -51,6 +54,26 @@ def run_lab(args) -> int:
         handler.close()
         for console_handler, level in console_levels.items():  # the CLI's console as it was
             console_handler.setLevel(level)
+
+
+def bad_lab_args(args, out: Path) -> str | None:
+    """What is wrong with the flags and ``--learning`` file, or None: checked before the lab starts anything."""
+    from edge.learner.config import check_labels, check_policy
+    from pipelines.lab_session import lab_learning_config
+
+    if args.endpoints < 1 or args.rounds < 1:
+        return f"--endpoints and --rounds must be at least 1, not {args.endpoints} and {args.rounds}"
+    for flag, check, value in (("--policy", check_policy, args.policy),
+                               ("--labels", check_labels, args.labels.split(","))):
+        try:
+            check(value)
+        except ValueError as exc:
+            return f"bad {flag}: {exc}"
+    try:
+        lab_learning_config(args, out)  # the learning file, --imgsz, --teacher and --student: as the run reads them
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        return f"bad --learning or model flags: {exc}"
+    return None
 
 
 def _run_rounds(args, out: Path, console: Console) -> int:

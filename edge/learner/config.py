@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.learning_config import LearningConfig
 from edge.store.config import StoreConfig
@@ -106,6 +106,24 @@ class LearnerConfig(StrictConfig):
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")
 
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        return check_policy(name)
+
+    @field_validator("labels")
+    @classmethod
+    def _known_labels(cls, names: list[str]) -> list[str]:
+        return check_labels(names)
+
+    def check_first_start(self) -> None:
+        """Raise ValueError when ``state_dir`` holds no learner state yet and nothing says how to make the first one."""
+        from edge.learner.state import STATE_FILE
+
+        if self.bootstrap is None and not (self.state_dir / STATE_FILE).exists():
+            raise ValueError(f"{self.state_dir} holds no learner state yet: its first start needs bootstrap data "
+                             "(a YOLO folder or a synthetic domain) for the first models and their INT8 calibration")
+
     def check_folders(self) -> None:
         """Raise ValueError naming each configured YOLO folder path that is missing: a typo fails at start."""
         missing = [f"bootstrap: {path}" for path in self.bootstrap.missing(("train", "val"), names=True)] \
@@ -114,3 +132,22 @@ class LearnerConfig(StrictConfig):
         if missing:
             raise ValueError("no such YOLO data (a folder of images/{train,val}, labels/{train,val} and data.yaml; "
                              "or synthetic_domain: day): " + "; ".join(missing))
+
+
+def check_policy(name: str) -> str:
+    """``name`` if it is a scheduler policy the live loop runs; ValueError listing them otherwise."""
+    from edge.scheduler.policies import live_policy_names
+
+    if name not in live_policy_names():
+        raise ValueError(f"unknown scheduler policy {name!r}; choose from {', '.join(live_policy_names())}")
+    return name
+
+
+def check_labels(names: list[str]) -> list[str]:
+    """``names`` if each is a label source; ValueError listing them otherwise."""
+    from edge.labels import LABEL_SOURCES
+
+    unknown = [n for n in names if n not in LABEL_SOURCES]
+    if unknown or not names:
+        raise ValueError(f"unknown label sources {unknown or names!r}; choose from {', '.join(LABEL_SOURCES)}")
+    return names

@@ -20,6 +20,7 @@ from edge.learner.round_driver import RoundDriver
 from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.round_result import RoundResult
 from edge.learner.setup import STUDENT_NAME, FirstModels, initial_state, open_registry, signing_key
+from edge.learner.state import load_state
 from edge.learning_config import LearningConfig
 from edge.mqtt_connection import MqttConnection
 from edge.scheduler.policies import make_policy
@@ -55,7 +56,9 @@ class Learner:
         c = self.config
         _, self.public_key = signing_key(c.state_dir, c.public_key_dir)
         self.registry = open_registry(self.store, c.state_dir)
-        first = self.first or self._first_from_config()
+        first = self.first
+        if first is None and c.bootstrap is not None and load_state(c.state_dir) is None:  # read only when it is used
+            first = self._first_from_config()
         self.state, self.bootstrap_cached = initial_state(c.state_dir, self.registry, self.learning, first,
                                                           self.endpoint_ids, c.fleet, self.on_stage)
         self.mqtt = MqttConnection.from_config(c.broker, default_client_id="edgeloop-learner")
@@ -139,9 +142,6 @@ class Learner:
 
     def _first_from_config(self) -> FirstModels:
         boot = self.config.bootstrap
-        if boot is None:
-            raise ValueError("the learner needs bootstrap data (a YOLO folder or a synthetic domain) on its first "
-                             "start, for the first models and their INT8 calibration")
         return FirstModels(boot.items("train"), boot.items("val"), boot.class_names(), boot.domain())
 
     def _endpoint_specs(self) -> list[EndpointSpec]:

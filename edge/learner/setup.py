@@ -60,7 +60,7 @@ def open_registry(store: ObjectStore, state_dir: Path) -> ModelRegistry:
     return ModelRegistry(store, load_private_key(Path(state_dir) / "keys" / PRIVATE_KEY_FILE))
 
 
-def initial_state(state_dir: Path, registry: ModelRegistry, learning: LearningConfig, first: FirstModels,
+def initial_state(state_dir: Path, registry: ModelRegistry, learning: LearningConfig, first: FirstModels | None,
                   endpoint_ids: Sequence[str], fleet: str,
                   on_stage: Callable[[str], None] = lambda text: log.info("%s", text)) -> tuple[LearnerState, bool]:
     """The saved state, or a new one after bootstrapping; the flag says whether the bootstrap was cached."""
@@ -72,6 +72,9 @@ def initial_state(state_dir: Path, registry: ModelRegistry, learning: LearningCo
     state = load_state(state_dir)
     if state is not None:
         return state, True
+    if first is None:
+        raise ValueError("the learner needs bootstrap data (a YOLO folder or a synthetic domain) on its first "
+                         "start, for the first models and their INT8 calibration")
     on_stage("bootstrap: training the first teacher and student (cached after the first run)")
     with report_training_to(on_stage):
         boot = bootstrap_models(learning, first.train, first.val, first.class_names)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from edge.learner.config import LearnerConfig
+from edge.learner.metrics import LearnerMetrics
 from edge.main import _run_learner
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,6 @@ def test_a_refused_store_at_start_is_retried_until_stopped(s3_server, tmp_path, 
 
 def _catching(failures, config, stop):
     try:
-        _run_learner(config, stop)
+        _run_learner(config, stop, LearnerMetrics(0))
     except BaseException as exc:  # what would have killed the learner's thread
         failures.append(exc)
