@@ -77,7 +77,8 @@ class TokenBucket:
     def _pause(self, seconds: float) -> None:
         """Sleep without holding the lock; a condition wait ends early on set_rate or wake."""
         if self._sleep is None:
-            self._changed.wait(None if math.isinf(seconds) else seconds)
+            # past TIMEOUT_MAX (a plan's rate of 1e-8 B/s) a timed wait raises OverflowError: wait for a change
+            self._changed.wait(None if seconds > threading.TIMEOUT_MAX else seconds)
             return
         self._changed.release()
         try:

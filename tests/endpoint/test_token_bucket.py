@@ -75,6 +75,21 @@ def test_rate_zero_pauses_until_a_new_rate_wakes_the_waiter():
     assert got == [True]
 
 
+@pytest.mark.parametrize("rate", [1e-8, 1e-300])
+def test_a_wait_longer_than_any_timeout_waits_for_a_new_rate(rate):
+    """100 s of tokens at 1e-8 B/s is 1e10 s, past threading.TIMEOUT_MAX: the wait raised OverflowError."""
+    bucket = TokenBucket(rate, 100)
+    assert bucket.consume(100)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(bucket.consume(50)))
+    waiter.start()
+    waiter.join(timeout=0.3)
+    assert not got  # still waiting, not raised
+    bucket.set_rate(1e6)
+    waiter.join(timeout=5)
+    assert got == [True]
+
+
 def test_cancel_ends_a_wait():
     bucket = TokenBucket(1000, 100)
     bucket.consume(100)
