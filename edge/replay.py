@@ -19,6 +19,7 @@ from endpoint.wire.yolo_labels import read_yolo_labels
 log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = (".jpg", ".png")
+ORDER_FILE = "order.txt"  # "<domain>\t<image stem>" per kept image, oldest first
 
 
 class ReplayBuffer:
@@ -113,6 +114,9 @@ class ReplayBuffer:
         root = Path(root)
         write_yolo_dataset(root, {d: self._items[d] for d in self.domains()}, class_names=())
         (root / "seen.txt").write_text("".join(f"{d} {n}\n" for d, n in sorted(self._seen.items())))
+        # the kept order: ``calibration`` takes a domain's newest, which file names alone do not tell
+        (root / ORDER_FILE).write_text("".join(f"{d}\t{Path(i.name).stem}\n" for d in self.domains()
+                                               for i in self._items[d]))
 
     @classmethod
     def load(cls, root: str | Path, capacity_per_domain: int, seed: int = 0) -> "ReplayBuffer":
@@ -121,9 +125,14 @@ class ReplayBuffer:
         buffer = cls(capacity_per_domain, seed)
         if not (root / "images").is_dir():
             return buffer
+        order = {}  # (domain, stem) -> position; a folder saved before the order was written sorts by name
+        if (root / ORDER_FILE).exists():
+            lines = (root / ORDER_FILE).read_text().splitlines()
+            order = {tuple(line.split("\t", 1)): n for n, line in enumerate(lines) if "\t" in line}
         for split in sorted(p for p in (root / "images").iterdir() if p.is_dir()):
             items = []
-            for path in sorted(p for p in split.iterdir() if p.suffix in _IMAGE_SUFFIXES):
+            files = (p for p in split.iterdir() if p.suffix in _IMAGE_SUFFIXES)
+            for path in sorted(files, key=lambda p: (order.get((split.name, p.stem), len(order)), p.name)):
                 image = path.read_bytes() if path.suffix == ".jpg" else cv2.imread(str(path))
                 boxes, classes = read_yolo_labels(root / "labels" / split.name / f"{path.stem}.txt")
                 items.append(LabelledImage(path.name, image, boxes, classes))

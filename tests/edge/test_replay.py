@@ -83,6 +83,23 @@ def test_save_and_load_round_trip(tmp_path):
     assert len(ReplayBuffer.load(tmp_path / "absent", 5)) == 0
 
 
+def test_a_loaded_buffer_keeps_the_order_its_images_were_kept_in(tmp_path):
+    """``edgeloop round`` loads the buffer every round: loaded in name order, the newest frames the calibration
+    takes were the alphabetically last endpoint's."""
+    buffer = ReplayBuffer(capacity_per_domain=10, seed=0)
+    newest_last = [*items("cam-2", 3), *items("cam-1", 3)]  # cam-1's frames arrived last
+    buffer.add(newest_last, "dusk")
+    buffer.add(items("day", 2), "day")
+    buffer.save(tmp_path / "replay")
+    loaded = ReplayBuffer.load(tmp_path / "replay", capacity_per_domain=10)
+    assert [i.name.rsplit(".", 1)[0] for i in loaded.items("dusk")] == [i.name for i in newest_last]
+    assert [i.name.rsplit(".", 1)[0] for i in loaded.calibration("dusk", 3, 0.0)] == \
+        [i.name for i in buffer.calibration("dusk", 3, 0.0)] == ["cam-1-0000", "cam-1-0001", "cam-1-0002"]
+    (tmp_path / "replay" / "order.txt").unlink()  # saved before the order was: name order, as it was
+    assert [i.name for i in ReplayBuffer.load(tmp_path / "replay", 10).items("dusk")][:3] == \
+        ["cam-1-0000.png", "cam-1-0001.png", "cam-1-0002.png"]
+
+
 def test_calibration_mixes_domains_like_the_training_set_and_draws_no_random_numbers():
     buffer = ReplayBuffer(capacity_per_domain=50, seed=3)
     buffer.add(items("day", 50), "day")
