@@ -274,9 +274,9 @@ class RoundDriver:
             elif not settings.push_regressions and (worse := self._worse_than_deployed(track, p.candidate_version)):
                 log.warning("round %d: not pushing to %s: %s", p.round, ep, worse)
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
-            elif self.fleet.running(ep) is None:
-                # Never reported: nothing to push against and no one to ack; the reconciler pushes when it reports.
-                log.warning("round %d: %s has not reported what it runs; its push waits for it", p.round, ep)
+            elif self.fleet.running(ep) is None or not self.fleet.online(ep):
+                # Never reported, or gone: none would ack; the reconciler pushes when it is back (and it reports).
+                log.warning("round %d: %s is offline or has not reported; its push waits for it", p.round, ep)
                 track.target_version = p.candidate_version
                 p.pushes[ep] = PushDone(kind="pending", bytes=0, version=p.candidate_version)
             else:

@@ -13,23 +13,23 @@ from edge.learner.reconcile import Reconciler
 from edge.learner.round_driver import RoundDriver
 from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.setup import STUDENT_NAME, open_registry, signing_key
-from edge.learner.state import LearnerState, TrackState, load_state, save_state
+from edge.learner.state import LearnerState, PlannedEndpoint, RoundProgress, TrackState, load_state, save_state
 from edge.learning_config import LearningConfig
 from edge.scheduler.policies import make_policy
 from edge.store.local import LocalStore
 
 
 class Fleet:
-    """Every endpoint connected and reporting ``running``."""
+    """Every endpoint reporting ``running``, and online unless said otherwise."""
 
-    def __init__(self, running: str):
-        self._running = running
+    def __init__(self, running: str, online: bool = True):
+        self._running, self._online = running, online
 
     def running(self, endpoint_id: str) -> str:
         return self._running
 
     def online(self, endpoint_id: str) -> bool:
-        return True
+        return self._online
 
     def telemetry(self, endpoint_id: str):
         return None
@@ -108,3 +108,15 @@ def test_a_student_over_the_push_limit_fails_its_push_and_the_learner_goes_on(tm
     outcome = pusher.push("cam-1", version, timeout_s=1)
     assert not outcome.acked and outcome.reason.startswith("too large: model payload of 9,") and sent == []
     assert f"cannot push {version} to cam-1" in caplog.text
+
+
+def test_a_push_to_an_endpoint_gone_offline_waits_for_it_instead_of_its_ack(tmp_path):
+    """It was pushed, and the round waited push_timeout_s for an ack that could not come, then recorded a failure."""
+    driver, state, fleet = _learner(tmp_path, ["cam-1"], running="v0001")
+    fleet._online = False
+    state.progress = RoundProgress(
+        round=0, domain="day", stage="registered", started_unix_s=0.0, candidate_version="v0002",
+        plans=[PlannedEndpoint(endpoint_id="cam-1", upload_bytes=0, push={"kind": "full"})])
+    driver._push_all(RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60))
+    assert driver.pusher.pushed == []
+    assert state.progress.pushes["cam-1"].kind == "pending" and state.tracks["cam-1"].target_version == "v0002"
