@@ -57,6 +57,12 @@ def _split_server(args) -> int:
     return run_split_server(args)
 
 
+def _edge_missing(args) -> int:
+    print("edgeloop split-server runs on the edge: this installation has no edge package (the endpoint image)",
+          file=sys.stderr)
+    return 2
+
+
 def _round(args) -> int:
     from pipelines.edge_round import run_round_command
 
@@ -155,10 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("split-server", help="co-inference: run split-detector tails for endpoints in --mode split")
-    from edge.split.server_args import add_split_server_arguments
-
-    add_split_server_arguments(p)
-    p.set_defaults(func=_split_server)
+    try:
+        from edge.split.server_args import add_split_server_arguments
+    except ImportError:  # the endpoint image carries no edge/: every other command must still parse
+        p.set_defaults(func=_edge_missing)
+    else:
+        add_split_server_arguments(p)
+        p.set_defaults(func=_split_server)
 
     p = sub.add_parser("report", help="the per-round table and map_per_round.png of a lab run")
     p.add_argument("dir", help="a lab --out directory or a learner state_dir, holding rounds.jsonl")
