@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from endpoint.wire.broker_config import BrokerConfig
 from endpoint.wire.config_base import StrictConfig
@@ -15,6 +15,15 @@ class SamplerConfig(StrictConfig):
     sample_rate: float = Field(0.2, ge=0, le=1, description="fraction of frames the strategy may take")
     round_budget_bytes: int | None = Field(None, description="cap on uploaded bytes per round (None: no cap)")
     seed: int = Field(0, description="seed of the random strategies")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from endpoint.uplink.sampler import STRATEGIES
+
+        if name not in STRATEGIES:  # it failed on the first frame, a traceback, exit 1
+            raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(STRATEGIES)}")
+        return name
 
 
 class UplinkConfig(StrictConfig):

@@ -17,7 +17,8 @@ def add_lab_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default="oracle,import,teacher",
                    help="label sources in order of preference: oracle, import, teacher")
     p.add_argument("--imgsz", type=int, default=None,
-                   help="training and student input size (default: the learning config's, 128)")
+                   help="training and student input size (default: the learning config's, 128; for YOLO-folder "
+                        "scenarios, the data-aware size printed at start)")
     p.add_argument("--teacher", default=None, metavar="PT",
                    help="start from these ultralytics weights for the teacher (e.g. COCO-pretrained yolo11s.pt "
                         "whose classes match the scenario's); skips its bootstrap training")

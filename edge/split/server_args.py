@@ -20,7 +20,8 @@ def add_split_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML with the broker settings (a BrokerConfig, or a file with a 'broker:' section); "
                              "broker flags given as well override its fields")
     parser.add_argument("--host", default=None, help="MQTT broker host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="MQTT broker port (default 1883; 8883 with TLS)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="MQTT broker port (default 1883; with --tls-ca-file give the TLS listener's, e.g. 8883)")
     parser.add_argument("--username", default=None, help="MQTT user (the compose broker's ACL knows 'split')")
     parser.add_argument("--password", default=None, help="MQTT password (prefer --password-file: argv is public)")
     parser.add_argument("--password-file", default=None, help="file holding the MQTT password (a Docker secret)")

@@ -17,7 +17,8 @@ class BrokerConfig(StrictConfig):
     """Host, login, TLS and client settings; the password comes from one of password, password_file, password_env."""
 
     host: str = Field("127.0.0.1", description="MQTT broker host")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 with TLS)")
+    port: int = Field(1883, ge=1, le=65535,
+                      description="MQTT broker port (with tls_ca_file, set the TLS listener's, e.g. 8883)")
     username: str = Field("", description="MQTT user (empty: no login; the endpoint id under the compose ACL)")
     password: str = Field("", description="MQTT password inline (prefer password_file or password_env)")
     password_file: str = Field("", description="read the MQTT password from this file (a Docker secret, made by "
@@ -29,7 +30,8 @@ class BrokerConfig(StrictConfig):
                                            "id per ingest worker, 'edgeloop-learner', a unique id per split server)")
     keepalive_s: int = Field(15, ge=5, le=3600, description="MQTT keepalive")
     tls_ca_file: str = Field("", description="CA certificate that signed the broker's: set, the client uses TLS "
-                             "(port 8883) and checks the broker's name against it; empty: plain MQTT")
+                             "(set port to its TLS listener, e.g. 8883) and checks the broker's name against it; "
+                             "empty: plain MQTT")
     tls_cert_file: str = Field("", description="client certificate, only if the broker asks for one")
     tls_key_file: str = Field("", description="key of tls_cert_file")
 

@@ -25,3 +25,11 @@ def test_misspelt_field(mode, tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         assert main(["endpoint", "--config", str(config), "--mode", mode]) == 2
     assert f"bad config {config}" in caplog.text and "sourc" in caplog.text
+
+
+def test_misspelt_sampler_is_a_bad_config(tmp_path, caplog):
+    config = tmp_path / "endpoint.yaml"
+    config.write_text("endpoint_id: cam-1\nsampler: {name: low_confidnce}\n")
+    with caplog.at_level(logging.ERROR):
+        assert main(["endpoint", "--config", str(config)]) == 2
+    assert f"bad config {config}" in caplog.text and "unknown sampler 'low_confidnce'" in caplog.text
