@@ -197,8 +197,11 @@ class SplitServer:
         if pair_id not in self._tails:
             if pair_id not in self._pairs:
                 raise KeyError(f"unknown pair {pair_id!r}: the endpoint's head is not from this split set")
-            self._tails[pair_id] = SplitTailRunner(pair_of(self.manifest, self.set_dir, self._pairs[pair_id]).tail_path,
-                                                   self.threads)
+            tail = SplitTailRunner(pair_of(self.manifest, self.set_dir, self._pairs[pair_id]).tail_path, self.threads)
+            if tail.meta.pair_id != pair_id:  # the set rebuilt under the running server: another model's tail
+                raise KeyError(f"unknown pair {pair_id!r}: {tail.path.name} now belongs to pair {tail.meta.pair_id!r} "
+                               "(the split set changed since this server started)")
+            self._tails[pair_id] = tail
         return self._tails[pair_id]
 
     def _whole_model(self) -> OnnxDetector:

@@ -145,10 +145,10 @@ class SplitClient:
         except ProtocolError as exc:
             log.warning("dropping a malformed split result: %s", exc)
             return
-        with self._lock:
-            waiting = self._waiting.get(result.request_id)
+        with self._lock:  # taken, so a second answer (two servers, a duplicate) finds nothing: it unpacked 6 of 3
+            waiting = self._waiting.pop(result.request_id, None)
         if waiting is None:
-            log.debug("late or unknown split result %s dropped", result.request_id)
+            log.debug("late, repeated or unknown split result %s dropped", result.request_id)
             return
         done, box = waiting
         box.extend([result, len(payload), arrived])

@@ -17,7 +17,8 @@ class SplitModeConfig(StrictConfig):
     split_key: str = Field("after4", description="pair to start with (after4, after4-bn4), or 'device' / 'edge'")
     codec: str = Field("q8c-zlib", description="feature codec: fp32, fp16-zlib, q8c-zlib ... q2c-zlib")
     jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality when the split key is 'edge'")
-    timeout_s: float = Field(1.0, gt=0, description="a reply later than this is stale: dropped, the frame counts lost")
+    timeout_s: float = Field(1.0, gt=0, le=3600,  # inf passed, and Event.wait(inf) raised on the first frame
+                             description="a reply later than this is stale: dropped, the frame counts lost")
     follow_directives: bool = Field(True, description="switch split and codec when the edge's controller says so")
     threads: int = Field(1, ge=0, description="onnxruntime threads for the head (0: onnxruntime's default)")
     conf_threshold: float = Field(0.25, description="detector confidence threshold (device-only, and sent to no one)")
