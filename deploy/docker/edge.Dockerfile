@@ -25,8 +25,10 @@ COPY edge/ edge/
 COPY pipelines/ pipelines/
 RUN pip install ".[edge]"
 
+# keys/ is made here for the edge-keys volume: Docker gives a fresh named volume the owner of the folder the
+# image has at its mount point, and makes a missing one root's, which the learner (uid 10001) cannot write.
 RUN useradd --system --uid 10001 --home-dir /var/lib/edgeloop --create-home edgeloop \
- && mkdir -p /etc/edgeloop && chown edgeloop:edgeloop /var/lib/edgeloop
+ && mkdir -p /etc/edgeloop /var/lib/edgeloop/keys && chown -R edgeloop:edgeloop /var/lib/edgeloop
 USER edgeloop
 WORKDIR /var/lib/edgeloop
 VOLUME ["/var/lib/edgeloop"]

@@ -203,6 +203,35 @@ def test_endpoint_commands_run_in_an_image_without_the_edge_package(compose, ser
     assert "No module named" not in run.stderr
 
 
+def test_a_named_volume_a_service_writes_is_a_folder_its_image_gives_its_user(compose):
+    """Docker copies the image's folder, and its owner, into a fresh named volume, and makes a mount point the image
+    lacks root's: the learner (uid 10001) could not write edge-keys at /var/lib/edgeloop/keys."""
+    checked = 0
+    for name, service in compose["services"].items():
+        dockerfile = (service.get("build") or {}).get("dockerfile")
+        if not dockerfile:
+            continue
+        text = _instructions(REPO / dockerfile)
+        users = re.findall(r"^USER\s+(\S+)", text, re.M)
+        if not users or users[-1] in ("root", "0"):
+            continue
+        owned = [Path(p) for chown in re.findall(rf"chown\s+(?:-R\s+)?{users[-1]}:\S+\s+([^&\n]+)", text)
+                 for p in chown.split()]
+        made = {Path(p) for mkdir in re.findall(r"mkdir\s+-p\s+([^&\n]+)", text) for p in mkdir.split()}
+        made |= {Path(p) for p in re.findall(r"--home-dir\s+(\S+)\s+--create-home", text)}
+        recursive = re.search(rf"chown\s+-R\s+{users[-1]}:", text) is not None
+        for volume in service.get("volumes", []):
+            source, target = mounts({"volumes": [volume]})[0]
+            if is_bind(source) or not source or str(volume).endswith(":ro"):
+                continue
+            target = Path(target)
+            assert target in made, f"{name}: {dockerfile} does not make {target}, the mount point of {source}"
+            assert target in owned or (recursive and any(target.is_relative_to(o) for o in owned)), \
+                f"{name}: {dockerfile} does not give {target} to {users[-1]}"
+            checked += 1
+    assert checked >= 4  # edge-data, edge-keys and each endpoint's data
+
+
 def _secret_file(compose: dict, service: str, path: str) -> str:
     """The repository path of the compose secret a service reads at ``path`` (/run/secrets/<target>)."""
     assert path.startswith("/run/secrets/"), f"{service}: {path} is not a compose secret"
