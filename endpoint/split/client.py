@@ -23,7 +23,7 @@ from endpoint.model.detector import OnnxDetector
 from endpoint.model.letterbox import frame_to_jpeg
 from endpoint.model.split_halves import SplitHeadRunner
 from endpoint.wire.feature_codec import CodecSpec, encode_tensors
-from endpoint.wire.protocol import ProtocolError
+from endpoint.wire.protocol import PayloadTooLarge, ProtocolError
 from endpoint.wire.split_protocol import (FEATURE_SPLIT_DIRECTIVE, FEATURE_SPLIT_REQUEST, FEATURE_SPLIT_RESULT,
                                           JPEG_PAIR_ID, SPLIT_KEY_DEVICE, SPLIT_KEY_EDGE, SplitRequestHeader, SplitResult,
                                           decode_directive, decode_result, encode_split_request)
@@ -111,7 +111,11 @@ class SplitClient:
                                     source_width=image_bgr.shape[1], source_height=image_bgr.shape[0],
                                     sent_time=time.time(), payload_bytes=len(payload),
                                     link_bytes_per_s=self.bandwidth_bytes_per_s)
-        message = encode_split_request(header, payload)
+        try:
+            message = encode_split_request(header, payload)
+        except PayloadTooLarge as exc:  # a large fp32 crossing at a large input: this frame is lost, not the process
+            latency_ms = (time.perf_counter() - started) * 1e3
+            return SplitOutcome(None, split_key, codec, 0, latency_ms, reason=f"too_large: {exc}")
         done, box = threading.Event(), []
         with self._lock:
             self._waiting[request_id] = (done, box)

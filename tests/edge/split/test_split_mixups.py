@@ -71,3 +71,17 @@ def test_a_reply_timeout_past_an_hour_is_a_bad_config(timeout_s):
     with pytest.raises(ValidationError, match="timeout_s"):
         SplitModeConfig(set_dir="set", timeout_s=timeout_s)
     assert SplitModeConfig(set_dir="set", timeout_s=3600).timeout_s == 3600
+
+
+def test_a_request_over_the_size_limit_loses_its_frame_not_the_endpoint(split_set, monkeypatch):
+    """A large fp32 crossing (a big input) raised PayloadTooLarge out of infer(), and the split endpoint exited."""
+    import endpoint.wire.split_protocol as split_protocol
+
+    folder, _ = split_set
+    monkeypatch.setattr(split_protocol, "MAX_SPLIT_PAYLOAD_BYTES", 1000)  # below this set's fp32 crossing
+    sent = []
+    link = type("Link", (), {"on": lambda self, f, h: None, "publish": lambda self, *a, **k: sent.append(a)})()
+    client = SplitClient(link, "cam-1", folder, "after4", "fp32", timeout_s=0.5)
+    outcome = client.infer(np.zeros((120, 160, 3), np.uint8))
+    assert outcome.detections is None and outcome.reason.startswith("too_large: split request of ")
+    assert outcome.request_bytes == 0 and sent == [] and client._waiting == {}
