@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -13,12 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.signing import sign
 from edge.store.base import ObjectStore, StoreError
-from endpoint.wire.manifest import Manifest, canonical_bytes, parse_manifest
+from endpoint.wire.manifest import VERSION_RE, Manifest, canonical_bytes, parse_manifest
 
 log = logging.getLogger(__name__)
 
 MODELS_PREFIX = "models"
-VERSION_RE = re.compile(r"^v(\d{4,})$")
 
 
 class ModelRecord(NamedTuple):

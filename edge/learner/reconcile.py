@@ -15,7 +15,7 @@ from typing import Callable
 
 from edge.learner.fleet import FleetView
 from edge.learner.pusher import Pusher
-from edge.registry import VERSION_RE
+from endpoint.wire.manifest import version_number
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Reconciler:
             running, target = self.fleet.running(endpoint_id), self.target(endpoint_id)
             if running is None or not target or running == target or not self.fleet.online(endpoint_id):
                 return
-            if _number(running) > _number(target):
+            if version_number(running) > version_number(target):
                 log.warning("%s runs %s, newer than its version %s; not pushing an older one", endpoint_id,
                             running, target)
                 return
@@ -81,8 +81,3 @@ class Reconciler:
         log.info("%s: %s push of %s, %d bytes, %s", endpoint_id, outcome.kind, target, outcome.bytes,
                  "acked" if outcome.acked else f"not acked ({outcome.reason}); next try in {wait_s:.0f} s")
         self._backoff[endpoint_id] = (running, target, time.monotonic() + wait_s, min(2 * wait_s, self.max_retry_s))
-
-
-def _number(version: str) -> int:
-    match = VERSION_RE.match(version)
-    return int(match.group(1)) if match else -1

@@ -15,7 +15,7 @@ from endpoint.model.slot import ModelSlot
 from endpoint.wire import protocol
 from endpoint.wire.delta import DeltaError, apply_delta
 from endpoint.wire.durable_file import TMP_PREFIX, write_durably
-from endpoint.wire.manifest import VERSION_PATTERN, Manifest
+from endpoint.wire.manifest import VERSION_PATTERN, Manifest, version_number
 from endpoint.model.verify import (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ModelRejected, check_model_bytes,
                                    check_target, sidecar_paths, verify_manifest)
 from endpoint.wire.protocol import Ack, ModelAnnouncement, ModelData, ProtocolError
@@ -103,9 +103,12 @@ class ModelUpdater:
             log.info("model %s already runs; acking the repeated push", running)
             self._ack(Ack(endpoint_id=self.endpoint_id, model_version=running, ok=True, reason="already running"))
             return
-        if manifest.serial <= running_serial:  # a replayed old push; a deliberate rollback has a newer serial
+        # A replayed old push is refused; a deliberate rollback has a newer serial. A starting model without a
+        # signed sidecar has serial 0, but one named v0003 is the registry's v0003: nothing older replaces it.
+        floor = max(running_serial, version_number(running))
+        if manifest.serial <= floor:
             raise ModelRejected(f"not newer: serial {manifest.serial} ({manifest.version}) is not above the "
-                                f"running serial {running_serial} ({running})")
+                                f"running serial {floor} ({running})")
         model_bytes = self._rebuild(header, data.payload, running, manifest.size_bytes)
         check_model_bytes(manifest, model_bytes)
         path = self._write(manifest, manifest_bytes, announcement.signature, model_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,10 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+VERSION_RE = re.compile(r"^v(\d{4,})$")  # the registry's names, v0001, v0002, ...: the number is the serial
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # NaN has no JSON form, so a metric that is NaN could never be signed.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+
+
+def version_number(version: str) -> int:
+    """The serial a registry version name carries (``v0004`` -> 4); -1 for a name of another form."""
+    match = VERSION_RE.match(version)
+    return int(match.group(1)) if match else -1
 
 class Manifest(BaseModel):
     """Everything the endpoint trusts about a model file; the edge signs its canonical bytes."""

@@ -219,6 +219,23 @@ def test_a_replayed_older_push_after_a_newer_install_is_refused(push_models, key
     assert _files(rig.models_dir) == before and rig.swaps_reported == ["v0002", "v0003"]
 
 
+def test_an_unsigned_starting_model_named_by_the_registry_refuses_older_pushes(push_models, keys, tmp_path):
+    """A starting model without a signed sidecar runs with serial 0: one named v0003 (the registry's, as `round
+    --init` deploys them) took any captured signed push, v0002 too. Its name now sets the floor."""
+    shutil.copy(push_models.base, tmp_path / "v0003.onnx")
+    rig = Rig(push_models, keys, tmp_path)
+    rig.slot = ModelSlot(OrtDetector, tmp_path / "v0003.onnx", "v0003", 0)
+    rig.updater = ModelUpdater(rig.slot, rig.models_dir, keys[1], rig.acks.append, ENDPOINT,
+                               fallback_path=tmp_path / "v0003.onnx")
+    for version, path in (("v0002", push_models.few_changed), ("v0004", push_models.all_changed)):
+        manifest, signature = signed(rig.private, path.read_bytes(), version)
+        rig.publisher.push(ENDPOINT, manifest, signature, path.read_bytes())
+    assert [(a.model_version, a.ok, a.reason) for a in rig.acks] == [
+        ("v0002", False, "not newer: serial 2 (v0002) is not above the running serial 3 (v0003)"),
+        ("v0004", True, "")]
+    assert rig.slot.version == "v0004" and rig.slot.serial == 4
+
+
 def test_a_stale_push_is_refused_before_its_delta_is_rebuilt(push_models, keys, tmp_path, monkeypatch):
     rig = Rig(push_models, keys, tmp_path, start=("v0001", 5))
     monkeypatch.setattr("endpoint.model.updater.apply_delta", lambda *a: pytest.fail("a stale delta was inflated"))
