@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Protocol
+
+_UNLISTABLE = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters and the backslash
 
 
 class StoreError(RuntimeError):
@@ -30,8 +33,9 @@ class ObjectStore(Protocol):
 
 
 def check_key(key: str) -> str:
-    """Refuse keys that could escape a prefix or a directory."""
+    """Refuse keys that could escape a prefix or a directory, and keys a store may not list back as they are:
+    control characters (S3 listings are XML) and backslashes (SeaweedFS lists them as '/')."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or _UNLISTABLE.search(key):
         raise StoreError(f"invalid object key {key!r}")
     return key

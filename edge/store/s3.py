@@ -126,8 +126,10 @@ class S3Store:
                 raise StoreError(f"list {prefix!r} in {self.describe()}: unreadable answer: {exc}") from exc
             names += [el.text or "" for el in root.iter(f"{_S3_NS}Key")]
             token = root.findtext(f"{_S3_NS}NextContinuationToken")
-            if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
+            if root.findtext(f"{_S3_NS}IsTruncated") != "true":
                 break
+            if not token or token == query.get("continuation-token"):  # ending here would pass a part as the whole
+                raise StoreError(f"list {prefix!r} in {self.describe()}: a truncated page without a new token")
             query = {**query, "continuation-token": token}
         else:
             raise StoreError(f"list {prefix!r} in {self.describe()}: more than {MAX_LIST_PAGES} pages")

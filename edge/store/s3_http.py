@@ -30,6 +30,7 @@ MAX_ERROR_BODY_BYTES = 64 * 1024  # an error body is only read to name the error
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
 MAX_BODY_BYTES = 2 * 1024**3  # far above any object edgeloop stores (a teacher's weights are ~100 MB)
 _RECV_BYTES = 64 * 1024  # under malloc's mmap threshold: a recv buffer is not mapped and unmapped each time
+_BODY_RECV_BYTES = 1024 * 1024  # a body's reads: few calls for a large object
 _ONE_SEND_MAX_BYTES = 1024 * 1024  # a body up to this is copied behind the head and sent in one call
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -68,7 +69,7 @@ class _Connection:
         self.deadline = time.monotonic() + seconds
 
     def allow_body(self, n: int) -> None:
-        """A body of ``n`` more bytes follows: extend the deadline by its time at the slowest rate allowed."""
+        """``n`` more bytes of a body arrived: extend the deadline by their time at the slowest rate allowed."""
         self.deadline += n / MIN_BODY_BYTES_PER_S
 
     def _receive(self, receive, *args):
@@ -106,16 +107,16 @@ class _Connection:
             data = bytes(self.buf[:n])
             del self.buf[:n]
             return data
-        out = bytearray(n)  # one allocation for a large object, filled in place
-        have = len(self.buf)
-        out[:have] = self.buf
+        # Grown as bytes arrive, and the deadline with them: a declared length alone allocated up to 2 GiB at once
+        # and gave a server that trickles its body n / MIN_BODY_BYTES_PER_S more seconds (2.3 h).
+        out = self.buf[:]
         self.buf.clear()
-        view = memoryview(out)
-        while have < n:
-            got = self._receive(self.sock.recv_into, view[have:], n - have)
-            if not got:
-                raise ConnectionError(f"the server closed the connection {n - have} bytes before the body's end")
-            have += got
+        while len(out) < n:
+            data = self._receive(self.sock.recv, min(n - len(out), _BODY_RECV_BYTES))
+            if not data:
+                raise ConnectionError(f"the server closed the connection {n - len(out)} bytes before the body's end")
+            self.allow_body(len(data))
+            out += data
         return bytes(out)
 
     def read_to_close(self, limit: int, whole: bool) -> bytes:
@@ -124,6 +125,7 @@ class _Connection:
             data = self._receive(self.sock.recv, _RECV_BYTES)
             if not data:
                 break
+            self.allow_body(len(data))
             self.buf += data
         if whole and len(self.buf) > limit:
             raise ValueError(f"body exceeds {limit} bytes")
@@ -174,8 +176,10 @@ class S3HttpClient:
                 sent = True
                 conn.answer_within(ANSWER_DEADLINE_S)
                 status, answer_headers, data, keep = self._read_answer(conn, method)
-                if not keep:
-                    self._drop()  # an unread error tail or a server close: the next call opens a fresh one
+                # an unread error tail or a server close; or bytes past the answer (a body on a HEAD, a doubled
+                # answer), which the next request would take for its own: the next call opens a fresh connection
+                if not keep or conn.buf:
+                    self._drop()
                 return S3Response(status, data, answer_headers)
             except (_Closed, BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
                 self._drop()
@@ -223,7 +227,6 @@ class S3HttpClient:
         if not (length.isascii() and length.isdigit()):
             raise ValueError(f"bad Content-Length {length!r}")
         n = int(length)
-        conn.allow_body(min(n, limit))
         if n > limit:
             if status < 300:  # a body we need whole: a length this large is a broken answer, not data
                 raise ValueError(f"Content-Length {n} exceeds {limit} bytes")
@@ -244,7 +247,6 @@ class S3HttpClient:
                 while conn.read_until(b"\r\n", MAX_HEAD_BYTES):  # trailers, then the empty line
                     pass
                 return b"".join(parts), True
-            conn.allow_body(min(n, limit - size))
             if size + n > limit:
                 if whole:
                     raise ValueError(f"chunked body exceeds {limit} bytes")

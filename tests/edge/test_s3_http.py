@@ -171,3 +171,48 @@ def test_a_store_that_trickles_its_answer_is_cut_off_at_the_answer_deadline(monk
     with pytest.raises(S3RequestError, match="deadline"):
         client.request("GET", "/b/k")
     assert time.monotonic() - started < 1.5
+
+
+def test_bytes_past_an_answer_never_answer_the_next_request():
+    """A HEAD answered with a body that is itself an answer: kept on the connection, it answered the next PUT (200)
+    although the server refused that PUT (503), so a marker or a model counted as written."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    server = ScriptedServer([(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok, False),
+                             (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", False)])
+    client = _client(server)
+    assert client.request("HEAD", "/b/x").status == 200
+    assert client.request("PUT", "/b/frame.json", body=b"marker").status == 503  # on a fresh connection
+    assert server.connections == 2
+
+
+def test_a_declared_length_buys_neither_memory_nor_time(monkeypatch):
+    """A 500 MB Content-Length trickled a byte at a time: the client allocated 500 MB at once and extended its
+    answer deadline by the declared length (1,900 s here, up to 2.3 h); both now follow the bytes that arrive."""
+    import resource
+
+    import edge.store.s3_http as s3_http
+
+    monkeypatch.setattr(s3_http, "ANSWER_DEADLINE_S", 0.5, raising=False)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500000000\r\n\r\n")
+            try:
+                for _ in range(40):
+                    conn.sendall(b"x")
+                    time.sleep(0.1)
+            except OSError:  # the client gave up and closed
+                pass
+
+    threading.Thread(target=trickle, daemon=True).start()
+    client = S3HttpClient(f"127.0.0.1:{listener.getsockname()[1]}", "key", "secret")
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    with pytest.raises(S3RequestError, match="deadline"):
+        client.request("GET", "/b/k")
+    assert time.monotonic() - started < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_kib < 100 * 1024  # not the 477 MiB declared

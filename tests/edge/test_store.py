@@ -63,7 +63,9 @@ def test_missing_key_raises_store_error(store):
         store.get("not/here.jpg")
 
 
-@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "../up", "./a", "a/.", "trailing/"])
+# the last three are keys an S3 listing does not give back as they were (SeaweedFS: U+FFFD, and '/' for '\\')
+@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "../up", "./a", "a/.", "trailing/", "o/ctl\x01x",
+                                 "o/del\x7f", "o/back\\slash"])
 def test_invalid_keys_are_refused(store, key):
     for call in (lambda: store.put(key, b"x"), lambda: store.get(key), lambda: store.exists(key),
                  lambda: store.delete(key)):
@@ -142,3 +144,28 @@ def test_local_disk_errors_are_store_errors(tmp_path):
     with pytest.raises(StoreError, match="put 'frames/x.jpg'"):
         store.put("frames/x.jpg", b"1")
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["frames"]  # no temp file left behind
+
+
+def _listing_page(keys: list[str], truncated: bool, token: str | None) -> tuple[bytes, bool]:
+    body = ('<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
+            + (f"<NextContinuationToken>{token}</NextContinuationToken>" if token is not None else "")
+            + "".join(f"<Contents><Key>{k}</Key></Contents>" for k in keys) + "</ListBucketResult>").encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body, False
+
+
+@pytest.mark.parametrize("second_token", [None, "same"], ids=["no token", "the same token"])
+def test_a_truncated_listing_page_without_a_new_token_is_an_error(second_token):
+    """It ended the listing: the registry, counting versions from it, could publish over an existing one."""
+    from edge.store.s3_http import S3HttpClient
+    from tests.edge.test_s3_http import ScriptedServer
+
+    pages = [_listing_page(["models/s/v0001/manifest.sig"], True, "same"),
+             _listing_page(["models/s/v0002/manifest.sig"], True, second_token),
+             _listing_page(["models/s/v0003/manifest.sig"], False, None)]
+    server = ScriptedServer(pages)
+    store = S3Store.__new__(S3Store)  # the listing alone: no bucket or conditional-write checks to answer
+    store.endpoint, store.bucket, store.region, store.prefix = server.endpoint, "b", "us-east-1", ""
+    store.client, store.list_page_keys = S3HttpClient(server.endpoint, "key", "secret"), 1000
+    with pytest.raises(StoreError, match="a truncated page without a new token"):
+        list(store.list("models/s/"))
