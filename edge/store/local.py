@@ -64,15 +64,21 @@ class LocalStore:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         keys = []
-        for path in self.root.rglob("*"):
-            if path.is_file() and not path.name.startswith(TMP_PREFIX):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
+        try:
+            for path in self.root.rglob("*"):
+                if path.is_file() and not path.name.startswith(TMP_PREFIX):
+                    key = path.relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        keys.append(key)
+        except OSError as exc:  # an unreadable folder: a StoreError, as S3Store raises, which callers handle
+            raise StoreError(f"list {prefix!r} in {self.describe()} failed: {exc}") from exc
         return iter(sorted(keys))
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:  # a folder under the key's name, a read-only disk
+            raise StoreError(f"delete {key!r} in {self.describe()} failed: {exc}") from exc
 
     def describe(self) -> str:
         return f"local:{self.root}"

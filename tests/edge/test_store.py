@@ -144,6 +144,9 @@ def test_local_disk_errors_are_store_errors(tmp_path):
     with pytest.raises(StoreError, match="put 'frames/x.jpg'"):
         store.put("frames/x.jpg", b"1")
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["frames"]  # no temp file left behind
+    (tmp_path / "store" / "models" / "v1").mkdir(parents=True)
+    with pytest.raises(StoreError, match="delete 'models/v1'"):  # a folder under the key: IsADirectoryError
+        store.delete("models/v1")
 
 
 def _listing_page(keys: list[str], truncated: bool, token: str | None) -> tuple[bytes, bool]:
