@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.scheduler.policy import EndpointPlan, PushOption, RoundRecord
 from endpoint.wire.durable_file import write_durably
+from endpoint.wire.manifest import version_number
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class LearnerState(_Strict):
         newest version the fleet is due, so the reconciler pushes it a model as soon as it connects."""
         if endpoint_id not in self.tracks:
             due = max((t.target_version for t in self.tracks.values() if t.target_version), default="",
-                      key=lambda v: (len(v), v))  # v10000 after v9999
+                      key=version_number)  # v10000 after v9999
             self.tracks[endpoint_id] = TrackState(endpoint_id=endpoint_id, target_version=due)
 
     def stage_done(self, stage: Stage) -> bool:
