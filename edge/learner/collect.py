@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 DRIFT_CHECK_S = 10.0  # scoring agreement runs the teacher: not on every poll
+TELEMETRY_WAIT_S = 15.0  # endpoints report their counters every few seconds (telemetry_interval_s, 5 by default)
 
 
 class NoFramesError(RuntimeError):
@@ -67,6 +68,7 @@ class Collector:
         if not stored:
             raise NoFramesError(f"round {round_index}: no frame reached the store from {self.endpoint_ids} in "
                                 f"{elapsed:.0f} s; check the endpoints' logs, the broker and the ingest")
+        self._await_counters()
         spent = {}
         for ep in self.endpoint_ids:
             track, t = tracks[ep], self.fleet.telemetry(ep)
@@ -74,6 +76,14 @@ class Collector:
             spent[ep] = max(0, total - track.bytes_sent_total)
             track.bytes_sent_total = total
         return spent
+
+    def _await_counters(self) -> None:
+        """A learner restarted mid-round has heard no telemetry yet: wait a little for each online endpoint's, or
+        the round's upload reads as 0 bytes and the next round is charged with it (the scheduler fits on both)."""
+        deadline = time.monotonic() + TELEMETRY_WAIT_S
+        while any(self.fleet.telemetry(ep) is None and self.fleet.online(ep) for ep in self.endpoint_ids):
+            if time.monotonic() >= deadline or self.stop_event.wait(POLL_S):
+                return
 
     def _not_done(self, round_index: int) -> list[str]:
         return [ep for ep in self.endpoint_ids

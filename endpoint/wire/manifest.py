@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from endpoint.wire.protocol import ENDPOINT_ID_PATTERN
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-VERSION_RE = re.compile(r"^v(\d{4,})$")  # the registry's names, v0001, v0002, ...: the number is the serial
+VERSION_RE = re.compile(r"^v(\d{4,18})$")  # the registry's names, v0001, v0002, ...: the number is the serial
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # NaN has no JSON form, so a metric that is NaN could never be signed.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

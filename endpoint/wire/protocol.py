@@ -26,6 +26,8 @@ FRAME_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_CLASS_ID = 65535  # far above any detector's class count; bounds what a header can claim
 MAX_BOXES_PER_FRAME = 10_000
 MAX_ROUND_INDEX = 999_999_999  # a round index goes into object keys (r00042): bounded, so a key stays short
+MAX_COUNTER = 2**53  # a float holds every count up to here; 10**400 bytes_sent broke the metrics and the curve fit
+MAX_VERSION_CHARS = 64  # as a manifest's version; 5000 digits broke int() in version_number
 
 FEATURE_FRAME = "frame"
 FEATURE_STATUS = "status"
@@ -101,7 +103,7 @@ class FrameHeader(Message):
     frame_id: str = Field(pattern=FRAME_ID_PATTERN, description="unique per endpoint, stable across restarts")
     capture_time: float = Field(allow_inf_nan=False, description="unix seconds when the frame was captured")
     round: int = Field(ge=0, le=MAX_ROUND_INDEX, description="learning round the frame was sampled in")
-    model_version: str = Field(description="student version that ran on the frame")
+    model_version: str = Field(max_length=MAX_VERSION_CHARS, description="student version that ran on the frame")
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     jpeg_bytes: int = Field(gt=0)
@@ -127,7 +129,7 @@ class Status(Message):
     kind: Literal["status"] = "status"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     state: Literal["online", "offline"]
-    model_version: str = ""
+    model_version: str = Field("", max_length=MAX_VERSION_CHARS)
     time: float = 0.0
 
 
@@ -138,16 +140,17 @@ class Telemetry(Message):
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     time: float
     round: int = Field(ge=0, le=MAX_ROUND_INDEX)
-    model_version: str
-    frames_seen: int = Field(ge=0)
-    frames_sampled: int = Field(ge=0)
-    frames_acked: int = Field(ge=0)
-    spool_depth: int = Field(ge=0)
-    bytes_sent: int = Field(ge=0)
-    inference_ms: float = Field(ge=0.0)
-    round_frames_sampled: int = Field(0, ge=0, description="frames sampled in the current round")
+    model_version: str = Field(max_length=MAX_VERSION_CHARS)
+    frames_seen: int = Field(ge=0, le=MAX_COUNTER)
+    frames_sampled: int = Field(ge=0, le=MAX_COUNTER)
+    frames_acked: int = Field(ge=0, le=MAX_COUNTER)
+    spool_depth: int = Field(ge=0, le=MAX_COUNTER)
+    bytes_sent: int = Field(ge=0, le=MAX_COUNTER)
+    inference_ms: float = Field(ge=0.0, allow_inf_nan=False)
+    round_frames_sampled: int = Field(0, ge=0, le=MAX_COUNTER, description="frames sampled in the current round")
     round_done: bool = Field(False, description="the round's frames are streamed and every sampled one is acked")
-    frames_dropped: int = Field(0, ge=0, description="frames a live camera dropped while the detector was behind")
+    frames_dropped: int = Field(0, ge=0, le=MAX_COUNTER,
+                               description="frames a live camera dropped while the detector was behind")
 
 
 class Plan(Message):
@@ -185,7 +188,7 @@ class Ack(Message):
     kind: Literal["ack"] = "ack"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     frame_ids: list[str] = Field(default_factory=list)
-    model_version: str = ""
+    model_version: str = Field("", max_length=MAX_VERSION_CHARS)
     ok: bool = True
     reason: str = ""
 
@@ -196,7 +199,8 @@ class FrameDetections(Message):
     kind: Literal["detections"] = "detections"
     endpoint_id: str = Field(pattern=ENDPOINT_ID_PATTERN)
     frame_time: float = Field(gt=0, allow_inf_nan=False, description="unix seconds when the frame was captured")
-    model_version: str = Field(description="student version that ran on the frame ('' before the first model)")
+    model_version: str = Field(max_length=MAX_VERSION_CHARS,
+                               description="student version that ran on the frame ('' before the first model)")
     width: int = Field(gt=0, description="image width in pixels; boxes are normalized by it")
     height: int = Field(gt=0, description="image height in pixels; boxes are normalized by it")
     detections: list[Detection] = Field(default_factory=list, max_length=MAX_DETECTIONS_PER_MESSAGE,

@@ -75,6 +75,12 @@ def test_decode_frame_rejects_with_reason(payload, reason):
     (b'{"v": 1, "kind": "plan", "endpoint_id": "a", "round": 1, "upload_budget_bytes": 1,'
      b' "upload_rate_bytes_per_s": 1, "domain": "\\ud800"}', "domain"),  # a lone surrogate: no UTF-8 holds it
     (b'{"v": 1, "kind": "ack", "endpoint_id": "a", "frame_ids": ["f1", "\\udfff"]}', "frame_ids"),
+    # counters feed the learner's metrics and its curve fit: 10**400 raised OverflowError there, on every restart
+    (b'{"v": 1, "kind": "telemetry", "endpoint_id": "a", "time": 1, "round": 0, "model_version": "",'
+     b' "frames_seen": 0, "frames_sampled": 0, "frames_acked": 0, "spool_depth": 0, "bytes_sent": 1'
+     + b"0" * 400 + b', "inference_ms": 1}', "bytes_sent"),
+    (b'{"v": 1, "kind": "status", "endpoint_id": "a", "state": "online", "model_version": "v' + b"1" * 5000 + b'"}',
+     "model_version"),  # int() of 5000 digits raised in version_number
 ])
 def test_decode_json_rejects_with_reason(payload, reason):
     with pytest.raises(ProtocolError, match=reason):
