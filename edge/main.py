@@ -21,7 +21,7 @@ def run_edge(config_path: str) -> int:
         config = load_config(EdgeServiceConfig, config_path)
         if "learner" in config.roles:
             config.learner.check_folders()
-            config.learner.check_first_start()
+            config.learner.check_state()
             metrics = LearnerMetrics(config.learner.metrics_port)  # one server on the port, across restarts
     except (OSError, ValueError, ValidationError) as exc:  # OSError: also a metrics_port already taken
         log.error("edgeloop edge: bad config %s: %s", config_path, exc)

@@ -60,7 +60,7 @@ class EndpointConfig(StrictConfig):
     exit_when_drained: bool = Field(False, description="when the source ends, wait for every frame's ack, then exit")
     drain_timeout_s: float = Field(300.0, description="the longest to wait for the spool to drain at the end")
     summary_path: str = Field("", description="write a JSON summary of the run here at exit")
-    metrics_port: int = Field(0, description="serve Prometheus metrics on this port (0: off)")
+    metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     detections_rate_hz: float = Field(2.0, ge=0, le=100, description="publish the detector's boxes on the "
                                       "`detections` topic at most this often (QoS 0, outside the upload budget; 0: off)")
 

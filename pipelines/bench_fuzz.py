@@ -89,6 +89,9 @@ def run_bench_fuzz(args) -> int:
     from rich.console import Console
 
     console = Console(width=150)  # the tables stay whole in logs and pipes
+    if args.messages < 1:  # before any broker or receiver starts
+        console.print(f"[red]edgeloop bench fuzz: --messages must be at least 1, not {args.messages}[/]")
+        return 2
     started = time.monotonic()
     work = Path(args.out) / "fuzz"  # kept after the run: the receivers' logs explain any failure
     shutil.rmtree(work, ignore_errors=True)

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -286,7 +287,16 @@ DEFAULT_ENDPOINTS = 8
 
 
 def run_bench_ingest(args) -> int:
-    args.endpoints = args.endpoints or DEFAULT_ENDPOINTS
+    args.endpoints = DEFAULT_ENDPOINTS if args.endpoints is None else args.endpoints
+    counts = {"--endpoints": args.endpoints, "--window": args.window, "--workers": args.workers,
+              "--pool-size": args.pool_size}
+    if bad := [f"{flag} {value}" for flag, value in counts.items() if value < 1] + \
+            ([f"--frames {args.frames}"] if args.frames < 0 else []) + \
+            ([f"--store-latency-ms {args.store_latency_ms:g}"] if not args.store_latency_ms >= 0 else []) + \
+            ([f"--duration-s {args.duration_s:g}"] if not args.duration_s > 0 else []):
+        print(f"edgeloop bench ingest: {', '.join(bad)}: counts must be at least 1, times and frames not negative",
+              file=sys.stderr)  # before a broker or a store is started
+        return 2
     from rich.console import Console
     from rich.table import Table
 

@@ -30,8 +30,7 @@ def run_round_command(args) -> int:
     try:
         config = load_config(LearnerConfig, args.config, section="learner")
         config.check_folders()
-        if args.init:
-            config.check_first_start()
+        config.check_state()
     except (OSError, ValueError, ValidationError) as exc:
         console.print(f"[red]edgeloop round: bad config {args.config}:[/] {exc}")
         return 2

@@ -63,6 +63,14 @@ def bad_lab_args(args, out: Path) -> str | None:
 
     if args.endpoints < 1 or args.rounds < 1:
         return f"--endpoints and --rounds must be at least 1, not {args.endpoints} and {args.rounds}"
+    if not (args.budget_kbps > 0 and args.round_s > 0 and args.frames >= 1 and args.seed >= 0):
+        return (f"--budget-kbps and --round-s must be above 0, --frames at least 1 and --seed at least 0, not "
+                f"{args.budget_kbps:g}, {args.round_s:g}, {args.frames} and {args.seed}")
+    if args.metrics_port and not 1 <= args.metrics_port <= 65535 - args.endpoints:  # the endpoints take the next
+        return f"--metrics-port {args.metrics_port} leaves no port for {args.endpoints} endpoints (1..65535)"
+    for flag, path in (("--teacher", getattr(args, "teacher", None)), ("--student", getattr(args, "student", None))):
+        if path and not Path(path).is_file():
+            return f"{flag} {path}: no such weights file"
     for flag, check, value in (("--policy", check_policy, args.policy),
                                ("--labels", check_labels, args.labels.split(","))):
         try:

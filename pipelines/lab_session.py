@@ -149,7 +149,7 @@ def lab_learning_config(args, out: Path, folder: Path | None = None, say=print) 
     data-aware image size, bootstrap epochs and batch wherever neither flag nor file set them."""
     base = load_config(LearningConfig, args.learning, section="learning") if args.learning else LearningConfig()
     update = {"cache_dir": Path(args.cache), "work_dir": out / "work", "seed": args.seed}
-    if args.imgsz:
+    if args.imgsz is not None:  # 0 too, so the config's check refuses it
         update["imgsz"] = args.imgsz
     raw = {**base.model_dump(), **update}
     for role in ("teacher", "student"):

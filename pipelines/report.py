@@ -98,7 +98,12 @@ def run_report(args) -> int:
         print(f"edgeloop report: no rounds.jsonl in {out} (a lab --out directory or a learner's state_dir)",
               file=sys.stderr)
         return 2
-    results = read_results(out / "rounds.jsonl")
+    try:
+        results = read_results(out / "rounds.jsonl")
+    except ValueError as exc:  # a line that is JSON but not a round record
+        print(f"edgeloop report: {out / 'rounds.jsonl'} holds a record of another shape: {str(exc)[:300]}",
+              file=sys.stderr)
+        return 2
     if not results:
         print(f"edgeloop report: {out / 'rounds.jsonl'} holds no finished round yet", file=sys.stderr)
         return 1

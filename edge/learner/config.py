@@ -116,13 +116,21 @@ class LearnerConfig(StrictConfig):
     def _known_labels(cls, names: list[str]) -> list[str]:
         return check_labels(names)
 
-    def check_first_start(self) -> None:
-        """Raise ValueError when ``state_dir`` holds no learner state yet and nothing says how to make the first one."""
-        from edge.learner.state import STATE_FILE
+    def check_state(self) -> None:
+        """Raise ValueError when ``state_dir`` holds no learner state yet and nothing says how to make the first one,
+        or holds one that cannot be read (a restart would fail on it again and again)."""
+        from edge.learner.state import STATE_FILE, load_state
 
-        if self.bootstrap is None and not (self.state_dir / STATE_FILE).exists():
-            raise ValueError(f"{self.state_dir} holds no learner state yet: its first start needs bootstrap data "
-                             "(a YOLO folder or a synthetic domain) for the first models and their INT8 calibration")
+        if not (self.state_dir / STATE_FILE).exists():
+            if self.bootstrap is None:
+                raise ValueError(f"{self.state_dir} holds no learner state yet: its first start needs bootstrap data "
+                                 "(a YOLO folder or a synthetic domain) for the first models and their INT8 "
+                                 "calibration")
+            return
+        try:
+            load_state(self.state_dir)
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{self.state_dir / STATE_FILE} is unreadable: {str(exc)[:300]}") from None
 
     def check_folders(self) -> None:
         """Raise ValueError naming each configured YOLO folder path that is missing: a typo fails at start."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 import yaml
@@ -54,6 +55,14 @@ def test_edge_refuses_a_metrics_port_already_taken(tmp_path, caplog):
     (["--policy", "adaptve"], "bad --policy: unknown scheduler policy 'adaptve'"),
     (["--labels", "orcale"], "bad --labels: unknown label sources ['orcale']"),
     (["--endpoints", "0"], "--endpoints and --rounds must be at least 1"),
+    # these were checked only after the earlier run was deleted and the broker had started: a traceback, exit 1
+    (["--budget-kbps", "0"], "--budget-kbps and --round-s must be above 0"),
+    (["--round-s", "0"], "--budget-kbps and --round-s must be above 0"),
+    (["--frames", "0"], "--frames at least 1"),
+    (["--seed", "-1"], "--seed at least 0"),
+    (["--metrics-port", "70000"], "--metrics-port 70000 leaves no port"),
+    (["--teacher", "nope.pt"], "--teacher nope.pt: no such weights file"),
+    (["--imgsz", "0"], "bad --learning or model flags"),
 ])
 def test_lab_refuses_bad_flags_before_it_deletes_an_earlier_run(tmp_path, capsys, flags, says):
     out = tmp_path / "lab"
@@ -62,3 +71,39 @@ def test_lab_refuses_bad_flags_before_it_deletes_an_earlier_run(tmp_path, capsys
     assert main(["lab", "--out", str(out), "--metrics-port", "0", *flags]) == 2
     assert says in " ".join(capsys.readouterr().out.split())
     assert (out / "rounds.jsonl").read_text() == "an earlier run's results\n"
+
+
+def test_edge_and_round_refuse_an_unreadable_state(tmp_path, caplog, capsys):
+    """A state.json cut short: `round` ended in a traceback, `edge` restarted its learner on it every 10 s."""
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.json").write_text('{"round": ')
+    with caplog.at_level(logging.ERROR):
+        assert main(["edge", "--config", _config(tmp_path, edge=True)]) == 2
+    assert "state.json is unreadable" in caplog.text
+    assert main(["round", "--config", _config(tmp_path, edge=False)]) == 2
+    assert "state.json is unreadable" in " ".join(capsys.readouterr().out.split())
+
+
+def test_endpoint_refuses_a_metrics_port_out_of_range(tmp_path, caplog):
+    config = tmp_path / "endpoint.yaml"
+    config.write_text("endpoint_id: cam-1\nmetrics_port: 70000\n")
+    with caplog.at_level(logging.ERROR):
+        assert main(["endpoint", "--config", str(config)]) == 2  # it was an OverflowError from bind(), exit 1
+    assert "bad config" in caplog.text and "metrics_port" in caplog.text
+
+
+def test_report_refuses_a_record_of_another_shape(tmp_path, capsys):
+    (tmp_path / "rounds.jsonl").write_text('{"round": 3}\n')
+    assert main(["report", str(tmp_path)]) == 2  # it was a pydantic traceback, exit 1
+    assert "holds a record of another shape" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["bench", "ingest", "--endpoints", "-1"], ["bench", "ingest", "--window", "0"],
+                                  ["bench", "ingest", "--workers", "0"], ["bench", "fuzz", "--messages", "-1"]])
+def test_benches_refuse_bad_counts_before_starting_a_broker(argv, tmp_path, capsys):
+    """They started Mosquitto and SeaweedFS, and fuzzed "-1 mutated messages"."""
+    started = time.monotonic()
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "at least 1" in " ".join((captured.out + captured.err).split())
+    assert time.monotonic() - started < 5  # nothing was started
