@@ -144,12 +144,8 @@ def test_a_reset_after_the_answer_began_does_not_send_the_request_again():
     assert [line for line, _ in server.requests] == ["GET /b/k HTTP/1.1", "PUT /b/k2 HTTP/1.1"]
 
 
-def test_a_store_that_trickles_its_answer_is_cut_off_at_the_answer_deadline(monkeypatch):
-    """Each byte comes well inside READ_TIMEOUT_S, so only a deadline for the whole answer ends the wait."""
-    import edge.store.s3_http as s3_http
-
-    monkeypatch.setattr(s3_http, "ANSWER_DEADLINE_S", 0.3, raising=False)
-    monkeypatch.setattr(s3_http, "MIN_BODY_BYTES_PER_S", 10**9, raising=False)  # the 40-byte body adds ~nothing
+def _trickling_store(declared_bytes: int, byte_every_s: float) -> S3HttpClient:
+    """A client of a server that answers 200 with ``declared_bytes`` of body, then sends 40 of them, one at a time."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def trickle() -> None:
@@ -157,16 +153,25 @@ def test_a_store_that_trickles_its_answer_is_cut_off_at_the_answer_deadline(monk
         with conn:
             while b"\r\n\r\n" not in conn.recv(65536):
                 pass
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % declared_bytes)
             try:
-                for _ in range(40):  # 2 s for the whole body
+                for _ in range(40):
                     conn.sendall(b"x")
-                    time.sleep(0.05)
+                    time.sleep(byte_every_s)
             except OSError:  # the client gave up and closed
                 pass
 
     threading.Thread(target=trickle, daemon=True).start()
-    client = S3HttpClient(f"127.0.0.1:{listener.getsockname()[1]}", "key", "secret")
+    return S3HttpClient(f"127.0.0.1:{listener.getsockname()[1]}", "key", "secret")
+
+
+def test_a_store_that_trickles_its_answer_is_cut_off_at_the_answer_deadline(monkeypatch):
+    """Each byte comes well inside READ_TIMEOUT_S, so only a deadline for the whole answer ends the wait."""
+    import edge.store.s3_http as s3_http
+
+    monkeypatch.setattr(s3_http, "ANSWER_DEADLINE_S", 0.3, raising=False)
+    monkeypatch.setattr(s3_http, "MIN_BODY_BYTES_PER_S", 10**9, raising=False)  # the 40-byte body adds ~nothing
+    client = _trickling_store(declared_bytes=40, byte_every_s=0.05)  # 2 s for the whole body
     started = time.monotonic()
     with pytest.raises(S3RequestError, match="deadline"):
         client.request("GET", "/b/k")
@@ -193,23 +198,7 @@ def test_a_declared_length_buys_neither_memory_nor_time(monkeypatch):
     import edge.store.s3_http as s3_http
 
     monkeypatch.setattr(s3_http, "ANSWER_DEADLINE_S", 0.5, raising=False)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def trickle() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            while b"\r\n\r\n" not in conn.recv(65536):
-                pass
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500000000\r\n\r\n")
-            try:
-                for _ in range(40):
-                    conn.sendall(b"x")
-                    time.sleep(0.1)
-            except OSError:  # the client gave up and closed
-                pass
-
-    threading.Thread(target=trickle, daemon=True).start()
-    client = S3HttpClient(f"127.0.0.1:{listener.getsockname()[1]}", "key", "secret")
+    client = _trickling_store(declared_bytes=500_000_000, byte_every_s=0.1)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
     with pytest.raises(S3RequestError, match="deadline"):
