@@ -310,10 +310,9 @@ def run_bench_ingest(args) -> int:
         streams[f"{Path(args.video).name}"] = str(Path(args.video).resolve())
     elif args.video:
         log.warning("no real video at %s; benchmarking the synthetic stream only", args.video)
-    workdir = Path(tempfile.mkdtemp(prefix="edgeloop-bench-"))
-    (workdir / "broker").mkdir()
     rows, alone = [], []
-    with Broker(workdir=workdir / "broker") as broker, SeaweedS3(workdir=workdir / "s3") as s3:
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as workdir, \
+            Broker(workdir=Path(workdir) / "broker") as broker, SeaweedS3(workdir=Path(workdir) / "s3") as s3:
         log.info("broker %s (%s), S3 %s", broker.url, broker.kind, s3.endpoint)
         store = S3Store(s3.endpoint, "bench", s3.access_key, s3.secret_key)
         if args.store_latency_ms > 0:

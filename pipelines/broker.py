@@ -46,6 +46,7 @@ class Broker:
         return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> "Broker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = self._mosquitto_cmd() if self.kind == "mosquitto" else self._amqtt_cmd()
         logfile = open(self.workdir / f"{self.kind}.log", "ab")
         self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir)

@@ -49,7 +49,7 @@ class SeaweedS3:
         self.workdir = Path(self.workdir).resolve()
         if not self.ports:
             self.ports = {name: free_port(self.host, also_free=(GRPC_OFFSET,))
-                          for name in ("master", "volume", "filer", "s3", "webdav", "admin", "iceberg", "lance",
+                          for name in ("master", "volume", "filer", "s3", "admin", "iceberg", "lance",
                                        "metrics", "https")}
         ports = self.ports
         self.s3_port = ports["s3"]
@@ -62,14 +62,17 @@ class SeaweedS3:
         data.mkdir(parents=True, exist_ok=True)
         cmd = [weed_binary(), "mini", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
                f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-               f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-webdav.port={ports['webdav']}",
+               f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", "-webdav=false",
                f"-admin.port={ports['admin']}", "-admin.ui=false", f"-s3.port.iceberg={ports['iceberg']}",
                f"-s3.port.lance={ports['lance']}", f"-s3.metricsPort={ports['metrics']}",
                # Every bucket is a collection with volumes of its own. Left to itself, mini sizes volumes
                # at 1 GiB and allows free disk / 1 GiB of them: with 19 GiB free, the 17th bucket failed with
                # "no free volumes left" (HTTP 500). Small volumes, with no count cap, fail only on a full disk.
                "-master.volumeSizeLimitMB=64", "-volume.max=2000", *tls]
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
+        # WebDAV is off: its chunk cache left a folder in /tmp at every start. TMPDIR keeps weed's logs here.
+        scratch = self.workdir / "tmp"
+        scratch.mkdir(exist_ok=True)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), "TMPDIR": str(scratch),
                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         logfile = open(self.workdir / "weed.log", "ab")
         self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
@@ -112,6 +115,15 @@ class SeaweedS3:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """weed makes a Unix socket in /tmp for each of its services, named by port, and leaves the gRPC ones
+        (all of them, when killed): remove those of this server's ports, now that it is gone."""
+        ours = {str(port + offset) for port in self.ports.values() for offset in (0, GRPC_OFFSET)}
+        for sock in Path("/tmp").glob("seaweedfs-*.sock"):
+            if sock.stem.rsplit("-", 1)[-1] in ours:
+                sock.unlink(missing_ok=True)
 
     def wipe(self) -> None:
         self.stop()

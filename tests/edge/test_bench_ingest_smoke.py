@@ -10,11 +10,19 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_ingest_runs_two_workers_and_finds_every_frame_once(capsys):
+    import tempfile
+    from pathlib import Path
+
     from pipelines.bench_ingest import run_bench_ingest
 
+    def workdirs() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("edgeloop-bench-*"))
+
+    before = workdirs()
     args = argparse.Namespace(frames=60, duration_s=1.0, endpoints=3, window=4, workers=2, pool_size=4,
                               store_latency_ms=1.0, video="")
     assert run_bench_ingest(args) == 0  # non-zero when a frame is missing, extra, written twice or unacked
+    assert workdirs() == before  # its broker's and store's folders are gone with them
     out = capsys.readouterr().out
     assert "frames/s" in out and "ack p99 ms" in out and " ok " in out
     assert "the store alone" in out and "SeaweedFS CPU ms/frame" in out
