@@ -70,6 +70,8 @@ def run_bench_distill(args) -> int:
         return 2
     frames = getattr(args, "frames", 0) or DRIFT_FRAMES
     config = _learning(args)
+    if config is None:
+        return 2
     try:
         seeds = training_seeds(getattr(args, "seeds", None), config.seed)
     except ValueError as error:
@@ -95,12 +97,13 @@ def run_bench_distill(args) -> int:
 
 
 def _learning(args):
+    """The --learning file's settings at --seed, or None (said in one line) for a missing or bad file."""
     from edge.learning_config import LearningConfig
-    from endpoint.wire.config_base import load_config
+    from endpoint.wire.config_base import load_command_config
 
-    base = load_config(LearningConfig, args.learning, section="learning") if getattr(args, "learning", None) \
-        else LearningConfig()
-    return base.model_copy(update={"seed": getattr(args, "seed", 0) or 0})
+    base = load_command_config(LearningConfig, args.learning, "edgeloop bench distill", section="learning") \
+        if getattr(args, "learning", None) else LearningConfig()
+    return None if base is None else base.model_copy(update={"seed": getattr(args, "seed", 0) or 0})
 
 
 MAX_SEEDS = 100

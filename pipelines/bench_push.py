@@ -161,18 +161,27 @@ def run_bench_push(args) -> int:
     from edge.bootstrap import bootstrap_from_scenario
     from edge.learning_config import LearningConfig
     from endpoint.sources.scenario import SyntheticScenario
-    from endpoint.wire.config_base import load_config
+    from endpoint.wire.config_base import load_command_config
 
     console = Console(width=160)
+    try:
+        fractions = tuple(float(x) for x in (getattr(args, "fractions", None) or "0.01,0.05,0.1,0.2").split(","))
+    except ValueError:
+        fractions = ()
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        console.print(f"[red]edgeloop bench push: --fractions takes comma-separated shares in (0, 1], "
+                      f"not {args.fractions!r}[/]")
+        return 2
+    base = load_command_config(LearningConfig, args.learning, "edgeloop bench push", section="learning") \
+        if getattr(args, "learning", None) else LearningConfig()
+    if base is None:
+        return 2
     out = Path(args.out)
     work = (out / "push").resolve()
     work.mkdir(parents=True, exist_ok=True)
     selection = {"sparse_selection": args.selection} if getattr(args, "selection", None) else {}
-    base = load_config(LearningConfig, args.learning, section="learning") if getattr(args, "learning", None) \
-        else LearningConfig()
     config = base.model_copy(update={"work_dir": work / "work", **selection})
-    settings = PushBenchSettings(
-        fractions=tuple(float(x) for x in (getattr(args, "fractions", None) or "0.01,0.05,0.1,0.2").split(",")))
+    settings = PushBenchSettings(fractions=fractions)
     with console.status("bootstrapping on day (cached after the first run)") as status:
         boot = bootstrap_from_scenario(config, SyntheticScenario())
         rows = measure_pushes(config, boot.teacher, boot.student, settings, work, status.update)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ _SPARSE_SAYS = {"measured": "measured (from the surface file)",
 
 
 def run_bench_scheduler(args) -> int:
+    counts = {"--rounds": getattr(args, "rounds", None), "--endpoints": getattr(args, "endpoints", None)}
+    if bad := [f"{flag} {value}" for flag, value in counts.items() if value is not None and value < 1] + \
+            ([f"--seed {args.seed}"] if getattr(args, "seed", 0) < 0 else []):
+        print(f"edgeloop bench scheduler: {', '.join(bad)}: rounds and endpoints must be at least 1, the seed not "
+              f"negative", file=sys.stderr)
+        return 2
     if getattr(args, "live", False):
         from pipelines.bench_scheduler_live import run_bench_scheduler_live
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_KEY = "device"
 EDGE_KEY = "edge"
+MAX_OPTIONS_BYTES = 1 << 20  # a measured options.json holds tens of options: a few kB
 
 
 @dataclass(frozen=True)
@@ -146,11 +148,28 @@ def save_options(options: Sequence[SplitOption], path: str | Path) -> Path:
 
 
 def load_options(path: str | Path) -> list[SplitOption]:
-    """The options ``save_options`` wrote."""
-    raw = json.loads(Path(path).read_text())
-    if raw.get("version") != 1:
-        raise ValueError(f"{path}: unsupported options version {raw.get('version')!r}")
-    return [SplitOption(**o) for o in raw["options"]]
+    """The options ``save_options`` wrote; a file of another shape is a ValueError that says what is wrong."""
+    path = Path(path)
+    if path.stat().st_size > MAX_OPTIONS_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is not an options file (at most {MAX_OPTIONS_BYTES})")
+    raw = json.loads(path.read_text(encoding="utf-8"))  # not JSON, or not UTF-8: a ValueError already
+    if not isinstance(raw, dict) or raw.get("version") != 1:
+        found = raw.get("version") if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(f"{path}: not a version 1 options file (found {found!r})")
+    entries = raw.get("options")
+    if not isinstance(entries, list) or not entries or not all(isinstance(o, dict) for o in entries):
+        raise ValueError(f"{path}: 'options' must be a non-empty list of measured options")
+    try:
+        options = [SplitOption(**o) for o in entries]
+    except TypeError as exc:  # a missing or unknown field
+        raise ValueError(f"{path}: an option of another shape: {exc}") from None
+    for o in options:
+        numbers = (o.device_ms, o.edge_ms, o.request_bytes, o.reply_bytes, o.map50, o.map50_95)
+        if not (isinstance(o.split_key, str) and isinstance(o.codec, str) and type(o.split_after) is int
+                and all(type(n) in (int, float) and math.isfinite(n) and n >= 0 for n in numbers)):
+            raise ValueError(f"{path}: option {o.name!r} holds a field of the wrong type, or a negative or "
+                             f"non-finite number")
+    return options
 
 
 __all__ = ["DEVICE_KEY", "EDGE_KEY", "SplitChoice", "SplitController", "SplitOption", "choose_split",

@@ -49,10 +49,11 @@ def load_config(model: type[ConfigT], path: str | Path, section: str | None = No
         raise ValidationError.from_exception_data(title, exc.errors(include_url=False)) from None
 
 
-def load_command_config(model: type[ConfigT], path: str | Path, command: str) -> ConfigT | None:
+def load_command_config(model: type[ConfigT], path: str | Path, command: str,
+                        section: str | None = None) -> ConfigT | None:
     """``load_config`` for a command's ``--config``: a missing or bad file is logged in one line, and None."""
     try:
-        return load_config(model, path)
+        return load_config(model, path, section)
     except (OSError, ValueError, ValidationError) as exc:  # ValidationError is a ValueError; named for the reader
         log.error("%s: bad config %s: %s", command, path, exc)
         return None

@@ -107,3 +107,20 @@ def test_benches_refuse_bad_counts_before_starting_a_broker(argv, tmp_path, caps
     captured = capsys.readouterr()
     assert "at least 1" in " ".join((captured.out + captured.err).split())
     assert time.monotonic() - started < 5  # nothing was started
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["bench", "scheduler", "--endpoints", "-1"], "--endpoints -1"),  # a ValueError traceback, exit 1
+    (["bench", "scheduler", "--seed", "-1"], "--seed -1"),  # numpy's traceback
+    (["bench", "scheduler", "--rounds", "-1"], "--rounds -1"),  # simulated nothing, wrote a plot, exit 0
+    (["bench", "push", "--fractions", "abc"], "--fractions takes"),  # a traceback
+    (["bench", "push", "--fractions", "0,1.5"], "--fractions takes"),
+    (["bench", "push", "--learning", "/nonexistent/learning.yaml"], "bad config /nonexistent/learning.yaml"),
+    (["bench", "distill", "--learning", "/nonexistent/learning.yaml"], "bad config /nonexistent/learning.yaml")])
+def test_benches_refuse_bad_flags_in_one_line_before_any_work(argv, says, tmp_path, capsys, caplog):
+    started = time.monotonic()
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert says in " ".join((captured.out + captured.err + caplog.text).split())
+    assert "Traceback" not in captured.out + captured.err
+    assert time.monotonic() - started < 5 and not list(tmp_path.iterdir())  # nothing trained, simulated or written

@@ -1,5 +1,7 @@
 """Split selection on known numbers: the fastest option above the accuracy floor, and re-decisions on drift."""
 
+import re
+
 import pytest
 
 from edge.split.selection import (SplitController, SplitOption, choose_split, load_options, predict_latency,
@@ -65,3 +67,38 @@ def test_controller_re_decides_when_bandwidth_moves_and_not_on_noise():
 def test_options_round_trip_json(tmp_path):
     path = save_options(OPTIONS, tmp_path / "options.json")
     assert load_options(path) == OPTIONS
+
+
+def _device_with(**fields) -> str:
+    """An options file whose one option is DEVICE with ``fields`` changed."""
+    import json
+    from dataclasses import asdict
+
+    return json.dumps({"version": 1, "options": [{**asdict(DEVICE), **fields}]})
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[{"version": 1}]', "not a version 1 options file (found 'list')"),  # AttributeError before
+    ('{"version": 1}', "'options' must be a non-empty list"),  # KeyError before
+    ('{"version": 1, "options": []}', "'options' must be a non-empty list"),  # no option to choose from
+    ('{"version": 1, "options": [[1, 2]]}', "'options' must be a non-empty list"),
+    ('{"version": 1, "options": [{"split_key": "device"}]}', "an option of another shape"),  # TypeError before
+    (_device_with(device_ms="fast"), "'device' holds a field of the wrong type"),
+    (_device_with(device_ms=float("nan")), "negative or non-finite"),
+    (_device_with(split_after=True), "wrong type"),
+    ('{"version": 2}', "found 2"),
+    ("not json", "Expecting value")])
+def test_an_options_file_of_another_shape_is_a_value_error_that_says_what(tmp_path, text, says):
+    path = tmp_path / "options.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_options(path)
+
+
+def test_an_options_file_past_its_size_bound_is_refused_unread(tmp_path):
+    from edge.split.selection import MAX_OPTIONS_BYTES
+
+    path = tmp_path / "options.json"
+    path.write_bytes(b" " * (MAX_OPTIONS_BYTES + 1))
+    with pytest.raises(ValueError, match="is not an options file"):
+        load_options(path)
