@@ -59,7 +59,8 @@ def run_lab(args) -> int:
 def bad_lab_args(args, out: Path) -> str | None:
     """What is wrong with the flags and ``--learning`` file, or None: checked before the lab starts anything."""
     from edge.learner.config import check_labels, check_policy
-    from pipelines.lab_session import lab_learning_config
+    from edge.store import StoreError, open_store
+    from pipelines.lab_session import lab_learning_config, lab_store_config
 
     if args.endpoints < 1 or args.rounds < 1:
         return f"--endpoints and --rounds must be at least 1, not {args.endpoints} and {args.rounds}"
@@ -81,6 +82,11 @@ def bad_lab_args(args, out: Path) -> str | None:
         lab_learning_config(args, out)  # the learning file, --imgsz, --teacher and --student: as the run reads them
     except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         return f"bad --learning or model flags: {exc}"
+    if args.store != "local":  # a server that is down or refuses the keys, before the earlier run is deleted
+        try:
+            open_store(lab_store_config(args, out))
+        except StoreError as exc:
+            return f"--store {args.store}: {exc}"
     return None
 
 

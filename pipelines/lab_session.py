@@ -56,7 +56,7 @@ class LabSession:
         first_folder = self.scenario.folders.get(self.scenario.domains[0]) if self.scenario.folders else None
         self.learning = lab_learning_config(args, out, first_folder, say)
         broker = self._stack.enter_context(Broker(kind=args.broker, workdir=_dir(out / "broker")))
-        store = open_store(self._store_config())
+        store = open_store(lab_store_config(args, out))
         say(f"broker [bold]{broker.kind}[/] on {broker.url}; store {store.describe()}")
         if args.store != "local" and (cleared := clear_store(store)):  # the local store's folder went with STALE
             say(f"cleared {cleared} objects of an earlier lab run from {store.describe()}: a lab run starts afresh")
@@ -126,12 +126,13 @@ class LabSession:
             return scenario_items(synthetic, first, 0, self.learning.bootstrap_train_frames, "train-")
         return scenario_items(synthetic, first, 100_000, self.learning.bootstrap_val_frames, "val-")
 
-    def _store_config(self) -> StoreConfig:
-        spec = self.args.store
-        if spec == "local":
-            return StoreConfig(kind="local", path=str(self.out / "store"))
-        return StoreConfig(kind="s3", endpoint=spec, bucket="edgeloop-lab", access_key=self.args.s3_access_key,
-                           secret_key=self.args.s3_secret_key)
+
+def lab_store_config(args, out: Path) -> StoreConfig:
+    """``--store``: a folder in ``--out``, or the lab's bucket on an S3 server at HOST:PORT."""
+    if args.store == "local":
+        return StoreConfig(kind="local", path=str(out / "store"))
+    return StoreConfig(kind="s3", endpoint=args.store, bucket="edgeloop-lab", access_key=args.s3_access_key,
+                       secret_key=args.s3_secret_key)
 
 
 def clear_store(store) -> int:

@@ -10,12 +10,27 @@ from pipelines.cli import main
 pytestmark = pytest.mark.integration
 
 
-def test_refused_s3_keys_are_a_clear_error(s3_server, tmp_path, capsys):
+def test_refused_s3_keys_are_a_clear_error_and_the_earlier_run_stays(s3_server, tmp_path, capsys):
+    earlier = tmp_path / "lab" / "rounds.jsonl"
+    earlier.parent.mkdir()
+    earlier.write_text('{"round": 0}\n')
     rc = main(["lab", "--store", s3_server.endpoint, "--s3-access-key", "nobody", "--s3-secret-key", "wrong",
                "--endpoints", "1", "--rounds", "1", "--metrics-port", "0", "--out", str(tmp_path / "lab")])
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert rc == 2
     assert f"edgeloop lab: --store {s3_server.endpoint}:" in out and "HTTP 403" in out and "access_key" in out
+    assert earlier.read_text() == '{"round": 0}\n'  # it was deleted, and a broker started, before the store said no
+
+
+def test_a_store_that_is_down_is_a_clear_error_before_anything_starts(tmp_path, capsys):
+    from pipelines.ports import free_port
+
+    store = f"127.0.0.1:{free_port('127.0.0.1')}"  # nothing listens there
+    rc = main(["lab", "--store", store, "--endpoints", "1", "--rounds", "1", "--metrics-port", "0",
+               "--out", str(tmp_path / "lab")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert rc == 2 and f"edgeloop lab: --store {store}:" in out and "unreachable" in out
+    assert not (tmp_path / "lab").exists()
 
 
 def test_a_lab_run_on_s3_starts_from_an_empty_bucket(s3_store):
