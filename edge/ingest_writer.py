@@ -3,7 +3,8 @@
 Many workers call ``write`` at once. Two copies of one frame in flight are serialized on
 its key, so the second sees the first's marker and is stored once. Across ingest processes the
 marker is a conditional write too, and a JPEG of other bytes with no marker yet is another
-ingest's write in flight: it is waited for, and stored over only once it is too old to be one.
+ingest's write in flight: it is waited for, and stored over only once it has stayed without a
+marker for a grace period after this write first saw it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from edge.store import ObjectStore, StoreError
 log = logging.getLogger(__name__)
 
 
-# A JPEG with no marker and other bytes than ours is another ingest's write in flight until it is this old; one
-# write takes milliseconds, and a store outage in between is retried with the same backoff as ours.
+# A JPEG with no marker and other bytes than ours is another ingest's write in flight until it has stood that way
+# this long since we first saw it; one write takes milliseconds, and a store outage in between is retried with the
+# same backoff as ours.
 FOREIGN_WRITE_GRACE_S = 10.0
 TORN = "torn"  # a marker that does not parse
 
@@ -82,11 +84,14 @@ class FrameWriter:
 
     def _write_with_retry(self, record: FrameRecord, jpeg: bytes) -> Outcome:
         delay_s = self._retry_initial_s
-        started_s = time.monotonic()
-        while True:
+        foreign_seen_s = None  # when this write first found another's JPEG with no marker: its grace starts then,
+        while True:  # not when this write started (after an outage, that other write may be milliseconds old)
+            now_s = time.monotonic()
+            foreign_is_stale = foreign_seen_s is not None and now_s - foreign_seen_s >= self._foreign_write_grace_s
             try:
-                return self._write_once(record, jpeg, time.monotonic() - started_s >= self._foreign_write_grace_s)
+                return self._write_once(record, jpeg, foreign_is_stale)
             except _ForeignWriteInFlight:
+                foreign_seen_s = now_s if foreign_seen_s is None else foreign_seen_s
                 log.info("frame %s/%s: another ingest is storing other bytes under its id; waiting for its marker",
                          record.endpoint_id, record.frame_id)
             except (StoreError, OSError) as exc:  # OSError: a local disk that is full or read-only

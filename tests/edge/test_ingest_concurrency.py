@@ -279,6 +279,53 @@ def test_a_jpeg_left_without_its_marker_is_stored_over(tmp_path):
         record_for(jpeg).jpeg_sha256
 
 
+class DownThenTimed(LocalStore):
+    """A LocalStore that refuses every call for ``down_s``, then records when each call on the JPEG happens."""
+
+    def __init__(self, root, down_s: float):
+        super().__init__(root)
+        self.up_at, self.jpeg_calls = time.monotonic() + down_s, []
+
+    def _call(self, name, key):
+        from edge.store import StoreError
+
+        if time.monotonic() < self.up_at:
+            raise StoreError("store went away")
+        if key.endswith(".jpg"):
+            self.jpeg_calls.append((name, time.monotonic()))
+
+    def put(self, key, data, content_type="application/octet-stream"):
+        self._call("put", key)
+        super().put(key, data, content_type)
+
+    def put_if_absent(self, key, data, content_type="application/octet-stream"):
+        self._call("put_if_absent", key)
+        return super().put_if_absent(key, data, content_type)
+
+    def get(self, key):
+        self._call("get", key)
+        return super().get(key)
+
+    def exists(self, key):
+        self._call("exists", key)
+        return super().exists(key)
+
+
+def test_a_write_that_outlasted_an_outage_still_gives_another_ingest_its_grace(tmp_path):
+    """Its grace was counted from when this write started: after an outage longer than the grace, the first sight
+    of another ingest's JPEG (stored a moment ago, its marker on the way) was stored over at once."""
+    grace_s = 0.3
+    store = DownThenTimed(tmp_path / "store", down_s=grace_s * 2)
+    writer = FrameWriter(store, threading.Event(), 0.05, 0.05, on_store_error=lambda: None,
+                         foreign_write_grace_s=grace_s)
+    jpeg = make_jpeg(5)
+    LocalStore.put(store, "frames/cam-a/r00000/f1.jpg", b"\xff\xd8 another ingest's bytes, marker on the way")
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED  # no marker ever came: stored over, in the end
+    first_sight = next(at for name, at in store.jpeg_calls if name == "get")
+    stored_over = next(at for name, at in store.jpeg_calls if name == "put")
+    assert stored_over - first_sight >= grace_s
+
+
 class FirstMarkerHeld:
     """A LocalStore whose first marker write (put or conditional) waits until ``release`` is set."""
 
