@@ -9,7 +9,6 @@ reports running the candidate is not pushed twice.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -22,6 +21,7 @@ from edge.learner.fleet import FleetView
 from edge.learner.push_gate import regression
 from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
 from edge.learner.pusher import Pusher
+from edge.learner.retention import prune_round_outputs
 from edge.learner.round_result import RoundResult
 from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.scoring import Scorer
@@ -309,7 +309,10 @@ class RoundDriver:
         p = self.state.progress
         self.state.next_round, self.state.progress = p.round + 1, None
         save_state(self.state_dir, self.state)
-        self._prune(p.round)
+        prune_round_outputs(self.state_dir, self.state, p.round)
+        self.scorer.forget(keep_versions={v for t in self.state.tracks.values()
+                                          for v in (t.running_version, t.target_version, self._deployed(t)) if v},
+                           teacher_pt=self.state.teacher_pt)
         return results
 
     # --- helpers --------------------------------------------------------------------------------
@@ -377,19 +380,6 @@ class RoundDriver:
         shutil.copyfile(weights, kept.with_suffix(".tmp"))
         kept.with_suffix(".tmp").replace(kept)
         return kept
-
-    def _prune(self, round_index: int) -> None:
-        """Drop weights, runs and replay folders older than last round's, except what the state still names."""
-        keep = {Path(p).resolve() for p in (self.state.teacher_pt, self.state.student_pt, self.state.replay_dir)}
-        for folder, pattern in ((self.state_dir / "models", r"(teacher|student)-r(\d+)\.pt"),
-                                (self.state_dir / "work", r"round-(\d+)"),
-                                (self.state_dir, r"replay-r(\d+)|replay-(boot)")):
-            for path in folder.glob("*"):
-                match = re.fullmatch(pattern, path.name)
-                number = match and match.groups()[-1]
-                old = number == "boot" or (number is not None and number.isdigit() and int(number) < round_index - 1)
-                if match and old and path.resolve() not in keep:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 SPARSE_BASE = "sparse-base.pt"  # the student a sparse round started from, beside the round's run

@@ -35,6 +35,16 @@ class Scorer:
             tmp.replace(path)
         return path
 
+    def forget(self, keep_versions: set[str], teacher_pt: Path) -> None:
+        """Drop the local copies and scores of versions outside ``keep_versions``, and the scores of earlier
+        teachers: a version scored again is fetched again, and one no endpoint runs or is due is seldom scored."""
+        dropped = {path for path in (self.work_dir / "deployed").glob("*.onnx") if path.stem not in keep_versions}
+        for path in dropped:
+            path.unlink(missing_ok=True)
+        dropped_names = {str(path) for path in dropped}
+        self._files = {key: value for key, value in self._files.items() if key[2] not in dropped_names}
+        self._teacher = {key: value for key, value in self._teacher.items() if key[2] == str(teacher_pt)}
+
     def version(self, endpoint_id: str, domain: str, items: Sequence[LabelledImage], version: str) -> MapResult:
         return self.file(endpoint_id, domain, items, self.deployed_file(version))
 

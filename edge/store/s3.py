@@ -133,7 +133,8 @@ class S3Store:
             query = {**query, "continuation-token": token}
         else:
             raise StoreError(f"list {prefix!r} in {self.describe()}: more than {MAX_LIST_PAGES} pages")
-        return iter(sorted(n[len(self.prefix):] for n in names if n))
+        # only what the prefix names: SeaweedFS reads "a//" as "a/", and a key outside self.prefix is not this store's
+        return iter(sorted(n[len(self.prefix):] for n in names if n and n.startswith(query["prefix"])))
 
     def delete(self, key: str) -> None:
         resp = self._call("delete", key, "DELETE", (200, 204))

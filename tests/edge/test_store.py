@@ -51,6 +51,30 @@ def test_list_is_sorted_and_filtered_by_prefix(store):
     assert list(store.list("nothing/")) == []
 
 
+def test_list_takes_prefixes_that_end_mid_name_or_name_no_folder(store):
+    for key in ("frames/cam-1/r00003/f1.jpg", "frames/cam-10/r00003/f1.jpg", "models/a"):
+        store.put(key, b"x")
+    assert list(store.list("frames/cam-1")) == ["frames/cam-1/r00003/f1.jpg", "frames/cam-10/r00003/f1.jpg"]
+    assert list(store.list("frames/cam-1/r00003/f")) == ["frames/cam-1/r00003/f1.jpg"]
+    assert list(store.list("fr")) == ["frames/cam-1/r00003/f1.jpg", "frames/cam-10/r00003/f1.jpg"]
+    assert list(store.list("frames/cam-1/r00003/f1.jpg/")) == [] and list(store.list("frames//")) == []
+
+
+def test_a_local_listing_walks_only_the_folder_its_prefix_names(tmp_path, monkeypatch):
+    """It walked the whole store and filtered after: with 50,000 frames stored, listing the registry's versions
+    took 11 s, and the learner lists a round's frames twice a second while it collects."""
+    from pathlib import Path
+
+    store = LocalStore(tmp_path / "store")
+    for key in ("frames/cam-1/r00000/f1.jpg", "frames/cam-1/r00001/f1.jpg", "models/student/v0001/model.onnx"):
+        store.put(key, b"x")
+    visited, rglob = [], Path.rglob
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: visited.append(self) or rglob(self, pattern))
+    assert list(store.list("models/student/")) == ["models/student/v0001/model.onnx"]
+    assert list(store.list("frames/cam-1/r00001/")) == ["frames/cam-1/r00001/f1.jpg"]
+    assert visited == [store.root / "models" / "student", store.root / "frames" / "cam-1" / "r00001"]
+
+
 def test_delete_removes_and_tolerates_missing_keys(store):
     store.put("k/one", b"1")
     store.delete("k/one")

@@ -1,0 +1,56 @@
+"""A learner keeps the newest two rounds' outputs and what its state names; the rest goes. Every round left a
+replay folder of its own (about 30 MB in the lab) that was never deleted, and a copy of every scored version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.learner.retention import prune_round_outputs
+from edge.learner.scoring import Scorer
+from edge.learner.state import LearnerState
+from edge.map_metric import MapResult
+
+
+def _touch(path: Path, folder: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir() if folder else path.write_bytes(b"x")
+
+
+def test_rounds_before_the_last_two_are_dropped_but_what_the_state_names_stays(tmp_path):
+    for r in range(5):
+        _touch(tmp_path / "models" / f"teacher-r{r:03d}.pt")
+        _touch(tmp_path / "models" / f"student-r{r:03d}.pt")
+        _touch(tmp_path / "work" / f"round-{r:03d}", folder=True)
+        _touch(tmp_path / f"replay-r{r:03d}", folder=True)
+    _touch(tmp_path / "replay-boot", folder=True)
+    _touch(tmp_path / "models" / "teacher-boot.pt")  # the bootstrap's weights: not a round's, kept
+    _touch(tmp_path / "work" / "deployed", folder=True)  # not a round's either
+    # a student kept from round 1: the state names it (a round that trained none keeps the older one)
+    state = LearnerState(class_names=["person"], first_domain="day", teacher_pt=tmp_path / "models/teacher-r004.pt",
+                         student_pt=tmp_path / "models/student-r001.pt", static_onnx=tmp_path / "static.onnx",
+                         replay_dir=tmp_path / "replay-r004")
+    prune_round_outputs(tmp_path, state, round_index=4)
+    assert sorted(p.name for p in tmp_path.glob("replay-*")) == ["replay-r003", "replay-r004"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["deployed", "round-003", "round-004"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "student-r001.pt", "student-r003.pt", "student-r004.pt", "teacher-boot.pt", "teacher-r003.pt",
+        "teacher-r004.pt"]
+
+
+class _Registry:
+    def get(self, name, version):
+        raise AssertionError("not fetched in this test")
+
+
+def test_the_scorer_forgets_versions_no_endpoint_runs_or_is_due_and_earlier_teachers(tmp_path):
+    scorer = Scorer(_Registry(), "student", tmp_path, 128, 0.25)
+    for version in ("v0001", "v0002", "v0003"):
+        _touch(tmp_path / "deployed" / f"{version}.onnx")
+        scorer._files[("cam-1", "dusk", str(tmp_path / "deployed" / f"{version}.onnx"))] = MapResult(0.5, 0.3)
+    scorer._files[("cam-1", "dusk", str(tmp_path / "static.onnx"))] = MapResult(0.2, 0.1)
+    scorer._teacher[("cam-1", "dusk", "models/teacher-r000.pt")] = 0.4
+    scorer._teacher[("cam-1", "dusk", "models/teacher-r001.pt")] = 0.5
+    scorer.forget(keep_versions={"v0002", "v0003"}, teacher_pt=Path("models/teacher-r001.pt"))
+    assert sorted(p.name for p in (tmp_path / "deployed").iterdir()) == ["v0002.onnx", "v0003.onnx"]
+    assert sorted(Path(key[2]).name for key in scorer._files) == ["static.onnx", "v0002.onnx", "v0003.onnx"]
+    assert list(scorer._teacher) == [("cam-1", "dusk", "models/teacher-r001.pt")]
