@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.child_process import end_with_parent
 from pipelines.ports import free_port, wait_for_port
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ class Broker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = self._mosquitto_cmd() if self.kind == "mosquitto" else self._amqtt_cmd()
         logfile = open(self.workdir / f"{self.kind}.log", "ab")
-        self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                        preexec_fn=end_with_parent)
         try:
             wait_for_port(self.port, self.host, timeout_s)
         except TimeoutError:
@@ -77,6 +80,9 @@ class Broker:
             f"max_packet_size {MAX_PACKET_BYTES}\n"
             "max_queued_messages 10000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            # Started by root, mosquitto switches to its own user, and the switch cancels the signal that ends it
+            # with its parent (pipelines.child_process). This broker is the lab's and the tests', on loopback.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         return [mosquitto_binary() or "mosquitto", "-c", str(conf)]
 

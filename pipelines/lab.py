@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 
 from rich.console import Console
@@ -40,6 +41,8 @@ def run_lab(args) -> int:
     handler, console_levels = _log_to_file(out / "lab.log", verbose=getattr(args, "verbose", False))
     console.print(f"edgeloop lab: {args.endpoints} endpoints, {args.rounds} rounds, scenario {args.scenario}, "
                   f"policy {args.policy}, {args.budget_kbps:g} kbit/s; details in {out / 'lab.log'}")
+    # SIGTERM (kill, systemd, docker stop) ends the run as Ctrl-C does: the broker and endpoints stop with it
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run_rounds(args, out, console)
     except StoreError as exc:  # e.g. --store HOST:PORT with the wrong --s3-access-key / --s3-secret-key
@@ -50,10 +53,15 @@ def run_lab(args) -> int:
                       f"{out / 'rounds.jsonl'}[/]")
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
         logging.getLogger().removeHandler(handler)
         handler.close()
         for console_handler, level in console_levels.items():  # the CLI's console as it was
             console_handler.setLevel(level)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def bad_lab_args(args, out: Path) -> str | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from endpoint.config import EndpointConfig
+from pipelines.child_process import end_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class LabEndpoints:
             ep.process = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.cli", "endpoint", "--config", str(ep.config_path)],
                 stdout=open(ep.log_path, "ab"), stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)  # Ctrl-C reaches the lab, which stops them in order
+                start_new_session=True,  # Ctrl-C reaches the lab, which stops them in order
+                preexec_fn=end_with_parent)  # and a lab killed outright takes them with it
             log.info("started endpoint %s (pid %d, log %s)", ep.endpoint_id, ep.process.pid, ep.log_path)
 
     def check_alive(self) -> None:

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.child_process import end_with_parent
 from pipelines.ports import free_port, wait_for_port
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class SeaweedS3:
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), "TMPDIR": str(scratch),
                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         logfile = open(self.workdir / "weed.log", "ab")
-        self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+        self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+                                        preexec_fn=end_with_parent)
         try:
             wait_for_port(self.s3_port, self.host, timeout_s)
             if self.https_port:

@@ -109,7 +109,9 @@ def test_a_round_without_frames_fails_loudly(tmp_path, folders):
     assert not (out / "rounds.jsonl").exists()
 
 
-def test_ctrl_c_stops_every_lab_process(tmp_path, folders):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_every_lab_process(tmp_path, folders, signum):
+    """SIGTERM (kill, systemd, docker stop) ended the lab alone: its broker and endpoints ran on."""
     out = tmp_path / "lab"
     lab = subprocess.Popen(lab_command(folders, out, "--rounds", "5"), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -120,7 +122,7 @@ def test_ctrl_c_stops_every_lab_process(tmp_path, folders):
             break
         time.sleep(0.5)
     assert lab.poll() is None, lab.stdout.read()[-3000:]
-    os.kill(lab.pid, signal.SIGINT)
+    os.kill(lab.pid, signum)
     output, _ = lab.communicate(timeout=90)
     assert lab.returncode == 130, output[-3000:]
     assert "interrupted" in output
