@@ -33,7 +33,7 @@ def version_name(number: int) -> str:
 
 
 class ModelRegistry:
-    """Publishes and reads signed model versions; versions only grow."""
+    """Publishes and reads signed model versions; version numbers only grow, and ``prune`` drops old ones."""
 
     def __init__(self, store: ObjectStore, private_key: Ed25519PrivateKey):
         self.store = store
@@ -97,3 +97,29 @@ class ModelRegistry:
         log.info("published %s %s for %s (%d bytes, parent %s)", name, manifest.version, fleet, len(model_bytes),
                  manifest.parent_version or "-")
         return manifest
+
+    def prune(self, name: str, keep: set[str], keep_newest: int) -> list[str]:
+        """Delete the versions of ``name`` outside ``keep``, the first and the newest ``keep_newest`` complete ones;
+        the deleted, oldest first. The signature goes first, so a prune cut short leaves no version half there, only
+        files no version counts (removed by the next prune). Versions above the newest complete one are left alone:
+        a publish may be writing them."""
+        by_version: dict[str, list[str]] = {}
+        for key in self.store.list(f"{MODELS_PREFIX}/{name}/"):
+            parts = key.split("/")
+            if len(parts) == 4 and VERSION_RE.match(parts[2]):
+                by_version.setdefault(parts[2], []).append(key)
+        complete = self.versions(name)
+        if not complete:
+            return []
+        number = lambda version: int(VERSION_RE.match(version).group(1))  # noqa: E731
+        spared = {*keep, complete[0], *complete[-keep_newest:]} if keep_newest > 0 else {*keep, complete[0]}
+        doomed = sorted((v for v in by_version if v not in spared and number(v) < number(complete[-1])), key=number)
+        for version in doomed:
+            leaves = sorted(by_version[version], key=lambda key: not key.endswith("/manifest.sig"))
+            for key in leaves:
+                self.store.delete(key)
+        if doomed:
+            log.info("pruned %d versions of %s (%s .. %s): no endpoint runs or is due them", len(doomed), name,
+                     doomed[0], doomed[-1])
+        return doomed
+

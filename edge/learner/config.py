@@ -13,6 +13,8 @@ from edge.yolo_dataset import LabelledImage
 from endpoint.wire.broker_config import BrokerConfig
 from endpoint.wire.config_base import StrictConfig
 
+KEEP_VERSIONS = 8  # student versions the registry keeps besides the first and those in use
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -102,6 +104,9 @@ class LearnerConfig(StrictConfig):
     push_regressions: bool = Field(False, description="push a round's student even when it scores below the "
                                                       "deployed one on the endpoint's held-out frames (default: "
                                                       "such a push is skipped and logged)")
+    keep_versions: int = Field(KEEP_VERSIONS, ge=1, description="student versions the registry keeps besides the "
+                                                                 "first and those an endpoint runs or is due; older "
+                                                                 "ones are deleted after each round")
     rounds: int = Field(0, ge=0, description="stop after this many rounds (0: run until stopped)")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve Prometheus metrics on this port (0: off)")
     learning: LearningConfig = Field(default_factory=LearningConfig, description="models, epochs, replay")

@@ -17,11 +17,12 @@ from typing import Callable
 
 from edge.frame_index import FrameIndex, FrameRecord
 from edge.learner.collect import Collector
+from edge.learner.config import KEEP_VERSIONS
 from edge.learner.fleet import FleetView
 from edge.learner.push_gate import regression
 from edge.learner.push_options import push_option_for, push_options, sparse_option_name, trained_fraction
 from edge.learner.pusher import Pusher
-from edge.learner.retention import prune_round_outputs
+from edge.learner.retention import forget_after_round
 from edge.learner.round_result import RoundResult
 from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.scoring import Scorer
@@ -50,8 +51,9 @@ class RoundDriver:
                  pusher: Pusher, fleet_group: str = "default",
                  on_stage: Callable[[str], None] | None = None,
                  on_stage_done: Callable[[str, float], None] | None = None,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None, keep_versions: int = KEEP_VERSIONS):
         self.store, self.mqtt, self.registry, self.policy = store, mqtt, registry, policy
+        self.keep_versions = keep_versions
         self.learning, self.state, self.state_dir = learning, state, Path(state_dir)
         self.endpoints = {e.endpoint_id: e for e in endpoints}
         self.fleet, self.pusher, self.fleet_group = fleet, pusher, fleet_group
@@ -309,11 +311,12 @@ class RoundDriver:
         p = self.state.progress
         self.state.next_round, self.state.progress = p.round + 1, None
         save_state(self.state_dir, self.state)
-        prune_round_outputs(self.state_dir, self.state, p.round)
-        self.scorer.forget(keep_versions={v for t in self.state.tracks.values()
-                                          for v in (t.running_version, t.target_version, self._deployed(t)) if v},
-                           teacher_pt=self.state.teacher_pt)
+        forget_after_round(self, p, self.keep_versions)
         return results
+
+    def forget_registered(self, versions: list[str]) -> None:
+        """``versions`` left the registry: a report of one is of a model it no longer holds."""
+        self._registered -= set(versions)
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ class Learner:
                                   self.state, c.state_dir, self._endpoint_specs(), self.fleet, self.pusher,
                                   fleet_group=c.fleet, on_stage=lambda text: self.on_stage(text),
                                   on_stage_done=self.metrics.stage_done,
-                                  stop_event=self.stop_event)
+                                  stop_event=self.stop_event, keep_versions=c.keep_versions)
         deadline = time.monotonic() + FIRST_REPORT_WAIT_S  # retained statuses arrive right after subscribing
         for endpoint_id in self.endpoint_ids:
             self.fleet.wait_running(endpoint_id, max(0.0, deadline - time.monotonic()))

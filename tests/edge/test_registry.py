@@ -93,3 +93,48 @@ def test_serial_follows_the_version_counter_and_the_target_is_signed(tmp_path, k
     assert verify_model(canonical_bytes(manifest), signature, model, public).target == "cam-7"
     with pytest.raises(ValueError):
         registry.publish("student", path, fleet="two words", **FIELDS)
+
+
+def test_prune_keeps_what_is_in_use_the_first_and_the_newest(store, keys, tmp_path):
+    """Versions only grew: one model a round, each published whether or not an endpoint ever got it."""
+    registry = ModelRegistry(store, keys[0])
+    for n in range(1, 13):
+        registry.publish("student", model_file(tmp_path, b"m" * n), **FIELDS)
+    store.put("models/student/v0013/model.onnx", b"a publish in flight: no signature yet")
+    store.put("models/student/v0003x/model.onnx", b"not a version name: not the registry's to delete")
+    pruned = registry.prune("student", keep={"v0005"}, keep_newest=3)
+    assert pruned == ["v0002", "v0003", "v0004", "v0006", "v0007", "v0008", "v0009"]
+    assert registry.versions("student") == ["v0001", "v0005", "v0010", "v0011", "v0012"]
+    left = set(store.list("models/student/"))
+    assert not any(key.split("/")[2] in pruned for key in left)
+    assert {"models/student/v0013/model.onnx", "models/student/v0003x/model.onnx"} <= left
+    assert registry.get("student", "v0005").model_bytes == b"m" * 5
+    assert registry.publish("student", model_file(tmp_path, b"next"), **FIELDS).version == "v0013"  # numbers grow
+
+
+class DeleteFailsAfter:
+    """A store whose deletes fail after ``n`` of them: a prune cut short by an outage or a kill."""
+
+    def __init__(self, inner, n: int):
+        self.inner, self.left = inner, n
+
+    def delete(self, key):
+        if self.left == 0:
+            raise StoreError("store went away")
+        self.left -= 1
+        self.inner.delete(key)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_prune_cut_short_leaves_no_version_half_there_and_the_next_one_finishes(tmp_path, keys):
+    store = LocalStore(tmp_path / "store")
+    registry = ModelRegistry(store, keys[0])
+    for n in range(1, 5):
+        registry.publish("student", model_file(tmp_path, b"m" * n), **FIELDS)
+    with pytest.raises(StoreError):
+        ModelRegistry(DeleteFailsAfter(store, 1), keys[0]).prune("student", keep=set(), keep_newest=1)
+    assert registry.versions("student") == ["v0001", "v0003", "v0004"]  # v0002 lost its signature first: gone
+    assert registry.prune("student", keep=set(), keep_newest=1) == ["v0002", "v0003"]
+    assert sorted({key.split("/")[2] for key in store.list("models/student/")}) == ["v0001", "v0004"]

@@ -54,3 +54,33 @@ def test_the_scorer_forgets_versions_no_endpoint_runs_or_is_due_and_earlier_teac
     assert sorted(p.name for p in (tmp_path / "deployed").iterdir()) == ["v0002.onnx", "v0003.onnx"]
     assert sorted(Path(key[2]).name for key in scorer._files) == ["static.onnx", "v0002.onnx", "v0003.onnx"]
     assert list(scorer._teacher) == [("cam-1", "dusk", "models/teacher-r001.pt")]
+
+
+def test_after_a_round_the_registry_keeps_what_endpoints_run_are_due_or_ran_and_the_newest(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from edge.learner.retention import forget_after_round
+    from edge.learner.state import RoundProgress, TrackState
+    from edge.registry import ModelRegistry
+    from edge.signing import generate_keypair, load_private_key
+    from edge.store.local import LocalStore
+
+    registry = ModelRegistry(LocalStore(tmp_path / "store"), load_private_key(generate_keypair(tmp_path)[0]))
+    for n in range(1, 9):
+        (tmp_path / "m.onnx").write_bytes(b"m" * n)
+        registry.publish("student", tmp_path / "m.onnx", format="onnx-int8", input_size=(64, 64), class_names=["a"])
+    state = LearnerState(class_names=["a"], first_domain="day", teacher_pt=tmp_path / "t.pt",
+                         student_pt=tmp_path / "s.pt", static_onnx=tmp_path / "static.onnx",
+                         replay_dir=tmp_path / "replay-r004")
+    state.tracks = {"cam-1": TrackState(endpoint_id="cam-1", running_version="v0003", target_version="v0007"),
+                    "cam-2": TrackState(endpoint_id="cam-2", running_version="v0002", target_version="v0002")}
+    finished = RoundProgress(round=4, domain="dusk", stage="pushed", started_unix_s=0.0, plans=[],
+                             versions_before={"cam-1": "v0004", "cam-2": "v0002"}, candidate_version="v0007")
+    forgotten = []
+    driver = SimpleNamespace(state=state, state_dir=tmp_path, registry=registry, pusher=SimpleNamespace(
+        lock=threading.RLock()), scorer=Scorer(registry, "student", tmp_path / "work", 64, 0.25),
+        _deployed=lambda track: track.running_version, forget_registered=forgotten.extend)
+    forget_after_round(driver, finished, keep_versions=1)
+    assert registry.versions("student") == ["v0001", "v0002", "v0003", "v0004", "v0007", "v0008"]
+    assert forgotten == ["v0005", "v0006"]
