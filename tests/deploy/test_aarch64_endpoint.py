@@ -102,8 +102,8 @@ def stored(index: FrameIndex, version: str) -> list[FrameRecord]:
     return [f for f in index.frames(ENDPOINT_ID, 0) if f.model_version == version]
 
 
-def test_aarch64_endpoint_uploads_frames_and_swaps_to_a_signed_push(tmp_path, broker, tiny_yolo_onnx,
-                                                                    aarch64_root):
+def test_aarch64_endpoint_uploads_frames_and_swaps_to_a_signed_push(aarch64_root, tmp_path, broker,
+                                                                    tiny_yolo_onnx):  # the root first: it may skip
     key_path, public_path = generate_keypair(tmp_path / "keys")
     v1 = tiny_yolo_onnx.read_bytes()
     v2 = second_version(v1)

@@ -18,7 +18,7 @@ from pipelines.ports import free_port, wait_for_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (mosquitto_binary() and shutil.which("mosquitto_passwd")),
-                                 reason="mosquitto and mosquitto_passwd are not installed")]
+                                 reason="mosquitto or mosquitto_passwd is not installed")]
 
 ACL = Path(__file__).resolve().parents[2] / "deploy/mosquitto/acl"
 USERS = {"edge": "edge-pw", "apps": "apps-pw", "cam-1": "cam-1-pw", "cam-2": "cam-2-pw"}

@@ -53,7 +53,9 @@ def test_detections_reach_a_subscriber_at_most_at_the_rate_and_cost_the_uplink_n
     messages = []
     while not received.empty():
         m = received.get()
-        assert not m.retain and m.qos == 0
+        # delivered at the lower of the publish's QoS and the subscription's (1): 0 is what the endpoint sent.
+        # amqtt delivers at the subscription's QoS whatever was sent, so only Mosquitto shows the endpoint's
+        assert not m.retain and (m.qos == 0 or broker.kind == "amqtt")
         messages.append(protocol.decode(m.payload))
     assert len(messages) >= 3 and all(isinstance(m, FrameDetections) for m in messages)
     times = [m.frame_time for m in messages]

@@ -32,7 +32,8 @@ def _client(port):
 
 def test_endpoint_streams_each_plans_domain_and_keeps_its_byte_cap(tmp_path, broker):
     store = LocalStore(tmp_path / "store")
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port)), store).start()
+    # one ingest: a plain subscription, which every broker has (amqtt has no shared subscriptions)
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=""), store).start()
     telemetry: queue.Queue[Telemetry] = queue.Queue()
     edge = _client(broker.port)
     edge.on_message = lambda c, u, m: telemetry.put(protocol.decode(m.payload))
