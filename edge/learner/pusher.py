@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from edge.learner.fleet import FleetView
 from edge.publisher import ModelPublisher
@@ -34,7 +35,9 @@ class Pusher:
         # the reconciler compares running and target), so neither acts on what the other is changing.
         self.lock = threading.RLock()
 
-    def push(self, endpoint_id: str, version: str, timeout_s: float) -> PushOutcome:
+    def push(self, endpoint_id: str, version: str, timeout_s: float,
+             on_sent: Callable[[str, int], None] | None = None) -> PushOutcome:
+        """Send ``version`` and wait for the ack; ``on_sent(kind, bytes)`` as soon as it is sent, before the wait."""
         with self.lock:
             running = self.fleet.running(endpoint_id) or ""
             if running == version:
@@ -50,6 +53,8 @@ class Pusher:
                 log.error("cannot push %s to %s: %s (the broker's packet limit); an INT8 student, or a smaller "
                           "one, fits", version, endpoint_id, exc)
                 return PushOutcome("full", 0, False, f"too large: {exc}")
+            if on_sent is not None:
+                on_sent(result.encoding, result.bytes_sent)
             ack = self.fleet.wait_ack(endpoint_id, version, since, timeout_s)
             if ack is None:
                 log.warning("%s did not ack %s in %.0f s", endpoint_id, version, timeout_s)

@@ -27,6 +27,7 @@ from edge.learner.round_result import RoundResult
 from edge.learner.round_settings import EndpointSpec, RoundSettings
 from edge.learner.scoring import Scorer
 from edge.learner.setup import STUDENT_NAME
+from edge.learner.sparse_student import SPARSE_BASE, sparse_int8_student
 from edge.learner.state import (LearnerState, PlannedEndpoint, PushDone, RoundProgress, Stage, TrackState,
                                 read_history, save_state)
 from edge.learning_config import LearningConfig
@@ -230,7 +231,7 @@ class RoundDriver:
         calibration = self.replay.calibration(p.domain, cfg.calibration_frames, cfg.replay_fraction)
         shipped, model_format = student_for_endpoint(fp32, run_dir / "student-endpoint.onnx",
                                                      [i.image for i in calibration], cfg.imgsz, cfg.student_precision)
-        shipped, fraction = self._sparse_int8(latest, fp32, shipped, run_dir)
+        shipped, fraction = sparse_int8_student(self.registry, cfg, latest, fp32, shipped, run_dir)
         manifest = self.registry.publish(STUDENT_NAME, shipped, format=model_format, input_size=(cfg.imgsz, cfg.imgsz),
                                          class_names=self.state.class_names,
                                          metrics={"round": float(p.round), "frames": float(p.labelled_frames),
@@ -239,37 +240,14 @@ class RoundDriver:
         p.candidate_version = manifest.version
         log.info("round %d: student %s registered (%d bytes)", p.round, manifest.version, manifest.size_bytes)
 
-    def _sparse_int8(self, latest, fp32: Path, fresh: Path, run_dir: Path) -> tuple[Path, float]:
-        """A sparsely trained student keeps its parent's INT8 weights where they hold (``fresh``, the student
-        quantized afresh, may lend activation scales); returns what to ship and the fraction trained (1.0: dense)."""
-        from edge.export import export_onnx
-        from edge.sparse_quantize import requantize_like
-
-        cfg, base_pt = self.learning, run_dir / SPARSE_BASE
-        if cfg.sparse_fraction is None or not base_pt.exists() or cfg.student_precision != "int8":
-            return fresh, 1.0
-        if latest is None or latest.format != "onnx-int8":
-            log.warning("no INT8 parent registered; the sparse student ships quantized afresh")
-            return fresh, cfg.sparse_fraction
-        base_int8 = run_dir / "sparse-base.int8.onnx"
-        base_int8.write_bytes(self.registry.get(STUDENT_NAME, latest.version).model_bytes)
-        base_fp32 = export_onnx(base_pt, run_dir / "sparse-base.onnx", cfg.imgsz)
-        shipped = run_dir / "student-sparse.onnx"
-        try:
-            requantize_like(base_int8, base_fp32, fp32, shipped, cfg.sparse_overflow,
-                            template_int8=fresh if cfg.sparse_activation_scales == "fresh" else None)
-        except ValueError as exc:  # a parent of another shape
-            log.warning("keeping %s's INT8 weights failed (%s); the student ships quantized afresh", latest.version,
-                        exc)
-            return fresh, cfg.sparse_fraction
-        return shipped, cfg.sparse_fraction
-
     def _push_all(self, settings: RoundSettings) -> None:
         p = self.state.progress
         for planned in p.plans:
             ep = planned.endpoint_id
-            if ep in p.pushes:
-                continue  # pushed before a restart
+            if (done := p.pushes.get(ep)) is not None:  # pushed before a restart
+                if done.kind in ("full", "delta") and not done.acked and self.fleet.running(ep) == done.version:
+                    self._pushed(ep, done.model_copy(update={"acked": True}))  # its ack came while we were down
+                continue
             track = self.state.tracks[ep]
             if planned.push["kind"] == "skip" or not p.candidate_version:
                 p.pushes[ep] = PushDone(kind="skip", bytes=0, version="")
@@ -283,15 +261,23 @@ class RoundDriver:
                 p.pushes[ep] = PushDone(kind="pending", bytes=0, version=p.candidate_version)
             else:
                 self.on_stage(f"round {p.round}: pushing {p.candidate_version} to {ep}")
+                # on record once sent: killed before the ack, a restart finds the push, and the endpoint's report
+                sent = lambda kind, n, ep=ep: self._pushed(ep, PushDone(kind=kind, bytes=n,  # noqa: E731
+                                                                         version=p.candidate_version))
                 with self.pusher.lock:  # the reconciler sees the new target only once this push is done
                     track.target_version = p.candidate_version
-                    outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s)
-                p.pushes[ep] = PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
-                                        acked=outcome.acked)
-                option = push_option_for(trained_fraction(self.registry, p.candidate_version))
-                if outcome.acked and (outcome.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
-                    self.state.push_bytes_by_option[option] = outcome.bytes
+                    outcome = self.pusher.push(ep, p.candidate_version, settings.push_timeout_s, on_sent=sent)
+                self._pushed(ep, PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
+                                          acked=outcome.acked))
             save_state(self.state_dir, self.state)
+
+    def _pushed(self, endpoint_id: str, done: PushDone) -> None:
+        """Record a push to ``endpoint_id`` in the saved state; an acked one sets what the next plan expects."""
+        self.state.progress.pushes[endpoint_id] = done
+        option = push_option_for(trained_fraction(self.registry, done.version))
+        if done.acked and (done.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
+            self.state.push_bytes_by_option[option] = done.bytes
+        save_state(self.state_dir, self.state)
 
     def _worse_than_deployed(self, track: TrackState, candidate: str) -> str | None:
         """Why ``candidate`` must not replace what the endpoint runs (``edge.learner.push_gate``), or None."""
@@ -384,7 +370,5 @@ class RoundDriver:
         kept.with_suffix(".tmp").replace(kept)
         return kept
 
-
-SPARSE_BASE = "sparse-base.pt"  # the student a sparse round started from, beside the round's run
 
 NOT_SCORED = MapResult(0.0, 0.0)  # no held-out frames for this endpoint and domain, or no model

@@ -39,7 +39,7 @@ class Pusher:
     def __init__(self):
         self.lock, self.pushed = threading.RLock(), []
 
-    def push(self, endpoint_id: str, version: str, timeout_s: float):
+    def push(self, endpoint_id: str, version: str, timeout_s: float, on_sent=None):
         self.pushed.append((endpoint_id, version))
         return SimpleNamespace(kind="full", bytes=1, acked=True, reason="")
 
@@ -120,3 +120,40 @@ def test_a_push_to_an_endpoint_gone_offline_waits_for_it_instead_of_its_ack(tmp_
     driver._push_all(RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60))
     assert driver.pusher.pushed == []
     assert state.progress.pushes["cam-1"].kind == "pending" and state.tracks["cam-1"].target_version == "v0002"
+
+
+class KilledWhileWaitingForTheAck(Pusher):
+    def push(self, endpoint_id: str, version: str, timeout_s: float, on_sent=None):
+        self.pushed.append((endpoint_id, version))
+        on_sent("delta", 500)
+        raise SystemExit("killed")  # the learner dies here; the endpoint installs the push and acks it
+
+
+def test_a_push_whose_ack_a_kill_cut_off_is_recorded_as_sent_and_acked_after_the_restart(tmp_path):
+    """It was saved only after the ack: a kill in between left no push on record, and the restarted round found
+    the endpoint running the candidate and wrote a skip of 0 bytes into history and rounds.jsonl."""
+    driver, state, fleet = _learner(tmp_path, ["cam-1"], running="v0001")
+    (tmp_path / "m2.onnx").write_bytes(b"y" * 1000)
+    candidate = driver.registry.publish(STUDENT_NAME, tmp_path / "m2.onnx", format="onnx-int8",
+                                        input_size=(128, 128), class_names=["a", "b", "c"]).version
+    state.progress = RoundProgress(
+        round=0, domain="day", stage="registered", started_unix_s=0.0, candidate_version=candidate,
+        plans=[PlannedEndpoint(endpoint_id="cam-1", upload_bytes=0, push={"kind": "full"})])
+    driver.pusher = KilledWhileWaitingForTheAck()
+    settings = RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60)
+    try:
+        driver._push_all(settings)
+    except SystemExit:
+        pass
+    saved = load_state(tmp_path / "state")
+    assert saved.progress.pushes["cam-1"].model_dump() == {"kind": "delta", "bytes": 500, "version": candidate,
+                                                          "acked": False}
+    fleet._running = candidate  # its report after the restart
+    restarted = RoundDriver(driver.store, driver.mqtt, driver.registry, driver.policy, LearningConfig(), saved,
+                            tmp_path / "state", [EndpointSpec("cam-1")], fleet, pusher=Pusher())
+    restarted._push_all(settings)
+    assert restarted.pusher.pushed == []  # not pushed again
+    assert saved.progress.pushes["cam-1"].model_dump() == {"kind": "delta", "bytes": 500, "version": candidate,
+                                                          "acked": True}
+    assert saved.push_bytes_by_option == {"full": 500}
+
