@@ -62,6 +62,7 @@ def fuzz_ingest(host: str, port: int, work: Path, messages: int, seed: int, rate
                 acked_ok.update(raw.get("frame_ids", []))
 
     config = IngestConfig(broker=BrokerConfig(host=host, port=port, client_id="fuzz-ingest"),
+                          shared_group="",  # one ingest: a plain subscription, which amqtt has too
                           store=StoreConfig(kind="local", path=str(work / "store")), store_concurrency=4)
     with EscapedExceptions() as escaped:
         meter = RssMeter()

@@ -52,7 +52,8 @@ def test_every_sampled_frame_is_stored_exactly_once_across_a_broker_restart(tmp_
     bucket = "datapath"
     store_config = StoreConfig(kind="s3", endpoint=s3_server.endpoint, bucket=bucket,
                                access_key=s3_server.access_key, secret_key=s3_server.secret_key)
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store_config)).start()
+    # one ingest: a plain subscription, which every broker has (amqtt has no shared subscriptions)
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group="", store=store_config)).start()
     detector = {"path": str(tiny_yolo_onnx), "version": "v0001"}  # a detecting endpoint, as in the field
     proc = _start_endpoint(_endpoint_config(tmp_path, broker.port, model=detector), tmp_path / "endpoint.log")
     try:

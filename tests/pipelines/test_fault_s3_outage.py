@@ -35,7 +35,7 @@ def test_a_store_outage_of_30_s_loses_no_acked_frame_and_stores_none_twice(tmp_p
     store_config = StoreConfig(kind="s3", endpoint=own_s3.endpoint, bucket="faults", access_key=own_s3.access_key,
                                secret_key=own_s3.secret_key)
     # retries at most 1 s apart, so the test does not wait out a long backoff after the restart
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store_config,
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group="", store=store_config,
                                  store_retry_max_s=1.0)).start()
     watch = EdgeWatch(broker.port)
     log_path = tmp_path / "endpoint.log"

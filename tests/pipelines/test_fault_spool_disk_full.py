@@ -76,7 +76,7 @@ def _keep_full_until_skipping(watch: EdgeWatch, filler: Path, endpoint: subproce
 
 def test_a_full_spool_disk_skips_frames_keeps_detecting_and_uploads_again_once_space_frees(
         tmp_path, broker, s3_store, spool_disk, tiny_yolo_onnx):
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port)), store=s3_store).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=""), store=s3_store).start()
     watch = EdgeWatch(broker.port)
     log_path = tmp_path / "endpoint.log"
     config = uploading_endpoint_config(tmp_path, broker.port, tiny_yolo_onnx, spool_disk / "spool", N_FRAMES, FPS)
@@ -109,7 +109,7 @@ def test_a_full_spool_disk_skips_frames_keeps_detecting_and_uploads_again_once_s
 def test_an_endpoint_killed_on_a_full_spool_disk_reissues_no_frame_id_after_its_restart(
         tmp_path, broker, s3_store, spool_disk, tiny_yolo_onnx):
     """Issue 11: a failed id-counter write must not let a restart reissue ids the edge already stored."""
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port)), store=s3_store).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group=""), store=s3_store).start()
     watch = EdgeWatch(broker.port)
     log_path = tmp_path / "endpoint.log"
     spool_dir, filler = spool_disk / "spool", spool_disk / "filler"

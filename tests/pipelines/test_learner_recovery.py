@@ -54,7 +54,9 @@ def test_learner_killed_during_distillation_resumes_the_round(tmp_path, broker, 
     broker_fields = {"broker": {"host": "127.0.0.1", "port": broker.port}}
     edge_yaml.write_text(yaml.safe_dump({
         "roles": ["ingest", "learner"],
-        "ingest": {**broker_fields, "store": {"kind": "local", "path": str(store_dir)}},
+        # compose's shared subscription where the broker has them; amqtt (no Mosquitto here) has none
+        "ingest": {**broker_fields, "store": {"kind": "local", "path": str(store_dir)},
+                   "shared_group": None if broker.kind == "amqtt" else "ingest"},
         "learner": {
             **broker_fields, "store": {"kind": "local", "path": str(store_dir)}, "state_dir": str(state_dir),
             "public_key_dir": str(tmp_path / "keys"), "rounds": 1, "round_s": 60, "min_frames": 16,

@@ -46,7 +46,7 @@ def test_init_then_a_round_pushes_a_new_student_to_a_running_endpoint(tmp_path, 
     del initialized["bootstrap"]  # its data is for the first start only: a round on the saved state needs none
     config.write_text(yaml.safe_dump(initialized))
 
-    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), store=store)).start()
+    ingest = Ingest(IngestConfig(broker=BrokerConfig(port=broker.port), shared_group="", store=store)).start()
     endpoint_dir = tmp_path / "cam-1"
     endpoint_config = endpoint_dir / "endpoint.yaml"
     endpoint_dir.mkdir()
