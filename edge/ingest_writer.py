@@ -95,6 +95,7 @@ class FrameWriter:
                 log.info("frame %s/%s: another ingest is storing other bytes under its id; waiting for its marker",
                          record.endpoint_id, record.frame_id)
             except (StoreError, OSError) as exc:  # OSError: a local disk that is full or read-only
+                foreign_seen_s = None  # the other ingest's marker waited out the outage too: its grace starts again
                 self._on_store_error()
                 log.warning("storing frame %s/%s failed, retry in %.2f s: %s", record.endpoint_id, record.frame_id,
                             delay_s, exc)

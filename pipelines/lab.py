@@ -48,10 +48,10 @@ def run_lab(args) -> int:
     except StoreError as exc:  # e.g. --store HOST:PORT with the wrong --s3-access-key / --s3-secret-key
         console.print(f"[red]edgeloop lab: --store {args.store}:[/] {exc}")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         console.print("[yellow]interrupted: every lab process was stopped; results so far are in "
                       f"{out / 'rounds.jsonl'}[/]")
-        return 130
+        return 128 + (signal.SIGTERM if exc.args == (SIGTERM_NOTE,) else signal.SIGINT)  # the shell's convention
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         logging.getLogger().removeHandler(handler)
@@ -60,8 +60,11 @@ def run_lab(args) -> int:
             console_handler.setLevel(level)
 
 
+SIGTERM_NOTE = "SIGTERM"
+
+
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(SIGTERM_NOTE)
 
 
 def bad_lab_args(args, out: Path) -> str | None:

@@ -46,11 +46,11 @@ def forget_after_round(driver, finished: RoundProgress, keep_versions: int = KEE
     driver.scorer.forget(in_use, state.teacher_pt)
     try:
         with driver.pusher.lock:  # a push reads its parent version's bytes from the registry
-            pruned = driver.registry.prune(STUDENT_NAME, in_use, keep_versions)
+            driver.registry.prune(STUDENT_NAME, in_use, keep_versions)
     except StoreError as exc:  # nothing is lost by waiting: the next round prunes again
         log.warning("round %d: pruning old versions failed: %s", finished.round, exc)
-        return
-    driver.forget_registered(pruned)
+    finally:  # some may be gone, even after an error: the next report of one looks the registry up again
+        driver.forget_registered()
 
 
 __all__ = ["forget_after_round", "prune_round_outputs"]

@@ -300,9 +300,9 @@ class RoundDriver:
         forget_after_round(self, p, self.keep_versions)
         return results
 
-    def forget_registered(self, versions: list[str]) -> None:
-        """``versions`` left the registry: a report of one is of a model it no longer holds."""
-        self._registered -= set(versions)
+    def forget_registered(self) -> None:
+        """Versions may have left the registry: the next report of a version looks it up again."""
+        self._registered = set()
 
     # --- helpers --------------------------------------------------------------------------------
 

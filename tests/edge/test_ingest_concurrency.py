@@ -326,6 +326,34 @@ def test_a_write_that_outlasted_an_outage_still_gives_another_ingest_its_grace(t
     assert stored_over - first_sight >= grace_s
 
 
+class DownAfterFirstSight(DownThenTimed):
+    """Up until the first read of the JPEG; then down for ``down_s``."""
+
+    def __init__(self, root, down_s: float):
+        super().__init__(root, down_s=0.0)
+        self.down_s, self.went_down = down_s, False
+
+    def get(self, key):
+        data = super().get(key)
+        if key.endswith(".jpg") and not self.went_down:  # the first sight: the outage starts
+            self.went_down, self.up_at = True, time.monotonic() + self.down_s
+        return data
+
+
+def test_an_outage_after_the_first_sight_restarts_the_other_ingests_grace(tmp_path):
+    """Found after review: the grace ran on through an outage that began after the first sight, so the first
+    attempt after a long outage stored over the other ingest's JPEG while its marker waited out the same outage."""
+    grace_s = 0.3
+    store = DownAfterFirstSight(tmp_path / "store", down_s=grace_s * 3)
+    writer = FrameWriter(store, threading.Event(), 0.05, 0.05, on_store_error=lambda: None,
+                         foreign_write_grace_s=grace_s)
+    jpeg = make_jpeg(6)
+    LocalStore.put(store, "frames/cam-a/r00000/f1.jpg", b"\xff\xd8 another ingest's bytes, marker on the way")
+    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
+    stored_over = next(at for name, at in store.jpeg_calls if name == "put")
+    assert stored_over - store.up_at >= grace_s  # a whole grace after the store came back
+
+
 class FirstMarkerHeld:
     """A LocalStore whose first marker write (put or conditional) waits until ``release`` is set."""
 

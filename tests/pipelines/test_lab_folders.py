@@ -124,7 +124,7 @@ def test_ctrl_c_or_sigterm_stops_every_lab_process(tmp_path, folders, signum):
     assert lab.poll() is None, lab.stdout.read()[-3000:]
     os.kill(lab.pid, signum)
     output, _ = lab.communicate(timeout=90)
-    assert lab.returncode == 130, output[-3000:]
+    assert lab.returncode == 128 + signum, output[-3000:]
     assert "interrupted" in output
     leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes still running for {out}: {leftovers}"

@@ -80,7 +80,32 @@ def test_after_a_round_the_registry_keeps_what_endpoints_run_are_due_or_ran_and_
     forgotten = []
     driver = SimpleNamespace(state=state, state_dir=tmp_path, registry=registry, pusher=SimpleNamespace(
         lock=threading.RLock()), scorer=Scorer(registry, "student", tmp_path / "work", 64, 0.25),
-        _deployed=lambda track: track.running_version, forget_registered=forgotten.extend)
+        _deployed=lambda track: track.running_version, forget_registered=lambda: forgotten.append(True))
     forget_after_round(driver, finished, keep_versions=1)
     assert registry.versions("student") == ["v0001", "v0002", "v0003", "v0004", "v0007", "v0008"]
-    assert forgotten == ["v0005", "v0006"]
+    assert forgotten == [True]  # the driver's list of registered versions is read again
+
+
+def test_a_prune_cut_short_by_the_store_is_logged_and_the_registered_versions_are_read_again(tmp_path, caplog):
+    """Found after review: the versions a failed prune had deleted stayed in the driver's list of registered ones,
+    so a later report of one was looked up in the registry, and the round's plan failed on it."""
+    import threading
+    from types import SimpleNamespace
+
+    from edge.learner.retention import forget_after_round
+    from edge.learner.state import RoundProgress
+    from edge.store import StoreError
+
+    def prune(name, keep, keep_newest):
+        raise StoreError("store went away mid-prune")
+
+    state = LearnerState(class_names=["a"], first_domain="day", teacher_pt=tmp_path / "t.pt",
+                         student_pt=tmp_path / "s.pt", static_onnx=tmp_path / "static.onnx",
+                         replay_dir=tmp_path / "replay-r001")
+    forgotten = []
+    driver = SimpleNamespace(state=state, state_dir=tmp_path, registry=SimpleNamespace(prune=prune),
+                             pusher=SimpleNamespace(lock=threading.RLock()),
+                             scorer=Scorer(_Registry(), "student", tmp_path / "work", 64, 0.25),
+                             _deployed=lambda track: "", forget_registered=lambda: forgotten.append(True))
+    forget_after_round(driver, RoundProgress(round=1, domain="dusk", stage="pushed", started_unix_s=0.0, plans=[]))
+    assert forgotten == [True] and "pruning old versions failed: store went away mid-prune" in caplog.text
