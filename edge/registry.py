@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.signing import sign
 from edge.store.base import ObjectStore, StoreError
-from endpoint.wire.manifest import VERSION_RE, Manifest, canonical_bytes, parse_manifest
+from endpoint.wire.manifest import VERSION_RE, Manifest, canonical_bytes, parse_manifest, version_number
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ModelRegistry:
             parts = key.split("/")
             if len(parts) == 4 and parts[3] == "manifest.sig" and VERSION_RE.match(parts[2]):
                 found.append(parts[2])
-        return sorted(found, key=lambda v: int(VERSION_RE.match(v).group(1)))
+        return sorted(found, key=version_number)
 
     def latest(self, name: str) -> Manifest | None:
         """The newest complete version's manifest, or None."""
@@ -80,7 +80,7 @@ class ModelRegistry:
             raise ValueError(f"invalid model name {name!r}")
         model_bytes = Path(model_path).read_bytes()
         existing = self.versions(name)
-        number = int(VERSION_RE.match(existing[-1]).group(1)) + 1 if existing else 1
+        number = version_number(existing[-1]) + 1 if existing else 1
         manifest = Manifest(
             name=name, version=version_name(number), target=fleet, serial=number,
             parent_version=(existing[-1] if existing else "") if parent_version is None else parent_version,
@@ -111,9 +111,9 @@ class ModelRegistry:
         complete = self.versions(name)
         if not complete:
             return []
-        number = lambda version: int(VERSION_RE.match(version).group(1))  # noqa: E731
         spared = {*keep, complete[0], *complete[-keep_newest:]} if keep_newest > 0 else {*keep, complete[0]}
-        doomed = sorted((v for v in by_version if v not in spared and number(v) < number(complete[-1])), key=number)
+        newest = version_number(complete[-1])
+        doomed = sorted((v for v in by_version if v not in spared and version_number(v) < newest), key=version_number)
         for version in doomed:
             leaves = sorted(by_version[version], key=lambda key: not key.endswith("/manifest.sig"))
             for key in leaves:

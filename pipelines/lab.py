@@ -48,10 +48,10 @@ def run_lab(args) -> int:
     except StoreError as exc:  # e.g. --store HOST:PORT with the wrong --s3-access-key / --s3-secret-key
         console.print(f"[red]edgeloop lab: --store {args.store}:[/] {exc}")
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C's carries no signal number; _interrupt's does
         console.print("[yellow]interrupted: every lab process was stopped; results so far are in "
                       f"{out / 'rounds.jsonl'}[/]")
-        return 128 + (signal.SIGTERM if exc.args == (SIGTERM_NOTE,) else signal.SIGINT)  # the shell's convention
+        return 128 + (exc.args[0] if exc.args else signal.SIGINT)  # the shell's convention
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         logging.getLogger().removeHandler(handler)
@@ -60,11 +60,8 @@ def run_lab(args) -> int:
             console_handler.setLevel(level)
 
 
-SIGTERM_NOTE = "SIGTERM"
-
-
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(SIGTERM_NOTE)
+    raise KeyboardInterrupt(signum)
 
 
 def bad_lab_args(args, out: Path) -> str | None:

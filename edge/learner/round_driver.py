@@ -274,9 +274,10 @@ class RoundDriver:
     def _pushed(self, endpoint_id: str, done: PushDone) -> None:
         """Record a push to ``endpoint_id`` in the saved state; an acked one sets what the next plan expects."""
         self.state.progress.pushes[endpoint_id] = done
-        option = push_option_for(trained_fraction(self.registry, done.version))
-        if done.acked and (done.kind == "delta" or option == "full"):  # a sparse push sent whole is rare
-            self.state.push_bytes_by_option[option] = done.bytes
+        if done.acked:  # the option's name reads the version's manifest: only for a push that counts
+            option = push_option_for(trained_fraction(self.registry, done.version))
+            if done.kind == "delta" or option == "full":  # a sparse push sent whole is rare
+                self.state.push_bytes_by_option[option] = done.bytes
         save_state(self.state_dir, self.state)
 
     def _worse_than_deployed(self, track: TrackState, candidate: str) -> str | None:

@@ -311,19 +311,26 @@ class DownThenTimed(LocalStore):
         return super().exists(key)
 
 
-def test_a_write_that_outlasted_an_outage_still_gives_another_ingest_its_grace(tmp_path):
-    """Its grace was counted from when this write started: after an outage longer than the grace, the first sight
-    of another ingest's JPEG (stored a moment ago, its marker on the way) was stored over at once."""
-    grace_s = 0.3
-    store = DownThenTimed(tmp_path / "store", down_s=grace_s * 2)
+GRACE_S = 0.3
+
+
+def _stored_over_at(store: "DownThenTimed") -> float:
+    """Write a frame whose id holds another ingest's unmarked JPEG (its marker never comes): when it was stored over."""
     writer = FrameWriter(store, threading.Event(), 0.05, 0.05, on_store_error=lambda: None,
-                         foreign_write_grace_s=grace_s)
+                         foreign_write_grace_s=GRACE_S)
     jpeg = make_jpeg(5)
     LocalStore.put(store, "frames/cam-a/r00000/f1.jpg", b"\xff\xd8 another ingest's bytes, marker on the way")
     assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED  # no marker ever came: stored over, in the end
+    return next(at for name, at in store.jpeg_calls if name == "put")
+
+
+def test_a_write_that_outlasted_an_outage_still_gives_another_ingest_its_grace(tmp_path):
+    """Its grace was counted from when this write started: after an outage longer than the grace, the first sight
+    of another ingest's JPEG (stored a moment ago, its marker on the way) was stored over at once."""
+    store = DownThenTimed(tmp_path / "store", down_s=GRACE_S * 2)
+    stored_over = _stored_over_at(store)
     first_sight = next(at for name, at in store.jpeg_calls if name == "get")
-    stored_over = next(at for name, at in store.jpeg_calls if name == "put")
-    assert stored_over - first_sight >= grace_s
+    assert stored_over - first_sight >= GRACE_S
 
 
 class DownAfterFirstSight(DownThenTimed):
@@ -343,15 +350,8 @@ class DownAfterFirstSight(DownThenTimed):
 def test_an_outage_after_the_first_sight_restarts_the_other_ingests_grace(tmp_path):
     """Found after review: the grace ran on through an outage that began after the first sight, so the first
     attempt after a long outage stored over the other ingest's JPEG while its marker waited out the same outage."""
-    grace_s = 0.3
-    store = DownAfterFirstSight(tmp_path / "store", down_s=grace_s * 3)
-    writer = FrameWriter(store, threading.Event(), 0.05, 0.05, on_store_error=lambda: None,
-                         foreign_write_grace_s=grace_s)
-    jpeg = make_jpeg(6)
-    LocalStore.put(store, "frames/cam-a/r00000/f1.jpg", b"\xff\xd8 another ingest's bytes, marker on the way")
-    assert writer.write(record_for(jpeg), jpeg) is Outcome.STORED
-    stored_over = next(at for name, at in store.jpeg_calls if name == "put")
-    assert stored_over - store.up_at >= grace_s  # a whole grace after the store came back
+    store = DownAfterFirstSight(tmp_path / "store", down_s=GRACE_S * 3)
+    assert _stored_over_at(store) - store.up_at >= GRACE_S  # a whole grace after the store came back
 
 
 class FirstMarkerHeld:

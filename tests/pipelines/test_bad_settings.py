@@ -98,18 +98,10 @@ def test_report_refuses_a_record_of_another_shape(tmp_path, capsys):
     assert "holds a record of another shape" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["bench", "ingest", "--endpoints", "-1"], ["bench", "ingest", "--window", "0"],
-                                  ["bench", "ingest", "--workers", "0"], ["bench", "fuzz", "--messages", "-1"]])
-def test_benches_refuse_bad_counts_before_starting_a_broker(argv, tmp_path, capsys):
-    """They started Mosquitto and SeaweedFS, and fuzzed "-1 mutated messages"."""
-    started = time.monotonic()
-    assert main([*argv, "--out", str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert "at least 1" in " ".join((captured.out + captured.err).split())
-    assert time.monotonic() - started < 5  # nothing was started
-
-
 @pytest.mark.parametrize("argv, says", [
+    # these started Mosquitto and SeaweedFS, and fuzzed "-1 mutated messages"
+    (["bench", "ingest", "--endpoints", "-1"], "at least 1"), (["bench", "ingest", "--window", "0"], "at least 1"),
+    (["bench", "ingest", "--workers", "0"], "at least 1"), (["bench", "fuzz", "--messages", "-1"], "at least 1"),
     (["bench", "scheduler", "--endpoints", "-1"], "--endpoints -1"),  # a ValueError traceback, exit 1
     (["bench", "scheduler", "--seed", "-1"], "--seed -1"),  # numpy's traceback
     (["bench", "scheduler", "--rounds", "-1"], "--rounds -1"),  # simulated nothing, wrote a plot, exit 0
