@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from edge.store.base import StoreError, check_key
 from endpoint.wire.durable_file import TMP_PREFIX, fsync_dir, write_durably
+
+# a temp file this old is a write cut short by a kill (a write takes milliseconds): list() deletes it as it passes
+STALE_TMP_S = 3600.0
 
 
 class LocalStore:
@@ -73,7 +77,9 @@ class LocalStore:
         keys = []
         try:
             for path in start.rglob("*"):
-                if path.is_file() and not path.name.startswith(TMP_PREFIX):
+                if path.name.startswith(TMP_PREFIX):
+                    _delete_if_stale(path)
+                elif path.is_file():
                     key = path.relative_to(self.root).as_posix()
                     if key.startswith(prefix):
                         keys.append(key)
@@ -89,6 +95,13 @@ class LocalStore:
 
     def describe(self) -> str:
         return f"local:{self.root}"
+
+
+def _delete_if_stale(tmp: Path) -> None:
+    """Delete a temp file left by a write killed between its link and its unlink, once it is ``STALE_TMP_S`` old."""
+    with contextlib.suppress(OSError):  # gone already, or another process's: the next list tries again
+        if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
+            tmp.unlink()
 
 
 def _make_dirs_durably(folder: Path) -> None:

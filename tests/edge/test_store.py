@@ -75,6 +75,26 @@ def test_a_local_listing_walks_only_the_folder_its_prefix_names(tmp_path, monkey
     assert visited == [store.root / "models" / "student", store.root / "frames" / "cam-1" / "r00001"]
 
 
+def test_a_local_listing_deletes_temp_files_a_killed_write_left_once_they_are_stale(tmp_path):
+    """A put_if_absent killed between its link and its unlink left its temp file for good: invisible to list()
+    and removed by nothing. A fresh one may be another process's write in flight, and stays."""
+    import os
+
+    from edge.store.local import STALE_TMP_S
+    from endpoint.wire.durable_file import TMP_PREFIX
+
+    store = LocalStore(tmp_path / "store")
+    store.put("frames/cam-1/r00000/f1.jpg", b"x")
+    folder = store.root / "frames" / "cam-1" / "r00000"
+    stale, fresh = folder / f"{TMP_PREFIX}killed", folder / f"{TMP_PREFIX}in-flight"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - STALE_TMP_S - 60
+    os.utime(stale, (old, old))
+    assert list(store.list("frames/cam-1/")) == ["frames/cam-1/r00000/f1.jpg"]
+    assert not stale.exists() and fresh.exists()
+
+
 def test_delete_removes_and_tolerates_missing_keys(store):
     store.put("k/one", b"1")
     store.delete("k/one")
