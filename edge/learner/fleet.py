@@ -84,6 +84,19 @@ class FleetView:
                 self._lock.wait(max(0.0, deadline - time.monotonic()))
             return self._running.get(endpoint_id)
 
+    def wait_version(self, endpoint_id: str, version: str, timeout_s: float) -> bool:
+        """Whether the endpoint runs ``version``, waiting up to ``timeout_s`` for it to report so; False at once
+        on its refusal of ``version``."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._running.get(endpoint_id) != version:
+                refused = any(a.version == version and not a.ok for a in self._acks.get(endpoint_id, ()))
+                left = deadline - time.monotonic()
+                if refused or left <= 0:
+                    return False
+                self._lock.wait(left)
+            return True
+
     # --- messages ---------------------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes) -> None:

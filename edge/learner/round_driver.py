@@ -245,7 +245,7 @@ class RoundDriver:
         for planned in p.plans:
             ep = planned.endpoint_id
             if (done := p.pushes.get(ep)) is not None:  # pushed before a restart
-                if done.kind in ("full", "delta") and not done.acked and self.fleet.running(ep) == done.version:
+                if done.kind in ("full", "delta") and not done.acked and self._runs(ep, done.version, settings):
                     self._pushed(ep, done.model_copy(update={"acked": True}))  # its ack came while we were down
                 continue
             track = self.state.tracks[ep]
@@ -270,6 +270,13 @@ class RoundDriver:
                 self._pushed(ep, PushDone(kind=outcome.kind, bytes=outcome.bytes, version=p.candidate_version,
                                           acked=outcome.acked))
             save_state(self.state_dir, self.state)
+
+    def _runs(self, endpoint_id: str, version: str, settings: RoundSettings) -> bool:
+        """After a restart, whether the endpoint runs ``version``, sent before it; online, it may still be installing
+        it, and gets the push's ack timeout to say so."""
+        if not self.fleet.online(endpoint_id):
+            return self.fleet.running(endpoint_id) == version
+        return self.fleet.wait_version(endpoint_id, version, settings.push_timeout_s)
 
     def _pushed(self, endpoint_id: str, done: PushDone) -> None:
         """Record a push to ``endpoint_id`` in the saved state; an acked one sets what the next plan expects."""

@@ -37,3 +37,23 @@ def test_a_flood_of_model_acks_stays_bounded_and_the_latest_is_found():
     assert fleet.wait_ack("cam-1", f"v{oldest_kept - 1:04d}", since, timeout_s=0.0) is None
     assert fleet.wait_ack("cam-1", "v0000", since, timeout_s=0.0) is None
     assert fleet.running("cam-1") == "v0999"
+
+
+def test_waiting_for_a_version_ends_on_its_report_or_refusal():
+    """A learner restarted while an endpoint installs a push waits for the endpoint to run it, not just once."""
+    import threading
+
+    mqtt = _RecordingMqtt()
+    fleet = FleetView(mqtt, ["cam-1"])
+    on_ack = mqtt.handlers[protocol.topic("+", protocol.FEATURE_ACK)]
+    topic = protocol.topic("cam-1", protocol.FEATURE_ACK)
+    assert not fleet.wait_version("cam-1", "v0002", timeout_s=0.05)
+    timer = threading.Timer(0.2, on_ack, (topic, protocol.encode(Ack(endpoint_id="cam-1", model_version="v0002",
+                                                                      ok=True))))
+    timer.start()
+    started = time.monotonic()
+    assert fleet.wait_version("cam-1", "v0002", timeout_s=30)
+    assert time.monotonic() - started < 10
+    on_ack(topic, protocol.encode(Ack(endpoint_id="cam-1", model_version="v0003", ok=False, reason="bad signature")))
+    started = time.monotonic()
+    assert not fleet.wait_version("cam-1", "v0003", timeout_s=30) and time.monotonic() - started < 1

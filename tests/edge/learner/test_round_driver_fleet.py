@@ -34,6 +34,9 @@ class Fleet:
     def telemetry(self, endpoint_id: str):
         return None
 
+    def wait_version(self, endpoint_id: str, version: str, timeout_s: float) -> bool:
+        return self._running == version
+
 
 class Pusher:
     def __init__(self):
@@ -157,3 +160,28 @@ def test_a_push_whose_ack_a_kill_cut_off_is_recorded_as_sent_and_acked_after_the
                                                           "acked": True}
     assert saved.push_bytes_by_option == {"full": 500}
 
+
+
+class StillInstalling(Fleet):
+    """Runs the old version when the learner restarts; reports the pushed one while the learner waits."""
+
+    def wait_version(self, endpoint_id: str, version: str, timeout_s: float) -> bool:
+        self.waited_s, self._running = timeout_s, version
+        return True
+
+
+def test_a_push_the_endpoint_was_still_installing_at_the_restart_is_acked_when_it_reports_it(tmp_path):
+    """After a restart the check ran once: an endpoint still installing the push kept it unacked, and the round's
+    record said "failed" for a push the endpoint then ran."""
+    driver, state, _ = _learner(tmp_path, ["cam-1"], running="v0001")
+    fleet = driver.fleet = StillInstalling(running="v0001")
+    (tmp_path / "m2.onnx").write_bytes(b"y" * 1000)
+    candidate = driver.registry.publish(STUDENT_NAME, tmp_path / "m2.onnx", format="onnx-int8",
+                                        input_size=(128, 128), class_names=["a", "b", "c"]).version
+    state.progress = RoundProgress(
+        round=0, domain="day", stage="registered", started_unix_s=0.0, candidate_version=candidate,
+        plans=[PlannedEndpoint(endpoint_id="cam-1", upload_bytes=0, push={"kind": "full"})],
+        pushes={"cam-1": {"kind": "full", "bytes": 700, "version": candidate, "acked": False}})
+    driver._push_all(RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60))
+    assert driver.pusher.pushed == [] and fleet.waited_s == 60
+    assert state.progress.pushes["cam-1"].acked and state.progress.pushes["cam-1"].bytes == 700
