@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,23 @@ from pipelines.ports import free_port, wait_for_port
 log = logging.getLogger(__name__)
 
 GRPC_OFFSET = 10000  # SeaweedFS listens on each http port + 10000 for gRPC
+
+
+def remove_stale_sockets(folder: Path = Path("/tmp")) -> int:
+    """Remove the Unix sockets of SeaweedFS servers that are gone, and say how many: a server killed outright, or
+    one whose parent was, leaves its sockets behind, and nothing else removes them. A live server's socket accepts
+    a connection and stays."""
+    removed = 0
+    for sock in folder.glob("seaweedfs-*.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(sock))
+            except ConnectionRefusedError:  # nothing listens on it: its server is gone
+                sock.unlink(missing_ok=True)
+                removed += 1
+            except OSError:  # not a socket, not ours to probe, or gone already: left alone
+                pass
+    return removed
 
 
 def weed_binary() -> str:
@@ -61,6 +79,7 @@ class SeaweedS3:
                    f"-s3.key.file={self.tls_key_file}"]
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        remove_stale_sockets()
         cmd = [weed_binary(), "mini", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
                f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
                f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", "-webdav=false",
