@@ -21,9 +21,9 @@ GRPC_OFFSET = 10000  # SeaweedFS listens on each http port + 10000 for gRPC
 
 
 def remove_stale_sockets(folder: Path = Path("/tmp")) -> int:
-    """Remove the Unix sockets of SeaweedFS servers that are gone, and say how many: a server killed outright, or
-    one whose parent was, leaves its sockets behind, and nothing else removes them. A live server's socket accepts
-    a connection and stays."""
+    """Remove the Unix sockets of SeaweedFS servers that are gone, and say how many: weed leaves its gRPC sockets
+    when it stops, and all of them when it is killed, or its parent is. A live server's socket, another's on the
+    same port number included, accepts a connection and stays."""
     removed = 0
     for sock in folder.glob("seaweedfs-*.sock"):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -136,15 +136,7 @@ class SeaweedS3:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        self._remove_sockets()
-
-    def _remove_sockets(self) -> None:
-        """weed makes a Unix socket in /tmp for each of its services, named by port, and leaves the gRPC ones
-        (all of them, when killed): remove those of this server's ports, now that it is gone."""
-        ours = {str(port + offset) for port in self.ports.values() for offset in (0, GRPC_OFFSET)}
-        for sock in Path("/tmp").glob("seaweedfs-*.sock"):
-            if sock.stem.rsplit("-", 1)[-1] in ours:
-                sock.unlink(missing_ok=True)
+        remove_stale_sockets()  # weed leaves its gRPC sockets (all of them, when killed); now none listens on them
 
     def wipe(self) -> None:
         self.stop()

@@ -161,7 +161,6 @@ def test_a_push_whose_ack_a_kill_cut_off_is_recorded_as_sent_and_acked_after_the
     assert saved.push_bytes_by_option == {"full": 500}
 
 
-
 class StillInstalling(Fleet):
     """Runs the old version when the learner restarts; reports the pushed one while the learner waits."""
 
