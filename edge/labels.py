@@ -105,11 +105,7 @@ def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Labe
     to see nothing: a student on 160 pseudo-labelled dusk frames reached 0.088 / 0.081 mAP50-95 without the empty
     ones, 0.066 / 0.069 with them.
     """
-    if ctx.teacher_weights is None:
-        raise ValueError("the 'teacher' label source needs LabelContext.teacher_weights")
-    from edge.training import ultralytics_yolo
-
-    model = ultralytics_yolo()(str(ctx.teacher_weights))
+    model = _teacher(ctx)
     out = {}
     for start in range(0, len(records), ctx.batch):
         chunk = records[start : start + ctx.batch]
@@ -120,17 +116,45 @@ def teacher_labels(store: ObjectStore, records: Sequence[FrameRecord], ctx: Labe
             log.warning("frame %s does not decode; left unlabelled", rec.jpeg_key)
         keep = [i for i, image in enumerate(images) if image is not None]
         chunk, jpegs, images = [chunk[i] for i in keep], [jpegs[i] for i in keep], [images[i] for i in keep]
-        if not images:
-            continue
-        results = model.predict(images, imgsz=ctx.imgsz, conf=ctx.teacher_conf, device="cpu", verbose=False)
-        for rec, jpeg, res in zip(chunk, jpegs, results):
-            boxes = res.boxes.xyxyn.cpu().numpy().astype(np.float32).reshape(-1, 4)
-            classes = res.boxes.cls.cpu().numpy().astype(np.int64)
+        for rec, jpeg, (boxes, classes) in zip(chunk, jpegs, teacher_boxes(model, images, ctx)):
             if len(classes):
                 out[rec.meta_key] = LabelledImage(frame_name(rec), jpeg, boxes, classes)
     log.info("teacher: %d of %d frames had no box at or above %.2f; left unlabelled", len(records) - len(out),
              len(records), ctx.teacher_conf)
     return out
+
+
+def teacher_labelled(items: Sequence[LabelledImage], ctx: LabelContext) -> list[LabelledImage]:
+    """``items`` (BGR arrays) with ``ctx``'s teacher's pseudo-labels instead of their own; those with none left out.
+
+    What ``teacher_labels`` gives stored frames, for images in memory (``edgeloop bench distill --labels teacher``).
+    """
+    model = _teacher(ctx)
+    out = []
+    for start in range(0, len(items), ctx.batch):
+        chunk = items[start : start + ctx.batch]
+        for item, (boxes, classes) in zip(chunk, teacher_boxes(model, [item.image for item in chunk], ctx)):
+            if len(classes):
+                out.append(LabelledImage(item.name, item.image, boxes, classes))
+    return out
+
+
+def _teacher(ctx: LabelContext):
+    if ctx.teacher_weights is None:
+        raise ValueError("the 'teacher' label source needs LabelContext.teacher_weights")
+    from edge.training import ultralytics_yolo
+
+    return ultralytics_yolo()(str(ctx.teacher_weights))
+
+
+def teacher_boxes(model, images: Sequence[np.ndarray], ctx: LabelContext) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ultralytics ``model``'s boxes (N x 4 normalized xyxy) and classes at or above ``ctx.teacher_conf``,
+    per BGR image."""
+    if not images:
+        return []
+    results = model.predict(list(images), imgsz=ctx.imgsz, conf=ctx.teacher_conf, device="cpu", verbose=False)
+    return [(res.boxes.xyxyn.cpu().numpy().astype(np.float32).reshape(-1, 4),
+             res.boxes.cls.cpu().numpy().astype(np.int64)) for res in results]
 
 
 LABEL_SOURCES: dict[str, LabelSource] = {"oracle": oracle_labels, "import": import_labels, "teacher": teacher_labels}
@@ -167,4 +191,4 @@ def stored_frames(store: ObjectStore, rounds: Sequence[int] | None = None,
 
 
 __all__ = ["LABEL_SOURCES", "LabelContext", "LabelledFrame", "import_label_key", "label_frames", "stored_frames",
-           "frame_name"]
+           "frame_name", "teacher_boxes", "teacher_labelled"]

@@ -8,6 +8,9 @@ bootstrap is the lab's (same frames, same cache key), so a bench after a lab tra
 seeds (frames, replay draw and teacher stay fixed): one seed's noise is several points, so the verdict is the mean
 gain over seeds, printed with its standard deviation. Each seed also trains the label-only student for as many
 epochs as fit the distilled students' wall time ("labels only, same wall time"): the same-time comparison.
+``--labels teacher`` takes the drift frames' ground truth away, as ``edgeloop lab --labels teacher`` does: the
+teacher fine-tunes on the pre-drift teacher's pseudo-labels, and the students learn the fine-tuned teacher's (frames
+with no box at or above ``teacher_label_conf`` left out); replay and held-out frames keep their ground truth.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DRIFT_FRAMES = 130  # about what the lab's last round trains on: 3 rounds x 2 endpoints x ~22 frames
 VAL_FRAMES = 40
+DRIFT_LABELS = ("oracle", "teacher")  # what the drift frames are labelled with (--labels)
 LABEL_ONLY = "labels only"
 # the label-only student again, for as many epochs as fit the distilled students' wall time: "same time"
 LABEL_ONLY_SAME_TIME = "labels only, same wall time"
@@ -40,6 +44,22 @@ class Row:
     cpu_s: float = 0.0  # process CPU seconds of the training: on a shared machine, steadier than the wall clock
     seed: int | None = None  # the students' training seed; None for the bootstrap and the teacher
     epochs: int | None = None  # the student's training epochs
+    epoch_times_s: tuple[float, ...] = ()  # each epoch's seconds (ultralytics' results.csv); () when not read
+
+    @property
+    def epoch_s(self) -> float:
+        """Seconds of a typical epoch: the median of ``epoch_times_s``, else the training's mean."""
+        if self.epoch_times_s:
+            return statistics.median(self.epoch_times_s)
+        return self.train_s / self.epochs if self.epochs else float("nan")
+
+    @property
+    def steady_s(self) -> float:
+        """``train_s`` with every epoch at ``epoch_s``: a stall (another process on the machine) taken out.
+
+        An unrepeatable 248 s and a 50 s among 12-13 s label-only runs once paced their same-time runs at 6
+        and 5 epochs instead of about 28."""
+        return self.train_s - sum(self.epoch_times_s) + len(self.epoch_times_s) * self.epoch_s
 
 
 @dataclass(frozen=True)
@@ -85,8 +105,14 @@ def run_bench_distill(args) -> int:
     os.environ.setdefault("YOLO_VERBOSE", "False")  # before ultralytics is imported: epochs come as our own lines
     from edge.training_progress import report_training_to
 
-    with console.status("bench distill") as status, report_training_to(status.update):
-        rows, times = distill_ablation(config, frames, weights, Path(args.out) / "distill", console.print, seeds)
+    labels = getattr(args, "labels", None) or "oracle"
+    try:
+        with console.status("bench distill") as status, report_training_to(status.update):
+            rows, times = distill_ablation(config, frames, weights, Path(args.out) / "distill", console.print, seeds,
+                                           labels)
+    except NoPseudoLabels as error:
+        console.print(f"[red]edgeloop bench distill --labels teacher: {error}[/]")
+        return 2
     console.print(_table(rows, config, frames, times))
     console.print(_gain_table(gains(rows), "at the same epochs"))
     if any(r.variant == LABEL_ONLY_SAME_TIME for r in rows):
@@ -124,11 +150,14 @@ def training_seeds(spec: str | None, first: int) -> list[int]:
 
 
 def distill_ablation(config, frames: int, weights: list[float], work: Path, say=print,
-                     seeds: list[int] | None = None) -> tuple[list[Row], dict]:
+                     seeds: list[int] | None = None, labels: str = "oracle") -> tuple[list[Row], dict]:
     """Bootstrap (cached) on day, fine-tune the teacher on ``frames`` dusk frames, train the student variants.
 
     The students train once per seed of ``seeds`` (default: the config's), all on the same frames and replay draw.
+    ``labels``: "oracle" (the frames' ground truth) or "teacher" (pseudo-labels, as the module says).
     """
+    if labels not in DRIFT_LABELS:
+        raise ValueError(f"labels is one of {DRIFT_LABELS}, not {labels!r}")
     from edge.bootstrap import bootstrap_models
     from edge.distill import teacher_arguments
     from edge.evaluate import evaluate_pt
@@ -159,9 +188,9 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
     times["bootstrap_cached"] = float(boot.cached)
 
     def score(variant: str, weights_pt: Path, train_s: float, imgsz: int = config.imgsz, cpu_s: float = 0.0,
-              seed: int | None = None, epochs: int | None = None) -> Row:
+              seed: int | None = None, epochs: int | None = None, epoch_times_s: tuple[float, ...] = ()) -> Row:
         maps = {d: evaluate_pt(weights_pt, items, imgsz, config.eval_conf).map50_95 for d, items in val.items()}
-        row = Row(variant, maps[new], maps[old], train_s, cpu_s, seed, epochs)
+        row = Row(variant, maps[new], maps[old], train_s, cpu_s, seed, epochs, epoch_times_s)
         at = "" if seed is None else f" (seed {seed})"
         say(f"{variant}{at}: {new} {row.new_map:.3f}, {old} {row.old_map:.3f} mAP50-95, trained {train_s:.0f} s "
             f"({cpu_s:.0f} CPU s)")
@@ -171,12 +200,16 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
     replay.add(boot_train, old)
     rows = [score("student before the drift", boot.student, 0.0), score("teacher before the drift", boot.teacher, 0,
                                                                          config.teacher_size())]
-    say(f"fine-tuning the teacher on {frames} {new} frames + replay")
+    teacher_drift = drift if labels == "oracle" else \
+        pseudo_labelled(drift, boot.teacher, "the pre-drift teacher", config, say)
+    say(f"fine-tuning the teacher on {len(teacher_drift)} {new} frames + replay")
     cpu = time.process_time()
-    teacher = finetune_teacher(boot.teacher, drift, config, work / "teacher", CLASS_NAMES, replay=replay,
+    teacher = finetune_teacher(boot.teacher, teacher_drift, config, work / "teacher", CLASS_NAMES, replay=replay,
                                exclude_domain=new)
     rows.append(score("teacher (fine-tuned)", teacher.weights, teacher.train_s, config.teacher_size(),
                       time.process_time() - cpu))
+    if labels == "teacher":
+        drift = pseudo_labelled(drift, teacher.weights, "the fine-tuned teacher", config, say)
     variants = [(LABEL_ONLY, {})] + [(distilled_name(config, w), teacher_arguments(
         teacher.weights, config.model_copy(update={"distill_loss_weight": w}))) for w in weights]
     drawn = replay
@@ -187,27 +220,64 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
             say(f"training the student: {variant}, seed {seed}")
             cpu = time.process_time()
             # each variant draws from a copy of the same buffer state: the same replay images, not the next draw
-            run = train_stage(boot.student, drift, stage, seeded, work / f"{folder}-seed-{seed}", CLASS_NAMES,
-                              "student", replay=copy.deepcopy(drawn), exclude_domain=new, **extra)
+            run_dir = work / f"{folder}-seed-{seed}"
+            run = train_stage(boot.student, drift, stage, seeded, run_dir, CLASS_NAMES, "student",
+                              replay=copy.deepcopy(drawn), exclude_domain=new, **extra)
             return score(variant, run.weights, run.train_s, cpu_s=time.process_time() - cpu, seed=seed,
-                         epochs=stage.epochs_for(run.images))
+                         epochs=stage.epochs_for(run.images),
+                         epoch_times_s=epoch_seconds(run_dir / "runs" / "student" / "results.csv"))
 
         trained = [student(variant, f"student-{index}", seeded.distill, **extra)
                    for index, (variant, extra) in enumerate(variants)]
         rows += trained
         if len(trained) > 1:
-            labels, distilled = trained[0], trained[1:]
-            epochs = same_time_epochs(labels, statistics.fmean(r.train_s for r in distilled))
+            on_labels, distilled = trained[0], trained[1:]
+            epochs = same_time_epochs(on_labels, statistics.fmean(r.steady_s for r in distilled))
             rows.append(student(LABEL_ONLY_SAME_TIME, "student-same-time",
                                 seeded.distill.model_copy(update={"epochs": epochs, "target_images": None})))
     return rows, times
 
 
+def pseudo_labelled(items: list, teacher_pt: Path, who: str, config, say=print) -> list:
+    """``items`` with the ``teacher_pt`` teacher's pseudo-labels, as a lab round labels frames without ground truth."""
+    from edge.labels import LabelContext, teacher_labelled
+
+    labelled = teacher_labelled(items, LabelContext(teacher_weights=teacher_pt, teacher_conf=config.teacher_label_conf,
+                                                    imgsz=config.teacher_size()))
+    boxes, truth = (sum(len(item.classes) for item in group) for group in (labelled, items))
+    found = (f"{len(labelled)} of {len(items)} frames with a box at or above {config.teacher_label_conf:g}, "
+             f"{boxes} boxes against {truth} in ground truth")
+    if not labelled:
+        raise NoPseudoLabels(f"{who} labelled none of the drift frames ({found}): nothing to train on; a lower "
+                             f"teacher_label_conf in --learning finds more")
+    say(f"pseudo-labels of {who}: {found}")
+    return labelled
+
+
+class NoPseudoLabels(ValueError):
+    """The teacher found no box in any drift frame at its label threshold."""
+
+
 def same_time_epochs(labels: Row, wall_s: float) -> int:
-    """Epochs of the label-only student that take about ``wall_s``, at the pace its own run kept."""
+    """Epochs of the label-only student that take about ``wall_s``: its own run's time outside the epochs, plus
+    epochs at its typical pace (``Row.epoch_s``)."""
     if not labels.epochs or labels.train_s <= 0:
         raise ValueError(f"the label-only row has no epochs or time to pace from: {labels}")
-    return max(1, round(wall_s / (labels.train_s / labels.epochs)))
+    outside_s = labels.steady_s - labels.epochs * labels.epoch_s
+    return max(1, round((wall_s - outside_s) / labels.epoch_s))
+
+
+def epoch_seconds(results_csv: Path) -> tuple[float, ...]:
+    """Each epoch's seconds from ultralytics' ``results.csv`` (its ``time`` column is cumulative); () without one."""
+    import csv
+
+    try:
+        with open(results_csv, newline="") as f:
+            times = [float(row["time"]) for row in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError) as error:
+        log.warning("no epoch times in %s (%s): pacing from the whole training's time", results_csv, error)
+        return ()
+    return tuple(b - a for a, b in zip([0.0] + times, times))
 
 
 def distilled_name(config, feature_weight: float) -> str:
@@ -254,11 +324,13 @@ def _table(rows: list[Row], config, frames: int, times: dict):
     cached = "cached" if times.get("bootstrap_cached") else "trained"
     table = Table(title=f"bench distill: {frames} drift frames, {config.imgsz} px, FP32 .pt mAP50-95; bootstrap "
                         f"{times['bootstrap_s']:.0f} s, {times['bootstrap_cpu_s']:.0f} CPU s ({cached})")
-    for column in ("variant", "seed", "epochs", "new domain", "old domain", "train s", "train CPU s"):
+    for column in ("variant", "seed", "epochs", "new domain", "old domain", "train s", "median epoch s",
+                   "train CPU s"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for r in rows:
         table.add_row(r.variant, "" if r.seed is None else str(r.seed), "" if r.epochs is None else str(r.epochs),
-                      f"{r.new_map:.3f}", f"{r.old_map:.3f}", f"{r.train_s:.0f}", f"{r.cpu_s:.0f}")
+                      f"{r.new_map:.3f}", f"{r.old_map:.3f}", f"{r.train_s:.0f}",
+                      f"{r.epoch_s:.2f}" if r.epochs else "", f"{r.cpu_s:.0f}")
     return table
 
 
@@ -276,5 +348,6 @@ def _gain_table(variant_gains: list[Gain], when: str):
     return table
 
 
-__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_SAME_TIME", "Gain", "Row", "distill_ablation", "distilled_name", "gains",
-           "label_only", "run_bench_distill", "same_time_epochs", "training_seeds", "verdict"]
+__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_SAME_TIME", "Gain", "NoPseudoLabels", "Row", "distill_ablation",
+           "distilled_name", "epoch_seconds", "gains", "label_only", "pseudo_labelled", "run_bench_distill",
+           "same_time_epochs", "training_seeds", "verdict"]

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edge.frame_index import FrameRecord
-from edge.labels import LabelContext, import_label_key, label_frames, stored_frames
+from edge.labels import LabelContext, import_label_key, label_frames, stored_frames, teacher_labelled
 from edge.map_metric import MeanAveragePrecision
 from edge.store.local import LocalStore
+from edge.yolo_dataset import LabelledImage
 from endpoint.sources.scenario import SyntheticScenario
 from endpoint.wire.protocol import Detection, make_frame_header
 
@@ -100,6 +101,26 @@ def test_teacher_pseudo_labels_match_ground_truth(tmp_path, scenario, tiny_yolo)
     assert sum(len(f.item.classes) for f in strict) < sum(len(f.item.classes) for f in labelled)
     # a frame without a box at or above the threshold is a likely miss, not a scene to learn as background
     assert all(len(f.item.classes) for f in strict) and len(strict) < len(records)
+
+
+def test_teacher_labelled_images_in_memory_get_the_stored_frames_labels(tmp_path, scenario, tiny_yolo):
+    """``teacher_labelled`` (bench distill --labels teacher) labels arrays as the source labels stored frames."""
+    store = LocalStore(tmp_path)
+    jpegs = [put_frame(store, scenario, i, with_labels=False)[1] for i in range(8)]
+    ctx = LabelContext(teacher_weights=tiny_yolo.pt, teacher_conf=0.5, imgsz=tiny_yolo.imgsz, batch=3)
+    frames = label_frames(store, stored_frames(store), ["teacher"], ctx)
+    stored = {f.item.name.split("f.")[-1].removesuffix(".jpg"): f.item for f in frames}
+    items = [LabelledImage(f"{i:04d}", cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR),
+                           np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for i, j in enumerate(jpegs)]
+    labelled = teacher_labelled(items, ctx)
+    assert 0 < len(stored) < len(items)  # some frames have no box at 0.5: left out, as the stored source does
+    assert [item.name for item in labelled] == sorted(stored)
+    for item in labelled:
+        assert item.image is items[int(item.name)].image
+        np.testing.assert_allclose(item.boxes, stored[item.name].boxes, atol=1e-6)
+        np.testing.assert_array_equal(item.classes, stored[item.name].classes)
+    with pytest.raises(ValueError, match="teacher_weights"):
+        teacher_labelled(items, LabelContext())
 
 
 def test_import_labels_and_yolo_folders_follow_the_one_parser_rule(tmp_path, scenario):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from pipelines.bench_distill import (LABEL_ONLY, LABEL_ONLY_SAME_TIME, Row, distill_ablation, distilled_name, gains,
-                                     same_time_epochs, training_seeds, verdict)
+from pipelines.bench_distill import (LABEL_ONLY, LABEL_ONLY_SAME_TIME, NoPseudoLabels, Row, distill_ablation,
+                                     distilled_name, epoch_seconds, gains, same_time_epochs, training_seeds, verdict)
 
 
 def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_path, caplog):
@@ -35,7 +36,8 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
     for seed in (0, 1):
         labels, taught, same = (next(r for r in rows if r.variant == v and r.seed == seed)
                                 for v in (LABEL_ONLY, distilled, LABEL_ONLY_SAME_TIME))
-        assert same.epochs == same_time_epochs(labels, taught.train_s)
+        assert same.epochs == same_time_epochs(labels, taught.steady_s)
+        assert len(labels.epoch_times_s) == labels.epochs and len(same.epoch_times_s) == same.epochs
     # the teacher trained (bootstrap and fine-tune) at its own size; the students at theirs, distilled or not;
     # each student with its own training seed
     train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]
@@ -51,6 +53,38 @@ def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_p
     assert all(t == trained[0] for t in trained)
     # the distilled student's teacher ran on its own 96 px view of the 64 px batches
     assert "distilling at teacher scale 1.5" in caplog.text
+
+
+def test_tiny_ablation_without_ground_truth_trains_on_the_teachers_pseudo_labels(tmp_path):
+    """--labels teacher: the students' drift frames carry the fine-tuned teacher's boxes, those without any left out."""
+    one_epoch = TrainSpec(epochs=1, lr0=0.01, warmup_epochs=0)
+    config = LearningConfig(
+        teacher=ModelSpec(scale=(0.33, 0.25, 64)), student=ModelSpec(scale=(0.33, 0.125, 64)),
+        imgsz=64, teacher_input_scale=1.5, batch=3, bootstrap=one_epoch, finetune=one_epoch, distill=one_epoch,
+        bootstrap_train_frames=6, bootstrap_val_frames=2, cache_dir=tmp_path / "cache", teacher_label_conf=0.002,
+        distill_logit_weight=1.0)
+    said = []
+    rows, _ = distill_ablation(config, frames=8, weights=[0.0], work=tmp_path / "work", say=said.append, seeds=[0],
+                               labels="teacher")
+    assert [r.variant for r in rows][-3:] == [LABEL_ONLY, distilled_name(config, 0.0), LABEL_ONLY_SAME_TIME]
+    counts = {}
+    for line in said:
+        match = re.match(r"pseudo-labels of (.*): (\d+) of 8 frames .* (\d+) boxes against (\d+) in ground truth", line)
+        if match:
+            counts[match[1]] = tuple(int(g) for g in match.groups()[1:])
+    assert set(counts) == {"the pre-drift teacher", "the fine-tuned teacher"}
+    frames, boxes, truth = counts["the fine-tuned teacher"]
+    assert 0 < frames and boxes != truth  # the teacher's boxes, not the ground truth's
+    for student in ("student-0-seed-0", "student-1-seed-0", "student-same-time-seed-0"):
+        labels = tmp_path / "work" / student / "student-data" / "labels" / "train"
+        drift = [path for path in labels.iterdir() if "-up-" in path.name]
+        assert len(drift) == frames
+        assert sum(len(path.read_text().splitlines()) for path in drift) == boxes
+    with pytest.raises(ValueError, match="labels is one of"):
+        distill_ablation(config, frames=8, weights=[0.0], work=tmp_path / "bad", labels="teachers")
+    strict = config.model_copy(update={"teacher_label_conf": 0.999})  # a clear error, not a crash in training
+    with pytest.raises(NoPseudoLabels, match="the pre-drift teacher labelled none of the drift frames"):
+        distill_ablation(strict, frames=8, weights=[0.0], work=tmp_path / "strict", say=said.append, labels="teacher")
 
 
 def _rows(label_only: dict[int, float], distilled: dict[int, float]) -> list[Row]:
@@ -92,6 +126,19 @@ def test_the_same_time_student_trains_the_epochs_its_own_pace_fits_into_the_dist
     assert same_time_epochs(labels, 0.5) == 1  # at least one epoch
     with pytest.raises(ValueError, match="pace"):
         same_time_epochs(Row(LABEL_ONLY, 0.2, 0.3, train_s=20.0, seed=0), 30.0)
+
+
+def test_a_stalled_epoch_does_not_move_the_same_time_pacing(tmp_path):
+    """One epoch slowed by another process: paced at the median epoch, with the time outside the epochs kept."""
+    (tmp_path / "results.csv").write_text("epoch,time,train/box_loss\n1,1.5,2.0\n2,2.5,1.9\n3,42.5,1.8\n4,43.5,1.7\n")
+    times = epoch_seconds(tmp_path / "results.csv")
+    assert times == pytest.approx((1.5, 1.0, 40.0, 1.0))
+    # 4 epochs in 45.5 s: 2 s outside them (data, model, final checks); a typical epoch 1.25 s
+    stalled = Row(LABEL_ONLY, 0.2, 0.3, train_s=45.5, seed=0, epochs=4, epoch_times_s=times)
+    assert stalled.epoch_s == pytest.approx(1.25) and stalled.steady_s == pytest.approx(7.0)
+    assert same_time_epochs(stalled, 12.0) == 8  # (12 - 2) / 1.25, not 12 / (45.5 / 4) = 1
+    assert same_time_epochs(stalled, stalled.steady_s) == 4
+    assert epoch_seconds(tmp_path / "missing.csv") == ()  # said in a warning; the whole run's pace instead
 
 
 def test_the_verdict_compares_at_the_same_epochs_and_at_the_same_wall_time():
