@@ -82,7 +82,11 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
     parent = base_int8.read_bytes()
     progress(f"fine-tuning the teacher on {len(new)} {settings.new_domain} frames + replay")
     teacher = finetune_teacher(teacher_pt, new, config, work / "teacher", CLASS_NAMES, replay=replay())
-    calibration = [i.image for i in new[-config.calibration_frames:]]
+    # the learner's calibration: the round's newest frames and the replay share of the old domain
+    kept = replay()
+    kept.add(new, settings.new_domain)
+    calibration = [i.image for i in kept.calibration(settings.new_domain, config.calibration_frames,
+                                                       config.replay_fraction)]
 
     def row(name: str, fraction: float | None, int8: Path, train_s: float) -> PushRow:
         model = int8.read_bytes()
@@ -103,7 +107,7 @@ def measure_pushes(config, teacher_pt: Path, student_pt: Path, settings: PushBen
         student = distill_student(student_pt, teacher.weights, new, config, run, CLASS_NAMES, replay=replay(),
                                   sparse=sparse)
         fp32 = export_onnx(student.weights, run / "student.onnx", config.imgsz)
-        if sparse is None:  # today's path: a fresh calibration on this round's frames
+        if sparse is None:  # today's path: a fresh calibration on this round's frames and replay
             rows.append(row(name, None, quantize_student(fp32, run / "student.int8.onnx", calibration, config.imgsz),
                             student.train_s))
             continue

@@ -19,6 +19,7 @@ Push bytes are what ``ModelPublisher`` puts on the wire; upload bytes are frame 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import hashlib
 import logging
@@ -175,7 +176,10 @@ def measure_response_surfaces(out_path: str | Path = DEFAULT_SURFACES_PATH, sett
             replay = ReplayBuffer(config.replay_capacity_per_domain, seed)
             replay.add(old_items, source.old_domain)
             cfg = config.model_copy(update={"seed": seed})
-            calibration = [i.image for i in new_items[: cfg.calibration_frames]]
+            kept = copy.deepcopy(replay)  # the learner's calibration: the round's frames and the replay share
+            kept.add(new_items, source.name)  # the drift's name ("day->dusk"), never the old domain's
+            calibration = [i.image for i in kept.calibration(source.name, cfg.calibration_frames,
+                                                               cfg.replay_fraction)]
             teacher = finetune_teacher(boot.teacher, new_items, cfg, run, names, replay)
             student = distill_student(boot.student, teacher.weights, new_items, cfg, run, names, replay)
             for option, pt in (("full-student", student.weights), ("full-teacher", teacher.weights)):
