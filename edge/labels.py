@@ -148,8 +148,7 @@ def _teacher(ctx: LabelContext):
 
 
 def teacher_boxes(model, images: Sequence[np.ndarray], ctx: LabelContext) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The ultralytics ``model``'s boxes (N x 4 normalized xyxy) and classes at or above ``ctx.teacher_conf``,
-    per BGR image."""
+    """Per BGR image: the ``model``'s boxes (N x 4, normalized xyxy) and classes at or above ``ctx.teacher_conf``."""
     if not images:
         return []
     results = model.predict(list(images), imgsz=ctx.imgsz, conf=ctx.teacher_conf, device="cpu", verbose=False)

@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning", default=None,
                    help="distill, push: YAML of learning settings (edge/learning_config.py)")
     p.add_argument("--dis", default="1", help="distill: comma-separated distillation loss weights to compare")
-    p.add_argument("--labels", choices=["oracle", "teacher"], default="oracle",
+    from pipelines.bench_distill import DRIFT_LABELS
+
+    p.add_argument("--labels", choices=list(DRIFT_LABELS), default="oracle",
                    help="distill: what the drift frames are labelled with: ground truth, or (teacher) the teacher's "
                         "pseudo-labels, as in `edgeloop lab --labels teacher`; held-out frames score on ground truth")
     p.add_argument("--seeds", default=None,
