@@ -26,13 +26,15 @@ def remove_stale_sockets(folder: Path = Path("/tmp")) -> int:
     same port number included, accepts a connection and stays."""
     removed = 0
     for sock in folder.glob("seaweedfs-*.sock"):
+        if not sock.is_socket():  # a connect to a plain file is refused too: not a server's, left alone
+            continue
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(str(sock))
             except ConnectionRefusedError:  # nothing listens on it: its server is gone
                 sock.unlink(missing_ok=True)
                 removed += 1
-            except OSError:  # not a socket, not ours to probe, or gone already: left alone
+            except OSError:  # not ours to probe, or gone already: left alone
                 pass
     return removed
 

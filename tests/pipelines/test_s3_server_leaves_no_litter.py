@@ -40,7 +40,7 @@ def test_a_start_removes_the_sockets_of_servers_killed_with_their_parent():
 
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # short: a Unix socket path has ~107 bytes
         stale, live, other = (Path(folder) / name for name in
-                              ("seaweedfs-s3-1.sock", "seaweedfs-s3-grpc-2.sock", "seaweedfs-notes.txt"))
+                              ("seaweedfs-s3-1.sock", "seaweedfs-s3-grpc-2.sock", "seaweedfs-notes.sock"))
         with socket.socket(socket.AF_UNIX) as gone:
             gone.bind(str(stale))  # closed without an unlink: what a killed server leaves
         other.write_text("not a socket")
