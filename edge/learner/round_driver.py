@@ -242,10 +242,13 @@ class RoundDriver:
 
     def _push_all(self, settings: RoundSettings) -> None:
         p = self.state.progress
+        # pushed before a restart and not acked: one wait of the ack timeout for all of them, not one each
+        installing_deadline = time.monotonic() + settings.push_timeout_s
         for planned in p.plans:
             ep = planned.endpoint_id
             if (done := p.pushes.get(ep)) is not None:  # pushed before a restart
-                if done.kind in ("full", "delta") and not done.acked and self._runs(ep, done.version, settings):
+                if done.kind in ("full", "delta") and not done.acked and \
+                        self._runs(ep, done.version, installing_deadline):
                     self._pushed(ep, done.model_copy(update={"acked": True}))  # its ack came while we were down
                 continue
             track = self.state.tracks[ep]
@@ -271,12 +274,12 @@ class RoundDriver:
                                           acked=outcome.acked))
             save_state(self.state_dir, self.state)
 
-    def _runs(self, endpoint_id: str, version: str, settings: RoundSettings) -> bool:
+    def _runs(self, endpoint_id: str, version: str, deadline: float) -> bool:
         """After a restart, whether the endpoint runs ``version``, sent before it; online, it may still be installing
-        it, and gets the push's ack timeout to say so."""
+        it, and has until ``deadline`` (``time.monotonic``) to say so."""
         if not self.fleet.online(endpoint_id):
             return self.fleet.running(endpoint_id) == version
-        return self.fleet.wait_version(endpoint_id, version, settings.push_timeout_s)
+        return self.fleet.wait_version(endpoint_id, version, max(0.0, deadline - time.monotonic()))
 
     def _pushed(self, endpoint_id: str, done: PushDone) -> None:
         """Record a push to ``endpoint_id`` in the saved state; an acked one sets what the next plan expects."""

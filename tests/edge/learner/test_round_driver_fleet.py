@@ -182,5 +182,37 @@ def test_a_push_the_endpoint_was_still_installing_at_the_restart_is_acked_when_i
         plans=[PlannedEndpoint(endpoint_id="cam-1", upload_bytes=0, push={"kind": "full"})],
         pushes={"cam-1": {"kind": "full", "bytes": 700, "version": candidate, "acked": False}})
     driver._push_all(RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60))
-    assert driver.pusher.pushed == [] and fleet.waited_s == 60
+    assert driver.pusher.pushed == [] and 59 < fleet.waited_s <= 60
     assert state.progress.pushes["cam-1"].acked and state.progress.pushes["cam-1"].bytes == 700
+
+
+class NeverInstalls(Fleet):
+    """Online, running the old version at the restart, and never reporting the pushed one: each wait runs out."""
+
+    def __init__(self, running: str, clock: list[float]):
+        super().__init__(running)
+        self.clock, self.waits_s = clock, []
+
+    def wait_version(self, endpoint_id: str, version: str, timeout_s: float) -> bool:
+        self.waits_s.append(timeout_s)
+        self.clock[0] += timeout_s
+        return False
+
+
+def test_after_a_restart_unacked_pushes_share_one_ack_timeout(tmp_path, monkeypatch):
+    """Each endpoint got the whole push_timeout_s: a fleet of online endpoints that never installed their pushes
+    held the restarted round for push_timeout_s times their number."""
+    import edge.learner.round_driver as round_driver
+
+    clock = [1000.0]
+    monkeypatch.setattr(round_driver.time, "monotonic", lambda: clock[0])
+    driver, state, _ = _learner(tmp_path, ["cam-1", "cam-2", "cam-3"], running="v0001")
+    fleet = driver.fleet = NeverInstalls("v0001", clock)
+    endpoints = ["cam-1", "cam-2", "cam-3"]
+    state.progress = RoundProgress(
+        round=0, domain="day", stage="registered", started_unix_s=0.0, candidate_version="v0001",
+        plans=[PlannedEndpoint(endpoint_id=ep, upload_bytes=0, push={"kind": "full"}) for ep in endpoints],
+        pushes={ep: {"kind": "full", "bytes": 700, "version": "v0001", "acked": False} for ep in endpoints})
+    driver._push_all(RoundSettings(budget_bytes=1, push_regressions=True, push_timeout_s=60))
+    assert fleet.waits_s == [60, 0, 0] and clock[0] == 1060
+    assert not any(state.progress.pushes[ep].acked for ep in endpoints)
