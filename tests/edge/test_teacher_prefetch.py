@@ -149,19 +149,21 @@ def test_no_prefetch_where_the_loss_would_see_other_images(tmp_path, tiny_yolo_p
 def test_distillation_training_is_unchanged_and_leaves_no_thread(tmp_path, tiny_yolo, monkeypatch):
     """Real ultralytics training with the onnxruntime teacher: the same losses and weights, overlapped or not."""
     from edge.distill import teacher_arguments
+    from edge.torch_threads import train_threads
     from edge.training import train_yolo
     from edge.yolo_dataset import scenario_items, write_yolo_dataset
     from endpoint.sources.scenario import CLASS_NAMES, SyntheticScenario
 
     items = scenario_items(SyntheticScenario(), "dusk", 0, 32, "dusk-")
     data = write_yolo_dataset(tmp_path / "data", {"train": items, "val": items[:4]}, list(CLASS_NAMES))
-    losses, prefetches = {}, []
+    losses, prefetches, threads = {}, [], set()
     loss = EdgeDistillationModel.loss
 
     def recording(self, batch, preds=None):
         out = loss(self, batch, preds)
         if self.training:
             losses.setdefault(self.head.overlap, []).append(out[0].detach().clone())
+            threads.add(torch.get_num_threads())
         return out
 
     monkeypatch.setattr(EdgeDistillationModel, "loss", recording)
@@ -180,6 +182,8 @@ def test_distillation_training_is_unchanged_and_leaves_no_thread(tmp_path, tiny_
     assert len(prefetches) == 1 and (prefetches[0].overlapped, prefetches[0].missed) == (4, 0)
     assert not _prefetch_threads()  # the trainer closed its loader when training ended
     assert len(losses[True]) == len(losses[False]) == 4
+    # the teacher's export in the training's set-up left torch at the training's threads, not ultralytics' count
+    assert threads == {train_threads(config.train_threads)}
     for got, expected in zip(losses[True], losses[False]):
         assert torch.equal(got, expected)
     assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[False])
