@@ -5,7 +5,8 @@ elsewhere), plus, against the frozen teacher fed at its own input scale (``edge.
 teacher's class scores (``distill_logit_weight``), boxes (``distill_box_weight``) and ultralytics'
 score-weighted features (``distill_loss_weight``); ``edgeloop bench distill`` measures whether they pay.
 Class scores alone come from the teacher's ONNX export on onnxruntime (``edge.teacher_scores``), at a third of
-the torch teacher's CPU, on every ``distill_every_batches``-th batch.
+the torch teacher's CPU: by default once per training image, cached for every epoch (``edge.teacher_cache``; the
+student then trains without geometric augmentation), else on every ``distill_every_batches``-th batch.
 """
 
 from __future__ import annotations
@@ -57,12 +58,22 @@ def teacher_arguments(teacher_weights: str | Path, config: LearningConfig) -> di
         return {}  # no distillation term: the teacher's forward pass on every batch would buy nothing
     from edge.distill_model import HeadDistillation
 
+    # the cache holds class logits: the feature and box terms need the teacher on every batch
+    cached = config.distill_cached_teacher and not (config.distill_loss_weight or config.distill_box_weight)
+    if config.distill_cached_teacher and not cached:
+        log.info("teacher cache off: the feature and box distillation terms need the teacher on every batch")
+
     head = HeadDistillation(teacher_scale=config.teacher_size() / config.imgsz,
                             logit_weight=config.distill_logit_weight, box_weight=config.distill_box_weight,
                             temperature=config.distill_temperature, logit_pool=config.distill_logit_pool,
                             onnx_teacher=True, every_batches=config.distill_every_batches,
-                            overlap=config.distill_overlap_teacher)
-    return {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight, "distill_head": head}
+                            overlap=config.distill_overlap_teacher, cached_teacher=cached)
+    arguments = {"distill_model": str(teacher_weights), "dis": config.distill_loss_weight, "distill_head": head}
+    if cached:
+        from edge.teacher_cache import FIXED_GEOMETRY
+
+        arguments.update(FIXED_GEOMETRY)  # the cached logits fit each image only in the geometry they were made in
+    return arguments
 
 
 __all__ = ["DistillResult", "distill_student", "teacher_arguments"]

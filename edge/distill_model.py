@@ -43,6 +43,9 @@ class HeadDistillation:
     # the onnxruntime teacher's pass for the next batch runs on a worker thread while torch trains on this one
     # (edge.teacher_prefetch): the same logits, on a core torch leaves partly idle
     overlap: bool = True
+    # onnxruntime class logits computed once per training image and reused every epoch (edge.teacher_cache); the
+    # training then keeps each image's geometry (no mosaic, affine or flips)
+    cached_teacher: bool = False
 
     def __post_init__(self):
         if self.teacher_scale < 1 or self.temperature <= 0 or self.logit_weight < 0 or self.box_weight < 0 or \
@@ -151,6 +154,7 @@ class EdgeDistillationModel(DistillationModel):
     head: HeadDistillation = HeadDistillation()
     teacher_onnx: str | None = None  # the teacher's class-logit graph, when the loss runs it instead of the teacher
     teacher_prefetch = None  # an ``edge.teacher_prefetch.TeacherPrefetch`` computing ``teacher_onnx`` a batch ahead
+    teacher_cache = None  # an ``edge.teacher_cache.TeacherLogitCache`` of ``teacher_onnx``'s logits per image
     batches: int = 0  # training batches seen, for ``HeadDistillation.every_batches``
 
     @classmethod
@@ -222,6 +226,8 @@ class EdgeDistillationModel(DistillationModel):
         from edge.teacher_scores import teacher_logits
 
         teacher = teacher_logits(self.teacher_onnx)
+        if self.teacher_cache is not None:
+            return self.teacher_cache(batch["im_file"], batch["img"]), teacher.grids
         ready = self.teacher_prefetch.take(batch) if self.teacher_prefetch is not None else None
         if ready is None:
             ready = teacher(teacher_view(batch["img"], self.head.teacher_scale))
@@ -244,13 +250,35 @@ def attach(yolo, head: HeadDistillation) -> None:
             size = view_side(int(trainer.args.imgsz), head.teacher_scale)
             with threads_kept():
                 model.teacher_onnx = str(teacher_logits_onnx(trainer.args.distill_model, size, trainer.save_dir))
-            if head.overlap:
+            if head.cached_teacher:
+                cache_teacher(trainer, model)
+            elif head.overlap:
                 prefetch_teacher(trainer, model)
         log.info("distilling at teacher scale %.2g: logit weight %g (%s-pooled), box weight %g, T %g, feature "
                  "weight %g", head.teacher_scale, head.logit_weight, head.logit_pool, head.box_weight,
                  head.temperature, model.dis)
 
     yolo.add_callback("on_pretrain_routine_end", adopt)
+
+
+def cache_teacher(trainer, model: EdgeDistillationModel) -> None:
+    """Give ``model`` a cache of the teacher's logits per training image; a training that moves its images between
+    epochs (mosaic, affine, flips) is refused, as their cached logits would be another image's."""
+    from edge.teacher_cache import TeacherLogitCache, geometry_changes
+    from edge.teacher_scores import teacher_logits
+
+    if moving := geometry_changes(trainer.args):
+        raise ValueError(f"a cached teacher needs each image in the same geometry every epoch; the training has "
+                         f"{', '.join(moving)} (edge.teacher_cache.FIXED_GEOMETRY turns them off)")
+    head = model.head
+    cache = model.teacher_cache = TeacherLogitCache(teacher_logits(model.teacher_onnx),
+                                                    lambda images: teacher_view(images, head.teacher_scale),
+                                                    limit=max(1, len(trainer.train_loader.dataset)))
+
+    def report(_trainer) -> None:
+        log.info("cached teacher: %d teacher passes, %d images served from the cache", cache.passes, cache.reused)
+
+    trainer.add_callback("on_train_end", report)
 
 
 def prefetch_teacher(trainer, model: EdgeDistillationModel) -> None:
@@ -272,5 +300,6 @@ def prefetch_teacher(trainer, model: EdgeDistillationModel) -> None:
         start=model.batches)
 
 
-__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "logit_kd_loss", "prefetch_teacher",
+__all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "cache_teacher", "logit_kd_loss",
+           "prefetch_teacher",
            "teacher_view", "view_side"]

@@ -84,27 +84,15 @@ class LearningConfig(StrictConfig):
                                "the 256 px teacher fed at its scale (edge/distill_model.py) still cost 6 pts "
                                "(training seeds 0, 1): the fresh projector is not learnt in 9 epochs")
     distill_logit_weight: float = Field(
-        0.0, ge=0, description="weight of the class-score distillation: the student's class logits learn the "
+        1.0, ge=0, description="weight of the class-score distillation: the student's class logits learn the "
                                "teacher's sigmoid scores per anchor (Bernoulli KL), with the teacher fed at its own "
                                "input scale and its scores pooled to the student's grid (distill_logit_pool) "
-                               "(edge/distill_model.py); 0: off, as it pays only where the teacher is far ahead, "
-                               "for about 1.6x the student's training CPU (the teacher's class logits on "
-                               "onnxruntime, edge/teacher_scores.py; 2.1x with the torch teacher). Measured "
-                               "(bench distill's ablation, mAP50-95 "
-                               "against labels alone, mean and std over training seeds): 1 gave +2.6 (std 2.2, "
-                               "seeds 0-5) on the default frames, where the teacher is 3.3x the label-only "
-                               "student, but -2.4 (std 2.5, seeds 1-3) with --seed 1 (2.3x) and -5.9 (std 1.3) on "
-                               "scenario seed 2 (1.6x); at temperature 0.5: +0.5, -0.5, -1.6. Foreground-weighted, "
-                               "teacher-mixed targets and teacher-ranked assignment did no better. At the same CPU "
-                               "it does not pay (default frames, seeds 0-2): distilled for 7 epochs 0.191 (31 CPU "
-                               "s), for 9 0.211 (38 s); labels alone for 11 / 12 / 13 / 14 epochs 0.191 / 0.170 / "
-                               "0.199 / 0.227 (29 / 31 / 36 / 37 s). Trained longer, labels alone catch up with "
-                               "the teacher (seeds 0-2): at 20 epochs +2.0 at the same epochs, and less than "
-                               "labels alone at the same wall time; at 60 epochs labels alone reach the teacher's "
-                               "0.50 and distillation adds nothing (-0.7, -0.4); from a teacher fine-tuned 60 "
-                               "epochs (0.80) it lost 6.0 pts (seed 0). At the default budget (seeds 0-5): +4.1 at "
-                               "the same epochs, -2.5 at the same wall time; without ground truth (bench distill "
-                               "--labels teacher, the teacher's pseudo-labels): +0.2 and -0.2")
+                               "(edge/distill_model.py; the teacher's class logits on onnxruntime, "
+                               "edge/teacher_scores.py); 0: labels alone. Measured (bench distill, six training "
+                               "seeds, docs/distillation.md): with distill_cached_teacher, +6.6 pts mAP50-95 over "
+                               "labels alone at the same epochs, +5.0 at the same wall time, +3.9 (std 1.6) over "
+                               "labels alone in the same fixed geometry at the same wall time; with the teacher "
+                               "on every batch, +4.1 and -2.5")
     distill_box_weight: float = Field(
         0.0, ge=0, description="weight of the box distillation: the student's box bins (DFL) learn the box of the "
                                "most confident teacher cell its anchor covers, weighted by that confidence; 0: off. "
@@ -130,9 +118,20 @@ class LearningConfig(StrictConfig):
     distill_overlap_teacher: bool = Field(
         True, description="class-score distillation on onnxruntime computes the teacher's logits for the next "
                           "batch on a worker thread while torch trains on this one (edge/teacher_prefetch.py): the "
-                          "same logits, loss and weights; False runs the teacher in the loss. Measured (bench "
-                          "distill's frames, 7 epochs, training seeds 0-5, torch on both cores): 0.70-0.76x the "
-                          "sequential wall time (31.9 s to 23.4 s), 0.99-1.08x its CPU")
+                          "same logits, loss and weights; False runs the teacher in the loss; unused with "
+                          "distill_cached_teacher. Measured (bench distill's frames, 7 epochs, training seeds "
+                          "0-5): 0.70-0.76x the sequential wall time (31.9 s to 23.4 s), 0.99-1.08x its CPU, "
+                          "while a fault, fixed since, left torch on one of the two cores after the teacher's "
+                          "export (docs/distillation.md)")
+    distill_cached_teacher: bool = Field(
+        True, description="class-score distillation computes the teacher's logits once per training image and "
+                          "reuses them every epoch (edge/teacher_cache.py), so the teacher costs one pass per "
+                          "image, not one per image and epoch; the distilled student then trains without "
+                          "geometric augmentation (no mosaic, affine or flips), which the logits need. Off when "
+                          "the feature or box term is on: they need the teacher on every batch. Measured (bench "
+                          "distill, six seeds): the distilled student trained in 31-36 s against 29-34 s on "
+                          "labels, where the teacher on every batch took 1.9-2.1 s an epoch against 1.5-1.6 s "
+                          "(then on one torch thread: docs/distillation.md)")
     bootstrap_train_frames: int = Field(160, ge=1, description="first-domain frames the bootstrap trains on")
     bootstrap_val_frames: int = Field(40, ge=1, description="first-domain frames held out for bootstrap validation")
     replay_fraction: float = Field(

@@ -9,7 +9,9 @@ takes the result for its own batch (``take``). The logits are the sequential pat
 same images as ultralytics' ``preprocess_batch`` makes them (uint8 / 255, on the CPU), and ``take`` hands them out
 only when the batch's preprocessed images equal the ones the view was made from; otherwise the loss runs the
 teacher itself. Measured (bench distill's frames, 7 epochs, training seeds 0-5, shared 2-core machine): the
-distilled student's training 31.9 s wall to 23.4 s (0.70-0.76x), CPU 33.0 s to 34.2 s, weights unchanged.
+distilled student's training 31.9 s wall to 23.4 s (0.70-0.76x), CPU 33.0 s to 34.2 s, weights unchanged; then
+torch ran on one of the two cores after the teacher's export (a fault, fixed since: docs/distillation.md), so the
+prefetch had that core to itself. The default cached teacher (``edge.teacher_cache``) needs no prefetch.
 """
 
 from __future__ import annotations

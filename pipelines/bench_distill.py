@@ -29,8 +29,11 @@ DRIFT_FRAMES = 130  # about what the lab's last round trains on: 3 rounds x 2 en
 VAL_FRAMES = 40
 DRIFT_LABELS = ("oracle", "teacher")  # what the drift frames are labelled with (--labels)
 LABEL_ONLY = "labels only"
+# the label-only student in the cached teacher's fixed geometry (edge.teacher_cache), beside the default one
+LABEL_ONLY_FIXED = "labels only, fixed geometry"
+SAME_TIME = ", same wall time"
 # the label-only student again, for as many epochs as fit the distilled students' wall time: "same time"
-LABEL_ONLY_SAME_TIME = "labels only, same wall time"
+LABEL_ONLY_SAME_TIME = LABEL_ONLY + SAME_TIME
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,8 @@ def run_bench_distill(args) -> int:
         console.print(f"[red]edgeloop bench distill --labels teacher: {error}[/]")
         return 2
     console.print(_table(rows, config, frames, times))
-    console.print(_gain_table(gains(rows), "at the same epochs"))
-    if any(r.variant == LABEL_ONLY_SAME_TIME for r in rows):
-        console.print(_gain_table(gains(rows, LABEL_ONLY_SAME_TIME), "at the same wall time"))
+    for baseline, when in comparisons(rows):
+        console.print(_gain_table(gains(rows, baseline), when, baseline))
     for line in verdict(rows):
         console.print(line)
     return 0
@@ -210,8 +212,15 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
                       time.process_time() - cpu))
     if labels == "teacher":
         drift = pseudo_labelled(drift, teacher.weights, "the fine-tuned teacher", config, say)
-    variants = [(LABEL_ONLY, {})] + [(distilled_name(config, w), teacher_arguments(
+    distilled = [(distilled_name(config, w), teacher_arguments(
         teacher.weights, config.model_copy(update={"distill_loss_weight": w}))) for w in weights]
+    baselines = [(LABEL_ONLY, {})]
+    if any(getattr(extra.get("distill_head"), "cached_teacher", False) for _, extra in distilled):
+        from edge.teacher_cache import FIXED_GEOMETRY
+
+        # a cached teacher's students keep each image's geometry: so does this label-only student
+        baselines.append((LABEL_ONLY_FIXED, dict(FIXED_GEOMETRY)))
+    variants = baselines + distilled
     drawn = replay
     for seed in seeds if seeds is not None else [config.seed]:
         seeded = config.model_copy(update={"seed": seed})  # ultralytics' seed: initial draws, augmentation, order
@@ -230,11 +239,13 @@ def distill_ablation(config, frames: int, weights: list[float], work: Path, say=
         trained = [student(variant, f"student-{index}", seeded.distill, **extra)
                    for index, (variant, extra) in enumerate(variants)]
         rows += trained
-        if len(trained) > 1:
-            on_labels, distilled = trained[0], trained[1:]
-            epochs = same_time_epochs(on_labels, statistics.fmean(r.steady_s for r in distilled))
-            rows.append(student(LABEL_ONLY_SAME_TIME, "student-same-time",
-                                seeded.distill.model_copy(update={"epochs": epochs, "target_images": None})))
+        if len(trained) > len(baselines):
+            wall_s = statistics.fmean(r.steady_s for r in trained[len(baselines):])
+            for index, ((variant, extra), on_labels) in enumerate(zip(baselines, trained)):
+                epochs = same_time_epochs(on_labels, wall_s)
+                rows.append(student(variant + SAME_TIME, "student-same-time" + (f"-{index}" if index else ""),
+                                    seeded.distill.model_copy(update={"epochs": epochs, "target_images": None}),
+                                    **extra))
     return rows, times
 
 
@@ -304,17 +315,27 @@ def gains(rows: list[Row], baseline: str = LABEL_ONLY) -> list[Gain]:
     return [Gain(variant, by_seed) for variant, by_seed in by_variant.items()]
 
 
+def comparisons(rows: list[Row]) -> list[tuple[str, str]]:
+    """(baseline variant, when) of each label-only student the rows hold, to compare the distilled ones with."""
+    out = []
+    for base in (LABEL_ONLY, LABEL_ONLY_FIXED):
+        for baseline, when in ((base, "at the same epochs"), (base + SAME_TIME, "at the same wall time")):
+            if any(r.variant == baseline for r in rows):
+                out.append((baseline, when))
+    return out
+
+
 def verdict(rows: list[Row]) -> list[str]:
     """The issue's two questions: is the teacher worth learning from, and does distillation pay (mean over seeds)."""
     base = statistics.fmean(r.new_map for r in label_only(rows))
     teacher = next(r for r in rows if r.variant == "teacher (fine-tuned)")
     ratio = teacher.new_map / base if base > 0 else float("inf")
     lines = [f"teacher / label-only student (mean over seeds): {ratio:.2f}x (target >= 1.3x)"]
-    for baseline, when in ((LABEL_ONLY, "at the same epochs"), (LABEL_ONLY_SAME_TIME, "at the same wall time")):
-        if any(r.variant == baseline for r in rows):
-            best = max(gains(rows, baseline), key=lambda g: g.mean)
-            lines.append(f"best distilled ({best.variant}) - label-only {when}: {best.mean:+.1f} pts mean, std "
-                         f"{best.std:.1f}, over {len(best.by_seed)} training seed(s) (target >= +1 pt)")
+    for baseline, when in comparisons(rows):
+        best = max(gains(rows, baseline), key=lambda g: g.mean)
+        lines.append(f"best distilled ({best.variant}) - {baseline.removesuffix(SAME_TIME)} {when}: "
+                     f"{best.mean:+.1f} pts mean, std {best.std:.1f}, over {len(best.by_seed)} training seed(s) "
+                     f"(target >= +1 pt)")
     return lines
 
 
@@ -334,10 +355,11 @@ def _table(rows: list[Row], config, frames: int, times: dict):
     return table
 
 
-def _gain_table(variant_gains: list[Gain], when: str):
+def _gain_table(variant_gains: list[Gain], when: str, baseline: str = LABEL_ONLY):
     from rich.table import Table
 
-    table = Table(title=f"distilled - label-only {when}, new-domain mAP50-95 points, per training seed")
+    table = Table(title=f"distilled - {baseline.removesuffix(SAME_TIME)} {when}, new-domain mAP50-95 points, per "
+                        f"training seed")
     table.add_column("variant")
     seeds = sorted({s for g in variant_gains for s in g.by_seed})
     for column in [f"seed {s}" for s in seeds] + ["mean", "std"]:
@@ -348,6 +370,6 @@ def _gain_table(variant_gains: list[Gain], when: str):
     return table
 
 
-__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_SAME_TIME", "Gain", "NoPseudoLabels", "Row", "distill_ablation",
-           "distilled_name", "epoch_seconds", "gains", "label_only", "pseudo_labelled", "run_bench_distill",
-           "same_time_epochs", "training_seeds", "verdict"]
+__all__ = ["DRIFT_FRAMES", "LABEL_ONLY_FIXED", "LABEL_ONLY_SAME_TIME", "SAME_TIME", "Gain", "NoPseudoLabels", "Row",
+           "comparisons", "distill_ablation", "distilled_name", "epoch_seconds", "gains", "label_only",
+           "pseudo_labelled", "run_bench_distill", "same_time_epochs", "training_seeds", "verdict"]

@@ -172,6 +172,7 @@ def test_distillation_training_is_unchanged_and_leaves_no_thread(tmp_path, tiny_
     weights = {}
     for overlap in (False, True):
         config = LearningConfig(imgsz=64, batch=16, distill_logit_weight=1.0, distill_overlap_teacher=overlap,
+                                distill_cached_teacher=False,
                                 teacher_input_scale=tiny_yolo.imgsz / 64, cache_dir=tmp_path / "cache")
         last = train_yolo(model_source(ModelSpec(scale=(0.33, 0.125, 64)), tmp_path), data,
                           TrainSpec(epochs=2, warmup_epochs=0), config, tmp_path / f"run-{overlap}",

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from edge.learning_config import LearningConfig, ModelSpec, TrainSpec
-from pipelines.bench_distill import (LABEL_ONLY, LABEL_ONLY_SAME_TIME, NoPseudoLabels, Row, distill_ablation,
-                                     distilled_name, epoch_seconds, gains, same_time_epochs, training_seeds, verdict)
+from pipelines.bench_distill import (LABEL_ONLY, LABEL_ONLY_FIXED, LABEL_ONLY_SAME_TIME, SAME_TIME, NoPseudoLabels, Row,
+                                     distill_ablation, distilled_name, epoch_seconds, gains, same_time_epochs,
+                                     training_seeds, verdict)
 
 
 def test_tiny_ablation_trains_each_variant_and_distills_across_input_sizes(tmp_path, caplog):
@@ -66,7 +67,8 @@ def test_tiny_ablation_without_ground_truth_trains_on_the_teachers_pseudo_labels
     said = []
     rows, _ = distill_ablation(config, frames=8, weights=[0.0], work=tmp_path / "work", say=said.append, seeds=[0],
                                labels="teacher")
-    assert [r.variant for r in rows][-3:] == [LABEL_ONLY, distilled_name(config, 0.0), LABEL_ONLY_SAME_TIME]
+    assert [r.variant for r in rows][-5:] == [LABEL_ONLY, LABEL_ONLY_FIXED, distilled_name(config, 0.0),
+                                              LABEL_ONLY_SAME_TIME, LABEL_ONLY_FIXED + SAME_TIME]
     counts = {}
     for line in said:
         match = re.match(r"pseudo-labels of (.*): (\d+) of 8 frames .* (\d+) boxes against (\d+) in ground truth", line)
@@ -75,7 +77,8 @@ def test_tiny_ablation_without_ground_truth_trains_on_the_teachers_pseudo_labels
     assert set(counts) == {"the pre-drift teacher", "the fine-tuned teacher"}
     frames, boxes, truth = counts["the fine-tuned teacher"]
     assert 0 < frames and boxes != truth  # the teacher's boxes, not the ground truth's
-    for student in ("student-0-seed-0", "student-1-seed-0", "student-same-time-seed-0"):
+    for student in ("student-0-seed-0", "student-1-seed-0", "student-2-seed-0", "student-same-time-seed-0",
+                    "student-same-time-1-seed-0"):
         labels = tmp_path / "work" / student / "student-data" / "labels" / "train"
         drift = [path for path in labels.iterdir() if "-up-" in path.name]
         assert len(drift) == frames
@@ -85,6 +88,35 @@ def test_tiny_ablation_without_ground_truth_trains_on_the_teachers_pseudo_labels
     strict = config.model_copy(update={"teacher_label_conf": 0.999})  # a clear error, not a crash in training
     with pytest.raises(NoPseudoLabels, match="the pre-drift teacher labelled none of the drift frames"):
         distill_ablation(strict, frames=8, weights=[0.0], work=tmp_path / "strict", say=said.append, labels="teacher")
+
+
+def test_tiny_ablation_with_a_cached_teacher_compares_with_label_only_students_in_both_geometries(tmp_path, caplog):
+    """The cached teacher's students keep each image's geometry: a label-only student in that geometry joins the
+    default one, at the same epochs and the same wall time; the teacher ran once per training image."""
+    caplog.set_level(logging.INFO, logger="edge.distill_model")
+    one_epoch, two_epochs = (TrainSpec(epochs=n, lr0=0.01, warmup_epochs=0) for n in (1, 2))
+    config = LearningConfig(
+        teacher=ModelSpec(scale=(0.33, 0.25, 64)), student=ModelSpec(scale=(0.33, 0.125, 64)),
+        imgsz=64, teacher_input_scale=1.5, batch=3, bootstrap=one_epoch, finetune=one_epoch, distill=two_epochs,
+        bootstrap_train_frames=6, bootstrap_val_frames=2, cache_dir=tmp_path / "cache", distill_logit_weight=1.0,
+        distill_cached_teacher=True)
+    rows, _ = distill_ablation(config, frames=6, weights=[0.0], work=tmp_path / "work", say=lambda line: None,
+                               seeds=[0])
+    distilled = distilled_name(config, 0.0)
+    assert [r.variant for r in rows][3:] == [LABEL_ONLY, LABEL_ONLY_FIXED, distilled, LABEL_ONLY_SAME_TIME,
+                                             LABEL_ONLY_FIXED + SAME_TIME]
+    assert len(verdict(rows)) == 5  # the teacher, then each label-only student at the same epochs and wall time
+    train_args = {path.parents[3].name: torch.load(path, weights_only=False)["train_args"]
+                  for path in (tmp_path / "work").glob("student*/runs/*/weights/last.pt")}
+    moving = {name for name, args in train_args.items() if args["mosaic"] or args["fliplr"] or args["scale"]}
+    assert moving == {"student-0-seed-0", "student-same-time-seed-0"}
+    images = len(list((tmp_path / "work" / "student-2-seed-0" / "student-data" / "images" / "train").iterdir()))
+    assert f"cached teacher: {images} teacher passes, {images} images served from the cache" in caplog.text
+    # the box term needs the teacher on every batch: no cache, and the default geometry
+    from edge.distill import teacher_arguments
+
+    boxes = teacher_arguments(tmp_path / "teacher.pt", config.model_copy(update={"distill_box_weight": 1.0}))
+    assert not boxes["distill_head"].cached_teacher and "mosaic" not in boxes
 
 
 def _rows(label_only: dict[int, float], distilled: dict[int, float]) -> list[Row]:
