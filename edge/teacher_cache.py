@@ -25,20 +25,27 @@ def geometry_changes(args) -> list[str]:
             if getattr(args, name, fixed) not in (fixed, None, False)]
 
 
+# the lab's logits take 16 kB an image (3 classes, 1,344 anchors); 80 classes on a 640 px student's 1,280 px view
+# would take 11 MB, so a COCO-sized training set is bounded by bytes before it reaches its image count
+MAX_CACHE_BYTES = 2 << 30
+
+
 class TeacherLogitCache:
     """Class logits per (image file, image size): the teacher runs on the images of a batch it has not seen yet.
 
     ``teacher`` maps the teacher's view to (B, nc, anchors) logits, ``view`` makes that view from the student's
-    images (B, 3, H, W floats in 0..1); at most ``limit`` images are kept (the training set's size), and an image
-    beyond them is scored again each time it comes.
+    images (B, 3, H, W floats in 0..1); at most ``limit`` images (the training set's size) and ``max_bytes`` of
+    logits are kept, and an image beyond them is scored again each time it comes.
     """
 
     def __init__(self, teacher: Callable[[torch.Tensor], torch.Tensor],
-                 view: Callable[[torch.Tensor], torch.Tensor], limit: int):
-        if limit < 1:
-            raise ValueError(f"the teacher cache needs room for at least one image, not {limit}")
-        self.teacher, self.view, self.limit = teacher, view, limit
+                 view: Callable[[torch.Tensor], torch.Tensor], limit: int, max_bytes: int = MAX_CACHE_BYTES):
+        if limit < 1 or max_bytes < 1:
+            raise ValueError(f"the teacher cache needs room for at least one image, not {limit} images and "
+                             f"{max_bytes} bytes")
+        self.teacher, self.view, self.limit, self.max_bytes = teacher, view, limit, max_bytes
         self.logits: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self.bytes = 0  # held in ``logits``
         self.passes = self.reused = 0  # images the teacher ran on, and images served from the cache
 
     def __call__(self, files: Sequence[str], images: torch.Tensor) -> torch.Tensor:
@@ -51,11 +58,15 @@ class TeacherLogitCache:
         if missing:
             scored = self.teacher(self.view(images[missing])).to("cpu")
             fresh = {keys[i]: scored[j] for j, i in enumerate(missing)}
-            for key in list(fresh)[:max(0, self.limit - len(self.logits))]:
-                self.logits[key] = fresh[key]
+            for key, logits in fresh.items():
+                size = logits.numel() * logits.element_size()
+                if len(self.logits) >= self.limit or self.bytes + size > self.max_bytes:
+                    break
+                self.logits[key] = logits
+                self.bytes += size
         self.passes += len(fresh)
         self.reused += len(keys) - len(missing)
         return torch.stack([fresh.get(key, self.logits.get(key)) for key in keys]).to(images.device)
 
 
-__all__ = ["FIXED_GEOMETRY", "TeacherLogitCache", "geometry_changes"]
+__all__ = ["FIXED_GEOMETRY", "MAX_CACHE_BYTES", "TeacherLogitCache", "geometry_changes"]

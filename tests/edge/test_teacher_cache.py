@@ -48,6 +48,10 @@ def test_beyond_its_limit_an_image_is_scored_each_time_and_nothing_else_is_lost(
     assert out[:, 0, 0].tolist() == pytest.approx([0.1, 0.2])
     with pytest.raises(ValueError, match="at least one image"):
         TeacherLogitCache(teacher, lambda images: images, limit=0)
+    # bounded by bytes too: each image's logits here are 2 x 5 float32, 40 bytes
+    small = TeacherLogitCache(teacher, lambda images: images, limit=10, max_bytes=100)
+    small(["a.jpg", "b.jpg", "c.jpg"], _batch([0.1, 0.2, 0.3]))
+    assert len(small.logits) == 2 and small.bytes == 80
     with pytest.raises(ValueError, match="2 file names for 1 images"):
         cache(["a.jpg", "b.jpg"], _batch([0.1]))
 
