@@ -301,5 +301,4 @@ def prefetch_teacher(trainer, model: EdgeDistillationModel) -> None:
 
 
 __all__ = ["EdgeDistillationModel", "HeadDistillation", "align_head", "attach", "cache_teacher", "logit_kd_loss",
-           "prefetch_teacher",
-           "teacher_view", "view_side"]
+           "prefetch_teacher", "teacher_view", "view_side"]
