@@ -62,7 +62,7 @@ class TeacherLogitCache:
                 size = logits.numel() * logits.element_size()
                 if len(self.logits) >= self.limit or self.bytes + size > self.max_bytes:
                     break
-                self.logits[key] = logits
+                self.logits[key] = logits.clone()  # its own storage: a view would keep the whole batch's alive
                 self.bytes += size
         self.passes += len(fresh)
         self.reused += len(keys) - len(missing)
